@@ -1,0 +1,140 @@
+"""Memory-budgeted block walking: every step processes a raster window by window.
+
+A step says how many bytes it holds per pixel (all dates, bands and working copies together);
+:func:`iter_blocks` cuts the raster into windows whose pixels fit the budget, aligned to the
+stacks' internal tiles, with an optional halo for steps that look at neighbours (averaging,
+dilation). Progress is reported and cancel checked once per block, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from .progress import Progress, ensure_progress
+
+#: Default memory budget for one block's working arrays; ``EOLULC_BLOCK_BUDGET_MB`` overrides it.
+DEFAULT_BUDGET_MB = 256
+#: Block sides are multiples of this (the stacks' tile size) when the budget allows.
+ALIGN = 256
+
+
+def default_budget_bytes() -> int:
+    """The budget in bytes: ``EOLULC_BLOCK_BUDGET_MB`` if set, else :data:`DEFAULT_BUDGET_MB`."""
+    value = os.environ.get("EOLULC_BLOCK_BUDGET_MB", "").strip()
+    try:
+        megabytes = float(value) if value else DEFAULT_BUDGET_MB
+    except ValueError:
+        megabytes = DEFAULT_BUDGET_MB
+    return max(1, int(megabytes * 1024 * 1024))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One window of the raster: ``row``/``col``/``height``/``width`` is the part this block
+    owns (and writes); ``read_*`` is that window grown by the halo and clipped to the raster."""
+
+    index: int
+    count: int
+    row: int
+    col: int
+    height: int
+    width: int
+    read_row: int
+    read_col: int
+    read_height: int
+    read_width: int
+
+    @property
+    def window(self) -> tuple[int, int, int, int]:
+        """``(row, col, height, width)`` of the owned window."""
+        return self.row, self.col, self.height, self.width
+
+    @property
+    def read_window(self) -> tuple[int, int, int, int]:
+        """``(row, col, height, width)`` of the window to read, halo included."""
+        return self.read_row, self.read_col, self.read_height, self.read_width
+
+    @property
+    def inner(self) -> tuple[slice, slice]:
+        """Row and column slices that cut the owned window out of an array read with the halo."""
+        top = self.row - self.read_row
+        left = self.col - self.read_col
+        return slice(top, top + self.height), slice(left, left + self.width)
+
+
+def block_shape(
+    height: int,
+    width: int,
+    bytes_per_pixel: float,
+    budget_bytes: int | None = None,
+    halo: int = 0,
+    align: int = ALIGN,
+) -> tuple[int, int]:
+    """Rows and columns of the owned part of a block so that the block with its halo fits the budget.
+
+    Wide rasters get square-ish blocks aligned to ``align``; a block never has less than one
+    pixel, even when a single pixel's time series exceeds the budget.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"the raster has no pixels ({width} x {height})")
+    budget = default_budget_bytes() if budget_bytes is None else max(1, int(budget_bytes))
+    pixels = max(1.0, budget / max(float(bytes_per_pixel), 1e-9))
+    side = int(math.sqrt(pixels)) - 2 * halo
+    cols = min(width, max(1, side))
+    if cols >= align and cols < width:
+        cols -= cols % align
+    rows = int(pixels // (cols + 2 * halo)) - 2 * halo
+    rows = min(height, max(1, rows))
+    if rows >= align and rows < height:
+        rows -= rows % align
+    return rows, cols
+
+
+def iter_blocks(
+    height: int,
+    width: int,
+    bytes_per_pixel: float,
+    budget_bytes: int | None = None,
+    halo: int = 0,
+    progress: Progress | None = None,
+    align: int = ALIGN,
+) -> Iterator[Block]:
+    """Yield the blocks of a ``height`` x ``width`` raster in row-major order.
+
+    Before each block the caller's cancel is checked (raising :class:`~.progress.Cancelled`);
+    after each block the fraction done is reported.
+    """
+    progress = ensure_progress(progress)
+    rows, cols = block_shape(height, width, bytes_per_pixel, budget_bytes, halo, align)
+    n_rows = math.ceil(height / rows)
+    n_cols = math.ceil(width / cols)
+    count = n_rows * n_cols
+    index = 0
+    for r in range(n_rows):
+        row = r * rows
+        h = min(rows, height - row)
+        for c in range(n_cols):
+            col = c * cols
+            w = min(cols, width - col)
+            read_row = max(0, row - halo)
+            read_col = max(0, col - halo)
+            read_bottom = min(height, row + h + halo)
+            read_right = min(width, col + w + halo)
+            progress.check()
+            yield Block(
+                index=index,
+                count=count,
+                row=row,
+                col=col,
+                height=h,
+                width=w,
+                read_row=read_row,
+                read_col=read_col,
+                read_height=read_bottom - read_row,
+                read_width=read_right - read_col,
+            )
+            index += 1
+            progress.report(index / count)

@@ -1,0 +1,60 @@
+"""The tiny progress/cancel protocol between the QGIS-free core and whoever drives it.
+
+The core never imports QGIS. Long-running core functions take a :class:`Progress` and call
+``report`` (fraction done, 0..1), ``log`` (a line for the user) and ``check`` (raises
+:class:`Cancelled` when the user asked to stop). The processing layer builds one from a
+``QgsProcessingFeedback``; scripts and tests pass nothing and get a silent one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+class Cancelled(Exception):
+    """Raised inside the core when the caller asked to stop; outputs are then discarded."""
+
+
+class Progress:
+    """Progress, log and cancel callbacks, each optional.
+
+    ``scaled(start, end)`` gives a child that maps its own 0..1 onto ``start..end`` of this one,
+    so a multi-step job hands each step its own Progress.
+    """
+
+    def __init__(
+        self,
+        on_progress: Callable[[float], None] | None = None,
+        is_canceled: Callable[[], bool] | None = None,
+        on_log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._on_progress = on_progress
+        self._is_canceled = is_canceled
+        self._on_log = on_log
+
+    def report(self, fraction: float) -> None:
+        if self._on_progress is not None:
+            self._on_progress(min(1.0, max(0.0, float(fraction))))
+
+    def log(self, message: str) -> None:
+        if self._on_log is not None:
+            self._on_log(message)
+
+    def canceled(self) -> bool:
+        return bool(self._is_canceled and self._is_canceled())
+
+    def check(self) -> None:
+        if self.canceled():
+            raise Cancelled("canceled by the user")
+
+    def scaled(self, start: float, end: float) -> Progress:
+        return Progress(
+            on_progress=lambda f: self.report(start + (end - start) * f),
+            is_canceled=self._is_canceled,
+            on_log=self._on_log,
+        )
+
+
+def ensure_progress(progress: Progress | None) -> Progress:
+    """The given Progress, or a silent one that never cancels."""
+    return progress if progress is not None else Progress()

@@ -1,0 +1,401 @@
+"""The time-stack format that every EO LULC step reads and writes.
+
+A time stack is one tiled, compressed (Big)GeoTIFF holding ``T`` dates x ``B`` bands as
+``T * B`` raster bands, date-major: GeoTIFF band ``t * B + b + 1`` is band ``b`` of date ``t``.
+Each band's description is ``"<ISO date-time> <band name>"`` (``2017-03-14T10:00:21 B04``) and
+carries ``DATE``/``BAND`` band tags; the dataset tags ``EOLULC_DATES`` and ``EOLULC_BANDS``
+(JSON lists) hold the same so the whole structure is read in one call. Nodata is stored as
+GDAL nodata; digital numbers keep GDAL's per-band scale/offset (``reflectance = DN * scale + offset``).
+A single-date raster is a stack with ``T = 1``; a mask is a stack with one band per date.
+
+In memory a block of a stack is a numpy array laid out like eo-learn's temporal features:
+``(time, height, width, bands)``. Windows are ``(row, col, height, width)`` tuples.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import numpy as np
+
+FORMAT_VERSION = "1"
+TAG_VERSION = "EOLULC_STACK_VERSION"
+TAG_DATES = "EOLULC_DATES"
+TAG_BANDS = "EOLULC_BANDS"
+
+#: On-disk layout, chosen from ``bench/stack_layout.py`` (figures in the README).
+TILE_SIZE = 256
+INTERLEAVE = "band"
+COMPRESSION = "zstd"
+FALLBACK_COMPRESSION = "deflate"
+
+Window = tuple[int, int, int, int]
+
+
+def format_datetime(value: datetime) -> str:
+    """ISO form used in descriptions and tags: ``YYYY-MM-DDTHH:MM:SS`` (UTC, no zone suffix)."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse an ISO date or date-time; zone-aware values are converted to naive UTC."""
+    cleaned = text.strip()
+    if cleaned.endswith("Z"):
+        cleaned = cleaned[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(cleaned)
+    except ValueError as error:
+        raise ValueError(f"'{text}' is not an ISO date or date-time (like 2017-03-14T10:00:21)") from error
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def band_description(date: datetime | None, band: str) -> str:
+    return band if date is None else f"{format_datetime(date)} {band}"
+
+
+_DESCRIPTION = re.compile(r"^(\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?)\s+(\S.*)$")
+
+
+def split_description(text: str) -> tuple[datetime, str] | None:
+    """``"2017-03-14T10:00:21 B04"`` -> ``(datetime, "B04")``; ``None`` if it has no leading date."""
+    match = _DESCRIPTION.match(text or "")
+    if not match:
+        return None
+    try:
+        return parse_datetime(match.group(1).replace(" ", "T")), match.group(2).strip()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where a raster lies: size in pixels, CRS as WKT, and the affine transform (rasterio order)."""
+
+    width: int
+    height: int
+    crs_wkt: str | None
+    transform: tuple[float, float, float, float, float, float]
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        a, b, _, d, e, _ = self.transform
+        return float(np.hypot(a, d)), float(np.hypot(b, e))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)`` for north-up grids."""
+        a, _, c, _, e, f = self.transform
+        xs = (c, c + a * self.width)
+        ys = (f, f + e * self.height)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def same_as(self, other: Grid, tolerance: float = 1e-6) -> bool:
+        """Same size, same transform (within ``tolerance`` of a pixel) and same CRS."""
+        if (self.width, self.height) != (other.width, other.height):
+            return False
+        pixel = max(min(self.resolution), 1e-12)
+        if any(abs(x - y) > tolerance * pixel for x, y in zip(self.transform, other.transform)):
+            return False
+        return _same_crs(self.crs_wkt, other.crs_wkt)
+
+
+def _same_crs(a: str | None, b: str | None) -> bool:
+    if a == b:
+        return True
+    if not a or not b:
+        return False
+    from rasterio.crs import CRS
+
+    return CRS.from_user_input(a) == CRS.from_user_input(b)
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Everything about a stack except its pixels."""
+
+    grid: Grid
+    dates: tuple[datetime | None, ...]
+    bands: tuple[str, ...]
+    dtype: str
+    nodata: float | None = None
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.dates or not self.bands:
+            raise ValueError("a time stack needs at least one date and one band")
+        if len(set(self.bands)) != len(self.bands):
+            raise ValueError(f"band names must be unique, got {list(self.bands)}")
+        n = len(self.bands)
+        object.__setattr__(self, "scales", tuple(self.scales) or (1.0,) * n)
+        object.__setattr__(self, "offsets", tuple(self.offsets) or (0.0,) * n)
+        if len(self.scales) != n or len(self.offsets) != n:
+            raise ValueError("scales and offsets need one value per band")
+
+    @property
+    def n_dates(self) -> int:
+        return len(self.dates)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def count(self) -> int:
+        """Number of GeoTIFF bands: dates x bands."""
+        return self.n_dates * self.n_bands
+
+    @property
+    def is_dated(self) -> bool:
+        return all(d is not None for d in self.dates)
+
+    @property
+    def has_scaling(self) -> bool:
+        return any(s != 1.0 for s in self.scales) or any(o != 0.0 for o in self.offsets)
+
+    def band_index(self, name: str) -> int:
+        try:
+            return self.bands.index(name)
+        except ValueError:
+            raise ValueError(f"the stack has no band '{name}'; its bands are {', '.join(self.bands)}") from None
+
+    def layer(self, date_index: int, band_index: int) -> int:
+        """1-based GeoTIFF band number of one date's band."""
+        return date_index * self.n_bands + band_index + 1
+
+    def descriptions(self) -> list[str]:
+        return [band_description(d, b) for d in self.dates for b in self.bands]
+
+    def evolve(self, **changes: Any) -> StackInfo:
+        """A copy with some fields changed (for an output derived from an input)."""
+        return replace(self, **changes)
+
+
+def read_info(path: str) -> StackInfo:
+    """Read a stack's structure; any GDAL raster is accepted (plain rasters become ``T = 1``)."""
+    with open_stack(path) as reader:
+        return reader.info
+
+
+def _open_dataset(path: str):
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as error:
+        raise ValueError(f"cannot open '{path}' as a raster: {error}") from error
+
+
+def _info_from_dataset(ds) -> StackInfo:
+    grid = Grid(
+        width=ds.width,
+        height=ds.height,
+        crs_wkt=ds.crs.to_wkt() if ds.crs else None,
+        transform=tuple(ds.transform)[:6],
+    )
+    tags = ds.tags()
+    nodata = ds.nodatavals[0] if ds.nodatavals else None
+    dtype = ds.dtypes[0]
+    if len(set(ds.dtypes)) != 1:
+        raise ValueError(f"'{ds.name}' mixes data types {sorted(set(ds.dtypes))}; a time stack has one")
+    if TAG_DATES in tags and TAG_BANDS in tags:
+        try:
+            dates = tuple(parse_datetime(d) if d else None for d in json.loads(tags[TAG_DATES]))
+            bands = tuple(str(b) for b in json.loads(tags[TAG_BANDS]))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"'{ds.name}' has unreadable EO LULC stack metadata: {error}") from error
+        if len(dates) * len(bands) != ds.count:
+            raise ValueError(
+                f"'{ds.name}' says it holds {len(dates)} dates x {len(bands)} bands but has {ds.count} bands"
+            )
+    else:
+        dates, bands = _structure_from_descriptions(ds.descriptions, ds.count)
+    n = len(bands)
+    scales = tuple(float(s) for s in ds.scales[:n])
+    offsets = tuple(float(o) for o in ds.offsets[:n])
+    extra = {k: v for k, v in tags.items() if k not in (TAG_DATES, TAG_BANDS, TAG_VERSION)}
+    return StackInfo(
+        grid=grid,
+        dates=dates,
+        bands=bands,
+        dtype=dtype,
+        nodata=None if nodata is None else float(nodata),
+        scales=scales,
+        offsets=offsets,
+        tags=extra,
+    )
+
+
+def _structure_from_descriptions(
+    descriptions: Sequence[str | None], count: int
+) -> tuple[tuple[datetime | None, ...], tuple[str, ...]]:
+    """Recover dates and bands of a stack written by another tool with ``"<date> <band>"`` descriptions;
+    otherwise a single undated date whose bands are the descriptions (or ``band_1``...)."""
+    parsed = [split_description(d or "") for d in descriptions]
+    if count and all(parsed):
+        dates: list[datetime] = []
+        bands: list[str] = []
+        for date, band in parsed:  # type: ignore[misc]
+            if not dates or date != dates[-1]:
+                dates.append(date)
+            if len(dates) == 1:
+                bands.append(band)
+        if len(dates) * len(bands) == count and all(
+            parsed[t * len(bands) + b] == (dates[t], bands[b])
+            for t in range(len(dates))
+            for b in range(len(bands))
+        ):
+            return tuple(dates), tuple(bands)
+    names = [d.strip() if d and d.strip() else f"band_{i + 1}" for i, d in enumerate(descriptions)]
+    if len(set(names)) != len(names):
+        names = [f"band_{i + 1}" for i in range(count)]
+    return (None,), tuple(names)
+
+
+class StackReader:
+    """Reads windows of a stack as ``(time, height, width, bands)`` arrays."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        self._ds = _open_dataset(self.path)
+        try:
+            self.info = _info_from_dataset(self._ds)
+        except Exception:
+            self._ds.close()
+            raise
+
+    def read(
+        self,
+        window: Window | None = None,
+        dates: Sequence[int] | None = None,
+        bands: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Raw values (no scaling) of a window, optionally only some date and band indices."""
+        from rasterio.windows import Window as RioWindow
+
+        info = self.info
+        t_idx = list(range(info.n_dates)) if dates is None else list(dates)
+        b_idx = list(range(info.n_bands)) if bands is None else list(bands)
+        layers = [info.layer(t, b) for t in t_idx for b in b_idx]
+        rio_window = None
+        h, w = info.grid.height, info.grid.width
+        if window is not None:
+            row, col, h, w = window
+            rio_window = RioWindow(col, row, w, h)
+        data = self._ds.read(layers, window=rio_window)
+        return data.reshape(len(t_idx), len(b_idx), h, w).transpose(0, 2, 3, 1)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> StackReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_stack(path: str) -> StackReader:
+    return StackReader(path)
+
+
+def creation_options(dtype: str, compression: str = COMPRESSION) -> dict[str, Any]:
+    """GeoTIFF creation options of the stack layout (tiles, compression, predictor, BigTIFF)."""
+    kind = np.dtype(dtype).kind
+    predictor = 3 if kind == "f" else 2 if np.dtype(dtype).itemsize > 1 else 1
+    return {
+        "driver": "GTiff",
+        "tiled": True,
+        "blockxsize": TILE_SIZE,
+        "blockysize": TILE_SIZE,
+        "compress": compression,
+        "predictor": predictor,
+        "interleave": INTERLEAVE,
+        "BIGTIFF": "IF_SAFER",
+    }
+
+
+class StackWriter:
+    """Writes a stack window by window. Use :func:`~.atomic.atomic_outputs` for the path so that
+    a failure or cancel leaves nothing behind."""
+
+    def __init__(self, path: str, info: StackInfo) -> None:
+        import rasterio
+        from rasterio.crs import CRS
+
+        self.path = str(path)
+        self.info = info
+        grid = info.grid
+        profile = creation_options(info.dtype)
+        if grid.width < TILE_SIZE or grid.height < TILE_SIZE:
+            # small rasters: tiles no larger than needed (GeoTIFF tiles are multiples of 16)
+            side = max(16, 16 * int(np.ceil(max(grid.width, grid.height) / 16)))
+            profile["blockxsize"] = profile["blockysize"] = min(TILE_SIZE, side)
+        create = dict(
+            width=grid.width,
+            height=grid.height,
+            count=info.count,
+            dtype=info.dtype,
+            crs=CRS.from_wkt(grid.crs_wkt) if grid.crs_wkt else None,
+            transform=rasterio.Affine(*grid.transform),
+            nodata=info.nodata,
+        )
+        try:
+            self._ds = rasterio.open(self.path, "w", **create, **profile)
+        except rasterio.errors.RasterioIOError:
+            # a GDAL built without ZSTD: same layout, DEFLATE
+            profile["compress"] = FALLBACK_COMPRESSION
+            self._ds = rasterio.open(self.path, "w", **create, **profile)
+        try:
+            self._write_metadata()
+        except Exception:
+            self._ds.close()
+            raise
+
+    def _write_metadata(self) -> None:
+        info, ds = self.info, self._ds
+        dates = [format_datetime(d) if d is not None else "" for d in info.dates]
+        tags = {k: str(v) for k, v in info.tags.items()}
+        tags.update({
+            TAG_VERSION: FORMAT_VERSION,
+            TAG_DATES: json.dumps(dates),
+            TAG_BANDS: json.dumps(list(info.bands)),
+        })
+        ds.update_tags(**tags)
+        for t, date in enumerate(info.dates):
+            for b, band in enumerate(info.bands):
+                layer = info.layer(t, b)
+                ds.set_band_description(layer, band_description(date, band))
+                ds.update_tags(layer, DATE=dates[t], BAND=band)
+        if info.has_scaling:
+            ds.scales = info.scales * info.n_dates
+            ds.offsets = info.offsets * info.n_dates
+
+    def write(self, data: np.ndarray, window: Window | None = None) -> None:
+        """Write a ``(time, height, width, bands)`` block at ``window`` (the whole raster if ``None``)."""
+        from rasterio.windows import Window as RioWindow
+
+        info = self.info
+        t, h, w, b = data.shape
+        if (t, b) != (info.n_dates, info.n_bands):
+            raise ValueError(f"block has {t} dates x {b} bands, the stack {info.n_dates} x {info.n_bands}")
+        rio_window = None if window is None else RioWindow(window[1], window[0], window[3], window[2])
+        layers = np.ascontiguousarray(data.transpose(0, 3, 1, 2).reshape(t * b, h, w), dtype=info.dtype)
+        self._ds.write(layers, window=rio_window)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> StackWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""QGIS glue: the plugin class, provider registration, dependency installer, styling."""

@@ -1,0 +1,142 @@
+"""What every EO LULC algorithm shares: naming, help built from per-parameter help, the
+dependency check, the feedback adapter, and the mapping of core errors to
+``QgsProcessingException``."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from qgis.core import (
+    Qgis,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from ..core.progress import Cancelled, Progress
+from ..plugin.dependencies import missing_message, missing_modules
+
+ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "eolulc.svg"
+
+
+def _advanced_flag():
+    """The "advanced parameter" flag: ``Qgis.ProcessingParameterFlag`` from 3.36 (and QGIS 4),
+    the scoped enum of ``QgsProcessingParameterDefinition`` before."""
+    scoped = getattr(Qgis, "ProcessingParameterFlag", None)
+    if scoped is not None:
+        return scoped.Advanced
+    return QgsProcessingParameterDefinition.Flag.FlagAdvanced
+
+
+def progress_from_feedback(feedback: QgsProcessingFeedback | None) -> Progress:
+    """Adapt QGIS feedback to the core's progress/cancel protocol."""
+    if feedback is None:
+        return Progress()
+    return Progress(
+        on_progress=lambda fraction: feedback.setProgress(100.0 * fraction),
+        is_canceled=feedback.isCanceled,
+        on_log=feedback.pushInfo,
+    )
+
+
+class EoLulcAlgorithm(QgsProcessingAlgorithm):
+    """Base of all EO LULC algorithms.
+
+    Subclasses set the class attributes, declare parameters with :meth:`add` (which records the
+    help shown in the dialog, in ``qgis_process help`` and in the help panel) and implement
+    :meth:`execute` (not ``run``: that name is QgsProcessingAlgorithm's). Core ``ValueError`` s become ``QgsProcessingException`` s; wrap a core call in
+    ``with self.about(PARAM):`` so the message names the parameter to fix.
+    """
+
+    ALGORITHM_ID = ""
+    DISPLAY_NAME = ""
+    GROUP_ID = ""
+    GROUP = ""
+    DESCRIPTION = ""
+    #: Python modules the algorithm imports when it runs (checked before running).
+    REQUIRES: tuple[str, ...] = ("numpy", "rasterio")
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate("EoLulc", text)
+
+    def name(self) -> str:
+        return self.ALGORITHM_ID
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self) -> str:
+        return self.tr(self.GROUP)
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP_ID
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON_PATH))
+
+    def createInstance(self) -> EoLulcAlgorithm:  # noqa: N802
+        return type(self)()
+
+    def add(self, parameter: QgsProcessingParameterDefinition, help_text: str, advanced: bool = False) -> None:
+        """Add a parameter with its help text (``setHelp``), optionally in the Advanced group."""
+        parameter.setHelp(self.tr(help_text))
+        if advanced:
+            parameter.setFlags(parameter.flags() | _advanced_flag())
+        self.addParameter(parameter)
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        parts = [f"<p>{self.tr(self.DESCRIPTION)}</p>"]
+        items = [
+            f"<dt><b>{p.description()}</b> (<code>{p.name()}</code>)</dt><dd>{p.help()}</dd>"
+            for p in self.parameterDefinitions()
+            if p.help()
+        ]
+        if items:
+            parts.append("<h3>Parameters</h3><dl>" + "".join(items) + "</dl>")
+        return "".join(parts)
+
+    def parameter_label(self, name: str) -> str:
+        definition = self.parameterDefinition(name)
+        return f"{definition.description()} ({name})" if definition is not None else name
+
+    def parameter_error(self, name: str, message: str) -> QgsProcessingException:
+        """An exception whose message names the parameter to fix."""
+        return QgsProcessingException(f"{self.parameter_label(name)}: {message}")
+
+    @contextlib.contextmanager
+    def about(self, name: str) -> Iterator[None]:
+        """Turn a core ``ValueError`` raised inside the block into an error naming ``name``."""
+        try:
+            yield
+        except ValueError as error:
+            raise self.parameter_error(name, str(error)) from None
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        missing = missing_modules(self.REQUIRES)
+        if missing:
+            raise QgsProcessingException(missing_message(missing))
+        try:
+            return self.execute(parameters, context, feedback, progress_from_feedback(feedback))
+        except Cancelled:
+            raise QgsProcessingException(self.tr("Canceled by the user; no output was written.")) from None
+        except ValueError as error:
+            raise QgsProcessingException(str(error)) from None
+        except OSError as error:
+            raise QgsProcessingException(self.tr("Cannot read or write a file: {}").format(error)) from None
+
+    def execute(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+        progress: Progress,
+    ) -> dict[str, Any]:
+        raise NotImplementedError

@@ -1,0 +1,155 @@
+"""Shared test set-up: the plugin imported as the package ``eolulc``, real QGIS in-process,
+``qgis_process.bin`` with the plugin enabled in a throw-away profile, and the real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+PLUGIN_NAME = "eolulc"
+
+# The plugin is imported as a package (never put the plugin folder itself on sys.path: its
+# processing/ would shadow QGIS's processing). A symlink gives it the installed folder name.
+# ``python -m pytest`` puts the current folder first on sys.path; from the repository root that
+# would make the plugin's processing/ shadow QGIS's own processing package.
+sys.path[:] = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != REPO]
+_PLUGINS_DIR = Path(tempfile.mkdtemp(prefix="eolulc-plugins-"))
+(_PLUGINS_DIR / PLUGIN_NAME).symlink_to(REPO, target_is_directory=True)
+sys.path.insert(0, str(_PLUGINS_DIR))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_PLUGINS_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def plugins_dir() -> Path:
+    """Folder holding the plugin as ``eolulc`` (what QGIS_PLUGINPATH points at)."""
+    return _PLUGINS_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "TestEOPatch").is_dir():
+        pytest.skip(f"real test data not found in {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def eopatch_dir(shared_data: Path) -> Path:
+    return shared_data / "TestEOPatch"
+
+
+@pytest.fixture(scope="session")
+def reference_scenes(shared_data: Path):
+    import numpy as np
+
+    return np.load(shared_data / "REFERENCE_SCENES.npy")
+
+
+# ---------------------------------------------------------------- QGIS in-process
+_QGIS: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def qgis_app():
+    """A real QgsApplication with Processing and the eolulc provider (created once)."""
+    if "app" not in _QGIS:
+        from qgis.core import QgsApplication
+
+        app = QgsApplication([], False)
+        app.initQgis()
+        sys.path.append(os.path.join(QgsApplication.pkgDataPath(), "python", "plugins"))
+        from processing.core.Processing import Processing
+
+        Processing.initialize()
+        from eolulc.processing.provider import EoLulcProvider
+
+        provider = EoLulcProvider()
+        QgsApplication.processingRegistry().addProvider(provider)
+        _QGIS.update(app=app, provider=provider)
+    return _QGIS["app"]
+
+
+@pytest.fixture
+def run_alg(qgis_app):
+    """``run_alg("eolulc:x", params, feedback=None)`` through ``processing.run``."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    def run(algorithm: str, parameters: dict[str, Any], feedback=None) -> dict[str, Any]:
+        context = QgsProcessingContext()
+        return processing.run(algorithm, parameters, context=context, feedback=feedback or QgsProcessingFeedback())
+
+    return run
+
+
+# ---------------------------------------------------------------- qgis_process
+QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
+
+
+class QgisProcess:
+    """Runs ``qgis_process.bin`` with the plugin enabled in a throw-away profile."""
+
+    def __init__(self, plugin_path: Path, root: Path) -> None:
+        self.env = qgis_process_env(plugin_path, root)
+
+    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [QGIS_PROCESS, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def run(self, algorithm: str, parameters: dict[str, Any], timeout: float = 600) -> tuple[int, dict | None, str]:
+        """``--json run``; returns (exit code, parsed JSON or None, stderr+stdout text)."""
+        args = ["--json", "run", algorithm, "--"] + [f"{k}={v}" for k, v in parameters.items()]
+        done = self(*args, timeout=timeout)
+        parsed = None
+        try:
+            parsed = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError:
+            parsed = None
+        return done.returncode, parsed, done.stdout + done.stderr
+
+
+def qgis_process_env(plugin_path: Path, root: Path) -> dict[str, str]:
+    """Environment of a throw-away QGIS profile that has the plugin in ``plugin_path`` enabled."""
+    home = root / "home"
+    config = root / "config"
+    runtime = root / "runtime"
+    for folder in (home, config, runtime):
+        folder.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)
+    ini = config / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True, exist_ok=True)
+    ini.write_text(f"[PythonPlugins]\n{PLUGIN_NAME}=true\n")
+    env = dict(os.environ)
+    site = sysconfig.get_paths()["purelib"]
+    env.update(
+        HOME=str(home),
+        QGIS_CUSTOM_CONFIG_PATH=str(config),
+        XDG_RUNTIME_DIR=str(runtime),
+        QT_QPA_PLATFORM="offscreen",
+        QGIS_PLUGINPATH=str(plugin_path),
+        PYTHONPATH=os.pathsep.join(p for p in (site, env.get("PYTHONPATH", "")) if p),
+        PYTHONWARNINGS="ignore::DeprecationWarning",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def qgis_process(plugins_dir: Path, tmp_path_factory) -> QgisProcess:
+    if not Path(QGIS_PROCESS).exists():
+        pytest.fail(f"{QGIS_PROCESS} not found: run tools/setup.sh")
+    return QgisProcess(plugins_dir, tmp_path_factory.mktemp("qgis-profile"))
