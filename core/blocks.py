@@ -72,11 +72,13 @@ def block_shape(
     budget_bytes: int | None = None,
     halo: int = 0,
     align: int = ALIGN,
+    multiple_of: int = 1,
 ) -> tuple[int, int]:
     """Rows and columns of the owned part of a block so that the block with its halo fits the budget.
 
-    Wide rasters get square-ish blocks aligned to ``align``; a block never has less than one
-    pixel, even when a single pixel's time series exceeds the budget.
+    Wide rasters get square-ish blocks aligned to ``align``; block sides are multiples of
+    ``multiple_of`` (for steps working on a coarser grid) unless the raster is smaller. A block
+    never has less than one pixel (or ``multiple_of``), even when the budget is smaller.
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"the raster has no pixels ({width} x {height})")
@@ -90,7 +92,10 @@ def block_shape(
     rows = min(height, max(1, rows))
     if rows >= align and rows < height:
         rows -= rows % align
-    return rows, cols
+    if multiple_of > 1:
+        rows = rows if rows >= height else max(multiple_of, rows - rows % multiple_of)
+        cols = cols if cols >= width else max(multiple_of, cols - cols % multiple_of)
+    return min(rows, height), min(cols, width)
 
 
 def iter_blocks(
@@ -101,6 +106,7 @@ def iter_blocks(
     halo: int = 0,
     progress: Progress | None = None,
     align: int = ALIGN,
+    multiple_of: int = 1,
 ) -> Iterator[Block]:
     """Yield the blocks of a ``height`` x ``width`` raster in row-major order.
 
@@ -108,7 +114,7 @@ def iter_blocks(
     after each block the fraction done is reported.
     """
     progress = ensure_progress(progress)
-    rows, cols = block_shape(height, width, bytes_per_pixel, budget_bytes, halo, align)
+    rows, cols = block_shape(height, width, bytes_per_pixel, budget_bytes, halo, align, multiple_of)
     n_rows = math.ceil(height / rows)
     n_cols = math.ceil(width / cols)
     count = n_rows * n_cols

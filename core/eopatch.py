@@ -22,12 +22,11 @@ import numpy as np
 from .atomic import atomic_outputs
 from .blocks import iter_blocks
 from .progress import Progress, ensure_progress
+from .sentinel2 import L1C_BANDS
 from .timestack import Grid, StackInfo, StackWriter, parse_datetime
 
 TEMPORAL_KINDS = ("data", "mask")
 TIMELESS_KINDS = ("data_timeless", "mask_timeless")
-#: Band names of eo-learn's 13-channel L1C feature.
-S2_L1C_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 #: Nodata of imported uint8 masks (mask values are small non-negative integers); wider integer
 #: masks use their type's maximum.
 MASK_NODATA = 255
@@ -83,7 +82,9 @@ class EOPatch:
     def feature(self, name: str, kinds: Sequence[str]) -> Feature:
         """Find a feature by ``name`` or ``kind/name`` among ``kinds``."""
         kind, _, bare = name.strip().rpartition("/")
-        matches = [f for f in self.features.values() if f.name == bare and f.kind in kinds and (not kind or f.kind == kind)]
+        matches = [
+            f for f in self.features.values() if f.name == bare and f.kind in kinds and kind in ("", f.kind)
+        ]
         if len(matches) == 1:
             return matches[0]
         available = ", ".join(f.label for f in self.features.values() if f.kind in kinds) or "none"
@@ -175,8 +176,8 @@ def channel_names(feature: Feature, channels: int) -> list[str]:
     """Band names of a feature: its name for one channel, the L1C names for 13, else numbered."""
     if channels == 1:
         return [feature.name]
-    if channels == len(S2_L1C_BANDS) and feature.kind == "data":
-        return list(S2_L1C_BANDS)
+    if channels == len(L1C_BANDS) and feature.kind == "data":
+        return list(L1C_BANDS)
     return [f"{feature.name}_{i + 1}" for i in range(channels)]
 
 

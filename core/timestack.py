@@ -391,6 +391,10 @@ class StackWriter:
         layers = np.ascontiguousarray(data.transpose(0, 3, 1, 2).reshape(t * b, h, w), dtype=info.dtype)
         self._ds.write(layers, window=rio_window)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Add dataset tags known only after the pixels are written (e.g. per-date statistics)."""
+        self._ds.update_tags(**{k: str(v) for k, v in tags.items()})
+
     def close(self) -> None:
         self._ds.close()
 

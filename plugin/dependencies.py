@@ -12,7 +12,8 @@ This module imports nothing from QGIS so it also runs as a command with QGIS's P
     python3 plugin/dependencies.py status
     python3 plugin/dependencies.py install
 
-(on Windows, in the OSGeo4W shell: ``python3 "%APPDATA%\\QGIS\\QGIS3\\profiles\\default\\python\\plugins\\eolulc\\plugin\\dependencies.py" install``).
+(on Windows, in the OSGeo4W shell, with the plugin's path:
+``python3 "%APPDATA%\\QGIS\\QGIS3\\profiles\\default\\python\\plugins\\eolulc\\plugin\\dependencies.py" install``).
 """
 
 from __future__ import annotations
@@ -76,37 +77,53 @@ def import_name(distribution: str) -> str:
     return IMPORT_NAMES.get(distribution.lower(), distribution.replace("-", "_").lower())
 
 
-def missing_modules(modules: Iterable[str]) -> list[str]:
-    """Modules that cannot be imported (checked without importing them)."""
+def missing_modules(modules: Iterable[str], try_import: bool = True) -> list[str]:
+    """Modules that cannot be imported. With ``try_import`` they are imported, so a package that is
+    present but broken (built against another numpy, say) counts as missing; without, only
+    looked up (cheap, for QGIS start-up)."""
     missing = []
     for module in modules:
         try:
-            found = importlib.util.find_spec(module) is not None
+            if try_import:
+                importlib.import_module(module)
+                found = True
+            else:
+                found = sys.modules.get(module, 0) is not None and importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
             found = False
-        if not found or sys.modules.get(module, 0) is None:
+        if not found:
             missing.append(module)
     return missing
 
 
-def missing_requirements(path: Path = REQUIREMENTS) -> list[str]:
-    """Requirement lines of ``requirements.txt`` whose package is not importable."""
-    return [req for req in requirements(path) if missing_modules([import_name(distribution_name(req))])]
+def missing_requirements(path: Path = REQUIREMENTS, try_import: bool = False) -> list[str]:
+    """Requirement lines of ``requirements.txt`` whose package is not importable (looked up only,
+    unless ``try_import``)."""
+    return [
+        req for req in requirements(path)
+        if missing_modules([import_name(distribution_name(req))], try_import=try_import)
+    ]
 
 
 def python_executable() -> str:
-    """A Python interpreter of the running installation (inside QGIS ``sys.executable`` may be
-    ``qgis`` or ``qgis-bin.exe``, which cannot run pip)."""
+    """The Python interpreter of the running installation.
+
+    Inside QGIS ``sys.executable`` is unreliable: it may be ``qgis-bin.exe``, or, for an
+    embedded Python, whatever ``python3`` comes first on PATH (a pyenv or conda one that cannot
+    import qgis). The interpreter inside ``sys.exec_prefix`` is the installation's own.
+    """
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if sys.platform == "win32":
+        candidates = [Path(sys.exec_prefix) / name for name in ("python.exe", "python3.exe")]
+    else:
+        candidates = [Path(sys.exec_prefix) / "bin" / name for name in (f"python{version}", "python3", "python")]
     exe = Path(sys.executable)
-    if exe.name.lower().startswith("python"):
-        return str(exe)
-    names = ["python.exe", "python3.exe"] if sys.platform == "win32" else [
-        f"python{sys.version_info.major}.{sys.version_info.minor}", "python3", "python"]
-    for folder in (Path(sys.exec_prefix), Path(sys.exec_prefix) / "bin", exe.parent):
-        for name in names:
-            if (folder / name).is_file():
-                return str(folder / name)
-    return "python3"
+    if exe.name.lower().startswith("python") and Path(sys.exec_prefix).resolve() in exe.resolve().parents:
+        candidates.insert(0, exe)
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    return str(exe) if exe.name.lower().startswith("python") else "python3"
 
 
 def install_command_text() -> str:
@@ -124,7 +141,9 @@ def missing_message(modules: Sequence[str]) -> str:
     )
 
 
-def pip_command(target: Path, requirement_lines: Sequence[str], constraints: Path, extra: Sequence[str] = ()) -> list[str]:
+def pip_command(
+    target: Path, requirement_lines: Sequence[str], constraints: Path, extra: Sequence[str] = ()
+) -> list[str]:
     return [
         python_executable(), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
         "--upgrade", "--target", str(target), "-c", str(constraints), *extra, *requirement_lines,
@@ -165,15 +184,22 @@ def install(
         on_output(output)
     if process.returncode != 0:
         raise RuntimeError(f"pip failed ({process.returncode}):\n{output}")
-    # numpy installed as a dependency must never shadow QGIS's own
-    activate()
+    # the new packages are usable at once; appended, so QGIS's own numpy and GDAL still win
+    if target == deps_dir():
+        activate()
+    elif str(target) not in sys.path:
+        sys.path.append(str(target))
+        importlib.invalidate_caches()
     return target
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Install or check the Python packages EO LULC needs.")
     parser.add_argument("action", choices=["status", "install", "path"])
-    parser.add_argument("--target", type=Path, default=None, help="folder to install into (default: %(default)s)")
+    parser.add_argument(
+        "--target", type=Path, default=None,
+        help="base folder, like EOLULC_DEPS_DIR: packages go into <folder>/py<version> (default: per-user data)",
+    )
     parser.add_argument("pip_args", nargs="*", help="extra arguments for pip, after --")
     args = parser.parse_args(argv)
     if args.target is not None:

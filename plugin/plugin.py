@@ -80,7 +80,9 @@ class EoLulcPlugin:
     def install_dependencies(self) -> None:
         missing = dependencies.missing_requirements()
         if not missing:
-            QMessageBox.information(self.iface.mainWindow(), "EO LULC", "All Python packages EO LULC needs are installed.")
+            QMessageBox.information(
+                self.iface.mainWindow(), "EO LULC", "All Python packages EO LULC needs are installed."
+            )
             return
         answer = QMessageBox.question(
             self.iface.mainWindow(),
@@ -101,7 +103,9 @@ class EoLulcPlugin:
         bar = self.iface.messageBar()
         if ok:
             dependencies.activate()
-            bar.pushMessage("EO LULC", "Python packages installed; the algorithms are ready.", Qgis.MessageLevel.Success)
+            bar.pushMessage(
+                "EO LULC", "Python packages installed; the algorithms are ready.", Qgis.MessageLevel.Success
+            )
         else:
             bar.pushMessage(
                 "EO LULC",

@@ -50,8 +50,9 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
 
     Subclasses set the class attributes, declare parameters with :meth:`add` (which records the
     help shown in the dialog, in ``qgis_process help`` and in the help panel) and implement
-    :meth:`execute` (not ``run``: that name is QgsProcessingAlgorithm's). Core ``ValueError`` s become ``QgsProcessingException`` s; wrap a core call in
-    ``with self.about(PARAM):`` so the message names the parameter to fix.
+    :meth:`execute` (not ``run``: that name is QgsProcessingAlgorithm's). Core ``ValueError`` s
+    become ``QgsProcessingException`` s; wrap a core call in ``with self.about(PARAM):`` so the
+    message names the parameter to fix.
     """
 
     ALGORITHM_ID = ""
@@ -120,7 +121,7 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(  # noqa: N802
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
-        missing = missing_modules(self.REQUIRES)
+        missing = missing_modules(self.REQUIRES, try_import=True)
         if missing:
             raise QgsProcessingException(missing_message(missing))
         try:

@@ -86,8 +86,9 @@ def qgis_app():
 @pytest.fixture
 def run_alg(qgis_app):
     """``run_alg("eolulc:x", params, feedback=None)`` through ``processing.run``."""
-    import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    import processing
 
     def run(algorithm: str, parameters: dict[str, Any], feedback=None) -> dict[str, Any]:
         context = QgsProcessingContext()

@@ -1,0 +1,126 @@
+"""Sentinel-2 facts shared by the steps: band names and orders, and how stored values map to
+top-of-atmosphere reflectance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+import numpy as np
+
+#: The 13 L1C bands in ESA's order (eo-learn's BANDS-S2-L1C order).
+L1C_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+#: The 10 bands the s2cloudless model uses, in the model's feature order.
+S2CLOUDLESS_BANDS = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
+#: Processing baseline 04.00 (from this date) adds 1000 to every L1C digital number.
+BASELINE_0400_START = datetime(2022, 1, 25)
+#: Digital numbers are reflectance x 10000.
+QUANTIFICATION = 10000
+RADIOMETRIC_OFFSET = -1000
+
+VALUE_SCALES = ("auto", "reflectance", "dn", "dn_offset")
+
+
+def default_band_names(count: int) -> tuple[str, ...] | None:
+    """Band names for a raster without descriptions: the L1C order for 13 bands, the s2cloudless
+    order for 10; ``None`` otherwise."""
+    if count == len(L1C_BANDS):
+        return L1C_BANDS
+    if count == len(S2CLOUDLESS_BANDS):
+        return S2CLOUDLESS_BANDS
+    return None
+
+
+def find_bands(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
+    """Indices of ``wanted`` bands (case-insensitive, ``B1`` == ``B01``); a ``ValueError`` lists the
+    missing ones."""
+    normalised = {_normalise(name): i for i, name in enumerate(available)}
+    missing = [name for name in wanted if _normalise(name) not in normalised]
+    if missing:
+        raise ValueError(
+            f"the stack lacks the band(s) {', '.join(missing)}; it has {', '.join(available)}. "
+            f"Needed: {', '.join(wanted)} (all 13 L1C bands or the 10 the s2cloudless model uses)"
+        )
+    return [normalised[_normalise(name)] for name in wanted]
+
+
+def _normalise(name: str) -> str:
+    text = name.strip().upper()
+    if text.startswith("B") and text[1:].isdigit():
+        return f"B{int(text[1:]):02d}"
+    return text
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """How to turn stored values into reflectance: ``(value + shift) / divisor``.
+
+    Division (not multiplication by 1e-4) reproduces reflectance stored as float32(DN / 10000)
+    bit for bit, which the exact-probability promise of the cloud mask depends on.
+    """
+
+    divisor: float = 1.0
+    shift: float = 0.0
+    reason: str = "values are reflectance"
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        out = values.astype(np.float32, copy=True)
+        if self.shift:
+            out += np.float32(self.shift)
+        if self.divisor != 1.0:
+            out /= np.float32(self.divisor)
+        return out
+
+
+def radiometry_from_scale(scale: float, offset: float) -> Radiometry:
+    """GDAL scale/offset (``reflectance = value * scale + offset``) as a :class:`Radiometry`."""
+    if scale <= 0:
+        raise ValueError(f"the stack's scale {scale} is not positive")
+    divisor = 1.0 / scale
+    if abs(divisor - round(divisor)) < 1e-6 * divisor:
+        divisor = float(round(divisor))
+    shift = offset * divisor
+    if abs(shift - round(shift)) < 1e-6:
+        shift = float(round(shift))
+    return Radiometry(divisor, shift, f"the stack's scale {scale:g} and offset {offset:g}")
+
+
+def detect_radiometry(sample: np.ndarray, dates: Sequence[datetime | None], cirrus: np.ndarray | None) -> Radiometry:
+    """Guess the radiometry of values without scale metadata.
+
+    Reflectance rarely exceeds 2, digital numbers are mostly above 100: the 99th percentile of the
+    valid sample decides. For digital numbers acquired under baseline 04.00 (from 2022-01-25) the
+    +1000 offset is assumed only when even the darkest cirrus-band (B10) values are above 1000,
+    since harmonised archives remove it.
+    """
+    finite = sample[np.isfinite(sample) & (sample != 0)]
+    if finite.size == 0:
+        return Radiometry(reason="no valid values to inspect; assumed reflectance")
+    high = float(np.percentile(finite, 99))
+    if high <= 3.0:
+        return Radiometry(reason=f"99th percentile {high:.3g} <= 3: reflectance")
+    recent = any(d is not None and d >= BASELINE_0400_START for d in dates)
+    if recent and cirrus is not None:
+        dark = cirrus[np.isfinite(cirrus) & (cirrus != 0)]
+        if dark.size and float(np.percentile(dark, 1)) >= -RADIOMETRIC_OFFSET:
+            return Radiometry(
+                QUANTIFICATION,
+                RADIOMETRIC_OFFSET,
+                "digital numbers with the -1000 offset of processing baseline 04.00 "
+                f"(99th percentile {high:.0f}; dates from 2022-01-25; B10 never below 1000)",
+            )
+    return Radiometry(QUANTIFICATION, 0.0, f"digital numbers / 10000 (99th percentile {high:.0f} > 3)")
+
+
+def radiometry_for(choice: str) -> Radiometry | None:
+    """A user's explicit choice (``None`` for ``auto``)."""
+    if choice == "auto":
+        return None
+    if choice == "reflectance":
+        return Radiometry(reason="set by the user: reflectance")
+    if choice == "dn":
+        return Radiometry(QUANTIFICATION, 0.0, "set by the user: digital numbers / 10000")
+    if choice == "dn_offset":
+        return Radiometry(QUANTIFICATION, RADIOMETRIC_OFFSET, "set by the user: (digital numbers - 1000) / 10000")
+    raise ValueError(f"unknown value scale '{choice}'; use one of {', '.join(VALUE_SCALES)}")
