@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .base import ICON_PATH
 from .build_timestack import BuildTimeStackAlgorithm
+from .cloudmask import CloudMaskAlgorithm
 from .import_eopatch import ImportEOPatchAlgorithm
 
 PROVIDER_ID = "eolulc"
@@ -14,6 +15,7 @@ PROVIDER_ID = "eolulc"
 ALGORITHMS = (
     ImportEOPatchAlgorithm,
     BuildTimeStackAlgorithm,
+    CloudMaskAlgorithm,
 )
 
 

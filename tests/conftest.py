@@ -59,6 +59,44 @@ def reference_scenes(shared_data: Path):
     return np.load(shared_data / "REFERENCE_SCENES.npy")
 
 
+#: TestEOPatch frames that REFERENCE_SCENES.npy holds, in its order (see shared/data/README.md).
+SCENE_FRAMES = (2, 1, 4, 3, 0)
+
+
+def write_scene_stack(path: Path, eopatch: Path, scenes, digital_numbers: bool = False) -> Path:
+    """The real L1C scenes as a 5-date, 13-band time stack on the TestEOPatch grid; as float32
+    reflectance or as uint16 digital numbers with scale metadata."""
+    import numpy as np
+
+    from eolulc.core.eopatch import read_eopatch
+    from eolulc.core.sentinel2 import L1C_BANDS
+    from eolulc.core.timestack import StackInfo, StackWriter
+
+    patch = read_eopatch(eopatch)
+    dates = tuple(patch.timestamps[f] for f in SCENE_FRAMES)
+    if digital_numbers:
+        data = np.round(scenes.astype(np.float64) * 10000).astype(np.uint16)
+        info = StackInfo(patch.grid(101, 100), dates, L1C_BANDS, "uint16", nodata=0, scales=(1e-4,) * 13)
+    else:
+        data = scenes
+        info = StackInfo(patch.grid(101, 100), dates, L1C_BANDS, "float32", nodata=float("nan"))
+    with StackWriter(str(path), info) as writer:
+        writer.write(data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def scene_stack(tmp_path_factory, eopatch_dir, reference_scenes) -> Path:
+    """REFERENCE_SCENES.npy as a float32 reflectance time stack."""
+    return write_scene_stack(tmp_path_factory.mktemp("scenes") / "l1c.tif", eopatch_dir, reference_scenes)
+
+
+@pytest.fixture(scope="session")
+def scene_stack_dn(tmp_path_factory, eopatch_dir, reference_scenes) -> Path:
+    """REFERENCE_SCENES.npy as uint16 digital numbers with scale 1e-4 in the metadata."""
+    return write_scene_stack(tmp_path_factory.mktemp("scenes") / "l1c_dn.tif", eopatch_dir, reference_scenes, True)
+
+
 # ---------------------------------------------------------------- QGIS in-process
 _QGIS: dict[str, Any] = {}
 

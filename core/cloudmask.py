@@ -1,0 +1,365 @@
+"""Cloud probabilities and masks with the s2cloudless model, block by block.
+
+The model (a LightGBM booster shipped in the s2cloudless package) gives a cloud probability per
+pixel from 10 L1C bands; the mask is s2cloudless's post-processing: the probability averaged
+over a disk of ``average_over`` pixels, thresholded, then dilated by a disk of
+``dilation_size`` pixels. Blocks are read with a halo wide enough for those disks, so the result
+does not depend on the block size.
+
+With ``processing_resolution`` coarser than the stack (e.g. 40 m on a 10 m stack) the bands are
+averaged onto a grid ``factor`` times coarser, the model runs there (``factor**2`` fewer
+pixels), and the probabilities come back to the stack's grid by bilinear interpolation, as
+Sentinel Hub's cloud service does at 160 m; the mask is then made at full resolution.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_outputs
+from .blocks import iter_blocks
+from .progress import Progress, ensure_progress
+from .sentinel2 import (
+    S2CLOUDLESS_BANDS,
+    Radiometry,
+    detect_radiometry,
+    find_bands,
+    radiometry_for,
+    radiometry_from_scale,
+)
+from .timestack import StackInfo, StackWriter, open_stack
+
+MODEL_FILE = "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
+MASK_NODATA = 255
+TAG_VALID_FRACTION = "EOLULC_VALID_FRACTION"
+TAG_CLOUD_FRACTION = "EOLULC_CLOUD_FRACTION"
+TAG_SETTINGS = "EOLULC_CLOUDMASK_SETTINGS"
+#: Default processing resolution in metres; see the README's cloud-mask figures for why.
+DEFAULT_PROCESSING_RESOLUTION = 40.0
+#: Trees evaluated per pass over the pixels (measured: 10 keeps them in cache; 3.5x faster).
+TREES_PER_PASS = 10
+#: Below this many pixels per thread, threads cost more than they gain.
+MIN_ROWS_PER_THREAD = 20000
+
+
+def model_path() -> Path:
+    """The model file shipped with s2cloudless, found without importing the package (its
+    ``__init__`` pulls in sentinelhub, which is slow and not needed here)."""
+    spec = importlib.util.find_spec("s2cloudless")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the Python package s2cloudless is not installed; it holds the cloud model")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / MODEL_FILE
+    if not path.is_file():
+        raise ValueError(f"the s2cloudless model file is missing: {path}")
+    return path
+
+
+def disk(radius: int) -> np.ndarray:
+    """s2cloudless's disk structuring element (``cv2.circle`` filled, as skimage's disk)."""
+    import cv2
+
+    return cv2.circle(np.zeros((2 * radius + 1, 2 * radius + 1), np.uint8), (radius, radius), radius, 1, -1)
+
+
+@dataclass
+class CloudMaskResult:
+    radiometry: Radiometry
+    factor: int
+    valid_fraction: list[float] = field(default_factory=list)
+    cloud_fraction: list[float] = field(default_factory=list)
+
+
+class CloudDetector:
+    """s2cloudless cloud detection over a time stack.
+
+    Settings (s2cloudless's meaning): ``threshold`` on the averaged probability, ``average_over``
+    and ``dilation_size`` disk radii in pixels of the stack (0 turns a step off),
+    ``processing_resolution`` in metres (``None`` or the stack's own = native),
+    ``value_scale`` one of :data:`~.sentinel2.VALUE_SCALES`.
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.4,
+        average_over: int = 4,
+        dilation_size: int = 2,
+        processing_resolution: float | None = DEFAULT_PROCESSING_RESOLUTION,
+        value_scale: str = "auto",
+        threads: int | None = None,
+        budget_bytes: int | None = None,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"the threshold {threshold} must be between 0 and 1")
+        if average_over < 0 or dilation_size < 0:
+            raise ValueError("average_over and dilation_size are radii in pixels: 0 or more")
+        self.threshold = float(threshold)
+        self.average_over = int(average_over)
+        self.dilation_size = int(dilation_size)
+        self.processing_resolution = processing_resolution
+        self.forced_radiometry = radiometry_for(value_scale)
+        self.value_scale = value_scale
+        self.threads = threads
+        self.budget_bytes = budget_bytes
+        self._booster = None
+
+    # -- model -----------------------------------------------------------------------------
+    @property
+    def booster(self):
+        if self._booster is None:
+            from lightgbm import Booster
+
+            self._booster = Booster(model_file=str(model_path()))
+        return self._booster
+
+    def probabilities(self, reflectance: np.ndarray) -> np.ndarray:
+        """Cloud probability of ``(n, 10)`` float32 reflectance rows, equal to s2cloudless's.
+
+        LightGBM walks all 170 trees (~10 MB) for one pixel before the next, so every pixel
+        misses the cache. Here each call runs :data:`TREES_PER_PASS` trees over all pixels
+        (they stay in cache) and the raw scores are summed, in threads over pixel ranges
+        (LightGBM releases the GIL). Same trees, same double sums up to rounding in the last
+        bit: the float32 probabilities are the same (checked against s2cloudless in the tests).
+        """
+        rows = reflectance.shape[0]
+        if rows == 0:
+            return np.zeros(0, np.float32)
+        data = np.ascontiguousarray(reflectance, dtype=np.float32)
+        threads = self.threads or os.cpu_count() or 1
+        parts = min(threads, max(1, rows // MIN_ROWS_PER_THREAD))
+        if parts == 1:
+            raw = self._raw_scores(data)
+        else:
+            edges = np.linspace(0, rows, parts + 1).astype(int)
+            with ThreadPoolExecutor(parts) as pool:
+                chunks = pool.map(self._raw_scores, [data[a:b] for a, b in zip(edges[:-1], edges[1:])])
+                raw = np.concatenate(list(chunks))
+        return (1.0 / (1.0 + np.exp(-raw))).astype(np.float32)
+
+    def _raw_scores(self, data: np.ndarray) -> np.ndarray:
+        booster = self.booster
+        raw = np.zeros(data.shape[0], np.float64)
+        for start in range(0, booster.num_trees(), TREES_PER_PASS):
+            raw += booster.predict(data, start_iteration=start, num_iteration=TREES_PER_PASS,
+                                   raw_score=True, num_threads=1)
+        return raw
+
+    # -- post-processing -------------------------------------------------------------------
+    def mask_from_probabilities(self, probability: np.ndarray) -> np.ndarray:
+        """s2cloudless's mask of ``(time, h, w)`` probabilities (NaN counts as clear)."""
+        import cv2
+
+        filled = np.nan_to_num(probability, nan=0.0).astype(np.float32, copy=False)
+        masks = np.empty(filled.shape, np.uint8)
+        conv = disk(self.average_over).astype(np.float64) if self.average_over else None
+        if conv is not None:
+            conv /= conv.sum()
+        dilation = disk(self.dilation_size) if self.dilation_size else None
+        for t, frame in enumerate(filled):
+            if conv is not None:
+                frame = cv2.filter2D(frame, -1, conv, borderType=cv2.BORDER_REFLECT)
+            mask = (frame > self.threshold).astype(np.uint8)
+            if dilation is not None:
+                mask = cv2.dilate(mask, dilation)
+            masks[t] = mask
+        return masks
+
+    # -- the step --------------------------------------------------------------------------
+    def factor_for(self, info: StackInfo) -> int:
+        """How many stack pixels make one processing pixel along each axis."""
+        native = min(info.grid.resolution)
+        if not self.processing_resolution or self.processing_resolution <= native * 1.0001:
+            return 1
+        return max(1, int(round(self.processing_resolution / native)))
+
+    def radiometry(self, reader, band_indices: list[int], progress: Progress) -> Radiometry:
+        info = reader.info
+        if self.forced_radiometry is not None:
+            return self.forced_radiometry
+        scales = {(info.scales[i], info.offsets[i]) for i in band_indices}
+        if len(scales) > 1:
+            raise ValueError("the cloud bands have different scale/offset metadata; set the value scale by hand")
+        scale, offset = scales.pop()
+        if (scale, offset) != (1.0, 0.0):
+            return radiometry_from_scale(scale, offset)
+        # a sample: the centre window of every date
+        h, w = info.grid.height, info.grid.width
+        size = min(256, h), min(256, w)
+        window = ((h - size[0]) // 2, (w - size[1]) // 2, size[0], size[1])
+        sample = reader.read(window, bands=band_indices).astype(np.float64)
+        if info.nodata is not None and not math.isnan(info.nodata):
+            sample[sample == info.nodata] = np.nan
+        cirrus = sample[..., S2CLOUDLESS_BANDS.index("B10")]
+        return detect_radiometry(sample, info.dates, cirrus)
+
+    def run(
+        self,
+        input_path: str,
+        output_probability: str | Path | None = None,
+        output_mask: str | Path | None = None,
+        progress: Progress | None = None,
+    ) -> CloudMaskResult:
+        """Write the probability and/or mask stacks of ``input_path``; all outputs or none."""
+        progress = ensure_progress(progress)
+        if output_probability is None and output_mask is None:
+            raise ValueError("choose at least one output (probabilities or mask)")
+        with open_stack(str(input_path)) as reader:
+            info = reader.info
+            if not info.is_dated:
+                raise ValueError(
+                    f"'{input_path}' is not a time stack: its bands carry no acquisition dates. "
+                    "Build one with 'Build time stack from per-date rasters' or 'Import eo-learn EOPatch'"
+                )
+            band_indices = find_bands(info.bands, S2CLOUDLESS_BANDS)
+            radiometry = self.radiometry(reader, band_indices, progress)
+            progress.log(f"Values: {radiometry.reason}.")
+            factor = self.factor_for(info)
+            if factor > 1:
+                res = min(info.grid.resolution)
+                progress.log(f"Running the model on a {factor}x coarser grid ({factor * res:g} m).")
+            result = CloudMaskResult(radiometry=radiometry, factor=factor)
+            self._process(reader, band_indices, factor, result, output_probability, output_mask, progress)
+        return result
+
+    def _halo(self, factor: int) -> int:
+        halo = self.average_over + self.dilation_size + (2 * factor if factor > 1 else 0)
+        return factor * math.ceil(halo / factor)
+
+    def _process(self, reader, band_indices, factor, result, output_probability, output_mask, progress) -> None:
+        info = reader.info
+        grid = info.grid
+        n_dates = info.n_dates
+        settings = json.dumps({
+            "threshold": self.threshold, "average_over": self.average_over, "dilation_size": self.dilation_size,
+            "processing_resolution_m": factor * min(grid.resolution), "radiometry": result.radiometry.reason,
+        })
+        probability_info = StackInfo(grid=grid, dates=info.dates, bands=("CLP",), dtype="float32",
+                                     nodata=float("nan"), tags={TAG_SETTINGS: settings})
+        mask_info = StackInfo(grid=grid, dates=info.dates, bands=("CLM",), dtype="uint8",
+                              nodata=MASK_NODATA, tags={TAG_SETTINGS: settings})
+        valid_counts = np.zeros(n_dates, np.int64)
+        cloud_counts = np.zeros(n_dates, np.int64)
+        halo = self._halo(factor)
+        # raw + float32 bands, probabilities, masks, per date
+        bytes_per_pixel = n_dates * (len(band_indices) * (np.dtype(info.dtype).itemsize + 8) + 16)
+        with atomic_outputs([output_probability, output_mask]) as (prob_path, mask_path):
+            writers = []
+            try:
+                prob_writer = StackWriter(str(prob_path), probability_info) if prob_path else None
+                writers.append(prob_writer)
+                mask_writer = StackWriter(str(mask_path), mask_info) if mask_path else None
+                writers.append(mask_writer)
+                blocks = iter_blocks(grid.height, grid.width, bytes_per_pixel, self.budget_bytes, halo=halo,
+                                     progress=progress, multiple_of=factor)
+                for block in blocks:
+                    raw = reader.read(block.read_window, bands=band_indices)
+                    valid = _valid_pixels(raw, info.nodata)
+                    probability = self._block_probability(raw, valid, result.radiometry, factor, block, grid)
+                    rows, cols = block.inner
+                    inner_valid = valid[:, rows, cols]
+                    inner_probability = probability[:, rows, cols]
+                    mask = self.mask_from_probabilities(probability)[:, rows, cols]
+                    valid_counts += np.count_nonzero(inner_valid & (mask == 0), axis=(1, 2))
+                    cloud_counts += np.count_nonzero(inner_valid & (mask == 1), axis=(1, 2))
+                    if prob_writer is not None:
+                        prob_writer.write(np.where(inner_valid, inner_probability, np.nan)[..., None], block.window)
+                    if mask_writer is not None:
+                        mask_writer.write(np.where(inner_valid, mask, MASK_NODATA)[..., None], block.window)
+                pixels = grid.width * grid.height
+                result.valid_fraction = [float(c) / pixels for c in valid_counts]
+                result.cloud_fraction = [float(c) / pixels for c in cloud_counts]
+                if mask_writer is not None:
+                    mask_writer.set_tags({
+                        TAG_VALID_FRACTION: json.dumps([round(v, 6) for v in result.valid_fraction]),
+                        TAG_CLOUD_FRACTION: json.dumps([round(v, 6) for v in result.cloud_fraction]),
+                    })
+            finally:
+                for writer in writers:
+                    if writer is not None:
+                        writer.close()
+
+    def _block_probability(self, raw, valid, radiometry, factor, block, grid) -> np.ndarray:
+        """Probabilities ``(time, h, w)`` of a block read with its halo (NaN where invalid)."""
+        reflectance = radiometry.apply(raw)
+        if factor == 1:
+            probability = np.full(valid.shape, np.nan, np.float32)
+            probability[valid] = self.probabilities(reflectance[valid])
+            return probability
+        coarse, coarse_valid = _downsample(reflectance, valid, factor)
+        coarse_probability = np.full(coarse_valid.shape, np.nan, np.float32)
+        coarse_probability[coarse_valid] = self.probabilities(coarse[coarse_valid])
+        return _upsample(coarse_probability, factor, block, grid)
+
+
+def _valid_pixels(raw: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Pixels ``(time, h, w)`` where every cloud band has a value."""
+    if raw.dtype.kind == "f":
+        valid = np.isfinite(raw).all(axis=-1)
+    else:
+        valid = np.ones(raw.shape[:-1], bool)
+    if nodata is not None and not math.isnan(nodata):
+        valid &= (raw != nodata).all(axis=-1)
+    return valid
+
+
+def _downsample(values: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the valid pixels of each ``factor`` x ``factor`` cell (cells are aligned to the
+    block's origin, which is aligned to the raster's)."""
+    t, h, w, b = values.shape
+    ch, cw = math.ceil(h / factor), math.ceil(w / factor)
+    padded = np.zeros((t, ch * factor, cw * factor, b), np.float64)
+    weight = np.zeros((t, ch * factor, cw * factor), np.float64)
+    padded[:, :h, :w] = np.where(valid[..., None], values, 0.0)
+    weight[:, :h, :w] = valid
+    sums = padded.reshape(t, ch, factor, cw, factor, b).sum(axis=(2, 4))
+    counts = weight.reshape(t, ch, factor, cw, factor).sum(axis=(2, 4))
+    coarse_valid = counts > 0
+    mean = np.zeros_like(sums, dtype=np.float32)
+    mean[coarse_valid] = (sums[coarse_valid] / counts[coarse_valid][:, None]).astype(np.float32)
+    return mean, coarse_valid
+
+
+def _upsample(coarse: np.ndarray, factor: int, block, grid) -> np.ndarray:
+    """Bilinear interpolation of coarse cell values back to the block's pixels, in the raster's
+    global coordinates (so any block gives the same values); missing cells are skipped."""
+    t, ch, cw = coarse.shape
+    rows = _axis_weights(block.read_row, block.read_height, factor, grid.height, ch)
+    cols = _axis_weights(block.read_col, block.read_width, factor, grid.width, cw)
+    (r0, r1, wr), (c0, c1, wc) = rows, cols
+    values = np.nan_to_num(coarse, nan=0.0).astype(np.float64)
+    present = np.isfinite(coarse).astype(np.float64)
+    total = np.zeros((t, r0.size, c0.size))
+    weight = np.zeros_like(total)
+    for ri, rw in ((r0, 1.0 - wr), (r1, wr)):
+        for ci, cwt in ((c0, 1.0 - wc), (c1, wc)):
+            w = rw[:, None] * cwt[None, :]
+            total += values[:, ri][:, :, ci] * w
+            weight += present[:, ri][:, :, ci] * w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(weight > 0, total / weight, np.nan)
+    return out.astype(np.float32)
+
+
+def _axis_weights(start: int, length: int, factor: int, size: int, cells: int):
+    """For pixels ``start .. start+length`` of a raster axis of ``size`` pixels: the two
+    neighbouring coarse cells (indices local to the block's cells) and the weight of the second."""
+    global_cells = math.ceil(size / factor)
+    first_cell = start // factor
+    centre = (np.arange(start, start + length) + 0.5) / factor - 0.5
+    low = np.floor(centre)
+    weight = centre - low
+    low = low.astype(int)
+    high = np.clip(low + 1, 0, global_cells - 1)
+    low = np.clip(low, 0, global_cells - 1)
+    # the block holds cells first_cell .. first_cell + cells - 1; its halo guarantees the owned
+    # pixels' neighbours are among them, pixels near the halo's edge fall back to the nearest
+    local_low = np.clip(low - first_cell, 0, cells - 1)
+    local_high = np.clip(high - first_cell, 0, cells - 1)
+    return local_low, local_high, weight

@@ -1,0 +1,128 @@
+"""s2cloudless cloud masking on the real L1C scenes: exact probabilities, masks, block independence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import SCENE_FRAMES, write_scene_stack
+
+from eolulc.core.cloudmask import TAG_VALID_FRACTION, CloudDetector
+from eolulc.core.eopatch import read_eopatch
+from eolulc.core.progress import Cancelled, Progress
+from eolulc.core.sentinel2 import L1C_BANDS
+from eolulc.core.timestack import StackInfo, StackWriter, open_stack
+
+
+def _read(path: Path) -> np.ndarray:
+    with open_stack(str(path)) as stack:
+        return stack.read()[..., 0]
+
+
+@pytest.fixture(scope="module")
+def expected(eopatch_dir: Path):
+    frames = list(SCENE_FRAMES)
+    clp = np.load(eopatch_dir / "data/CLP_S2C.npy")[frames, ..., 0]
+    clm = np.load(eopatch_dir / "mask/CLM.npy")[frames, ..., 0]
+    return clp, clm
+
+
+@pytest.mark.parametrize("stack", ["scene_stack", "scene_stack_dn"])
+def test_10m_probabilities_equal_s2cloudless_and_mask_matches_clm(stack, request, expected, tmp_path):
+    clp, clm = expected
+    logs: list[str] = []
+    result = CloudDetector(processing_resolution=None).run(
+        request.getfixturevalue(stack), tmp_path / "p.tif", tmp_path / "m.tif", Progress(on_log=logs.append)
+    )
+    np.testing.assert_allclose(_read(tmp_path / "p.tif"), clp, rtol=0, atol=1e-6)
+    mask = _read(tmp_path / "m.tif")
+    assert (mask == clm).mean() >= 0.995
+    assert result.factor == 1
+    assert any("scale 0.0001" in line for line in logs) == (stack == "scene_stack_dn")
+    with rasterio.open(tmp_path / "m.tif") as ds:
+        fractions = json.loads(ds.tags()[TAG_VALID_FRACTION])
+    np.testing.assert_allclose(fractions, (mask == 0).mean(axis=(1, 2)), atol=1e-6)
+
+
+def _dn_stack_without_metadata(path: Path, eopatch: Path, scenes: np.ndarray, shift: int = 0) -> Path:
+    patch = read_eopatch(eopatch)
+    dates = tuple(patch.timestamps[f] for f in SCENE_FRAMES)
+    info = StackInfo(patch.grid(101, 100), dates, L1C_BANDS, "uint16", nodata=0)
+    with StackWriter(str(path), info) as writer:
+        writer.write((np.round(scenes.astype(np.float64) * 10000) + shift).astype(np.uint16))
+    return path
+
+
+def test_digital_numbers_without_metadata_are_detected(eopatch_dir, reference_scenes, expected, tmp_path):
+    stack = _dn_stack_without_metadata(tmp_path / "dn.tif", eopatch_dir, reference_scenes)
+    logs: list[str] = []
+    CloudDetector(processing_resolution=None).run(stack, tmp_path / "p.tif", None, Progress(on_log=logs.append))
+    assert any("digital numbers / 10000" in line for line in logs)
+    np.testing.assert_allclose(_read(tmp_path / "p.tif"), expected[0], rtol=0, atol=1e-6)
+
+
+def test_baseline_offset_chosen_by_the_user(eopatch_dir, reference_scenes, expected, tmp_path):
+    stack = _dn_stack_without_metadata(tmp_path / "dn.tif", eopatch_dir, reference_scenes, shift=1000)
+    CloudDetector(processing_resolution=None, value_scale="dn_offset").run(stack, tmp_path / "p.tif")
+    np.testing.assert_allclose(_read(tmp_path / "p.tif"), expected[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("resolution", [None, 40])
+def test_identical_for_any_block_size(scene_stack, tmp_path, resolution):
+    CloudDetector(processing_resolution=resolution).run(scene_stack, tmp_path / "p1.tif", tmp_path / "m1.tif")
+    # a budget that forces a dozen small blocks with their halos
+    CloudDetector(processing_resolution=resolution, budget_bytes=2_000_000).run(
+        scene_stack, tmp_path / "p2.tif", tmp_path / "m2.tif"
+    )
+    np.testing.assert_array_equal(_read(tmp_path / "p1.tif"), _read(tmp_path / "p2.tif"))
+    np.testing.assert_array_equal(_read(tmp_path / "m1.tif"), _read(tmp_path / "m2.tif"))
+
+
+def test_coarse_processing_agrees_with_10m(scene_stack, expected, tmp_path):
+    CloudDetector(processing_resolution=None).run(scene_stack, None, tmp_path / "m10.tif")
+    result = CloudDetector(processing_resolution=40).run(scene_stack, tmp_path / "p40.tif", tmp_path / "m40.tif")
+    assert result.factor == 4
+    assert (_read(tmp_path / "m40.tif") == _read(tmp_path / "m10.tif")).mean() >= 0.99
+    assert (_read(tmp_path / "m40.tif") == expected[1]).mean() >= 0.99
+    assert np.isfinite(_read(tmp_path / "p40.tif")).all()
+
+
+def test_nodata_pixels_stay_nodata(eopatch_dir, reference_scenes, tmp_path):
+    scenes = reference_scenes.copy()
+    scenes[1, 20:30, 40:60, :] = np.nan
+    stack = write_scene_stack(tmp_path / "holes.tif", eopatch_dir, scenes)
+    CloudDetector(processing_resolution=None).run(stack, tmp_path / "p.tif", tmp_path / "m.tif")
+    assert np.isnan(_read(tmp_path / "p.tif")[1, 20:30, 40:60]).all()
+    mask = _read(tmp_path / "m.tif")
+    assert (mask[1, 20:30, 40:60] == 255).all() and (mask[0] != 255).all()
+
+
+def test_missing_bands_are_listed(eopatch_dir, reference_scenes, tmp_path):
+    patch = read_eopatch(eopatch_dir)
+    keep = [b for b in L1C_BANDS if b not in ("B10", "B8A")]
+    info = StackInfo(patch.grid(101, 100), tuple(patch.timestamps[:5]), tuple(keep), "float32")
+    with StackWriter(str(tmp_path / "s.tif"), info) as writer:
+        writer.write(reference_scenes[..., [L1C_BANDS.index(b) for b in keep]])
+    with pytest.raises(ValueError, match="lacks the band\\(s\\) B8A, B10"):
+        CloudDetector().run(tmp_path / "s.tif", None, tmp_path / "out" / "m.tif")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_raster_without_dates_is_refused(reference_scenes, tmp_path):
+    path = tmp_path / "plain.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=100, height=101, count=13, dtype="float32") as ds:
+        ds.write(reference_scenes[0].transpose(2, 0, 1))
+    with pytest.raises(ValueError, match="not a time stack"):
+        CloudDetector().run(path, None, tmp_path / "m.tif")
+
+
+def test_cancel_leaves_nothing(scene_stack, tmp_path):
+    out = tmp_path / "out"
+    calls: list[float] = []
+    progress = Progress(on_progress=calls.append, is_canceled=lambda: bool(calls))
+    with pytest.raises(Cancelled):
+        CloudDetector(budget_bytes=2_000_000).run(scene_stack, out / "p.tif", out / "m.tif", progress)
+    assert calls and not list(out.iterdir())
