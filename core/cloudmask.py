@@ -17,8 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from .sentinel2 import (
     radiometry_from_scale,
 )
 from .timestack import StackInfo, StackWriter, open_stack
+from .treepredict import TreeEnsemble, sigmoid
 
 MODEL_FILE = "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
 MASK_NODATA = 255
@@ -44,10 +43,7 @@ TAG_CLOUD_FRACTION = "EOLULC_CLOUD_FRACTION"
 TAG_SETTINGS = "EOLULC_CLOUDMASK_SETTINGS"
 #: Default processing resolution in metres; see the README's cloud-mask figures for why.
 DEFAULT_PROCESSING_RESOLUTION = 40.0
-#: Trees evaluated per pass over the pixels (measured: 10 keeps them in cache; 3.5x faster).
-TREES_PER_PASS = 10
-#: Below this many pixels per thread, threads cost more than they gain.
-MIN_ROWS_PER_THREAD = 20000
+
 
 
 def model_path() -> Path:
@@ -108,48 +104,19 @@ class CloudDetector:
         self.value_scale = value_scale
         self.threads = threads
         self.budget_bytes = budget_bytes
-        self._booster = None
+        self._model: TreeEnsemble | None = None
 
     # -- model -----------------------------------------------------------------------------
     @property
-    def booster(self):
-        if self._booster is None:
-            from lightgbm import Booster
-
-            self._booster = Booster(model_file=str(model_path()))
-        return self._booster
+    def model(self) -> TreeEnsemble:
+        if self._model is None:
+            self._model = TreeEnsemble.from_file(str(model_path()), self.threads)
+        return self._model
 
     def probabilities(self, reflectance: np.ndarray) -> np.ndarray:
-        """Cloud probability of ``(n, 10)`` float32 reflectance rows, equal to s2cloudless's.
-
-        LightGBM walks all 170 trees (~10 MB) for one pixel before the next, so every pixel
-        misses the cache. Here each call runs :data:`TREES_PER_PASS` trees over all pixels
-        (they stay in cache) and the raw scores are summed, in threads over pixel ranges
-        (LightGBM releases the GIL). Same trees, same double sums up to rounding in the last
-        bit: the float32 probabilities are the same (checked against s2cloudless in the tests).
-        """
-        rows = reflectance.shape[0]
-        if rows == 0:
-            return np.zeros(0, np.float32)
-        data = np.ascontiguousarray(reflectance, dtype=np.float32)
-        threads = self.threads or os.cpu_count() or 1
-        parts = min(threads, max(1, rows // MIN_ROWS_PER_THREAD))
-        if parts == 1:
-            raw = self._raw_scores(data)
-        else:
-            edges = np.linspace(0, rows, parts + 1).astype(int)
-            with ThreadPoolExecutor(parts) as pool:
-                chunks = pool.map(self._raw_scores, [data[a:b] for a, b in zip(edges[:-1], edges[1:])])
-                raw = np.concatenate(list(chunks))
-        return (1.0 / (1.0 + np.exp(-raw))).astype(np.float32)
-
-    def _raw_scores(self, data: np.ndarray) -> np.ndarray:
-        booster = self.booster
-        raw = np.zeros(data.shape[0], np.float64)
-        for start in range(0, booster.num_trees(), TREES_PER_PASS):
-            raw += booster.predict(data, start_iteration=start, num_iteration=TREES_PER_PASS,
-                                   raw_score=True, num_threads=1)
-        return raw
+        """Cloud probability of ``(n, 10)`` float32 reflectance rows, equal to s2cloudless's
+        (same model, evaluated cache-friendly by :mod:`.treepredict`)."""
+        return sigmoid(self.model.raw_scores(reflectance)).astype(np.float32)
 
     # -- post-processing -------------------------------------------------------------------
     def mask_from_probabilities(self, probability: np.ndarray) -> np.ndarray:
