@@ -184,7 +184,8 @@ class CloudDetector:
                     f"'{input_path}' is not a time stack: its bands carry no acquisition dates. "
                     "Build one with 'Build time stack from per-date rasters' or 'Import eo-learn EOPatch'"
                 )
-            band_indices = find_bands(info.bands, S2CLOUDLESS_BANDS)
+            band_indices = find_bands(info.bands, S2CLOUDLESS_BANDS,
+                                      "all 13 L1C bands or the 10 the s2cloudless model uses")
             radiometry = self.radiometry(reader, band_indices, progress)
             progress.log(f"Values: {radiometry.reason}.")
             factor = self.factor_for(info)

@@ -32,15 +32,16 @@ def default_band_names(count: int) -> tuple[str, ...] | None:
     return None
 
 
-def find_bands(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
+def find_bands(available: Sequence[str], wanted: Sequence[str], purpose: str = "") -> list[int]:
     """Indices of ``wanted`` bands (case-insensitive, ``B1`` == ``B01``); a ``ValueError`` lists the
-    missing ones."""
+    missing ones (and says what they are ``purpose``-ly needed for)."""
     normalised = {_normalise(name): i for i, name in enumerate(available)}
     missing = [name for name in wanted if _normalise(name) not in normalised]
     if missing:
+        why = f" ({purpose})" if purpose else ""
         raise ValueError(
             f"the stack lacks the band(s) {', '.join(missing)}; it has {', '.join(available)}. "
-            f"Needed: {', '.join(wanted)} (all 13 L1C bands or the 10 the s2cloudless model uses)"
+            f"Needed: {', '.join(wanted)}{why}"
         )
     return [normalised[_normalise(name)] for name in wanted]
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .accuracy import AccuracyAlgorithm
 from .base import ICON_PATH
 from .build_timestack import BuildTimeStackAlgorithm
 from .cloudmask import CloudMaskAlgorithm
+from .features import FeaturesAlgorithm
 from .import_eopatch import ImportEOPatchAlgorithm
+from .interpolate import InterpolateAlgorithm
 
 PROVIDER_ID = "eolulc"
 
@@ -16,6 +19,9 @@ ALGORITHMS = (
     ImportEOPatchAlgorithm,
     BuildTimeStackAlgorithm,
     CloudMaskAlgorithm,
+    InterpolateAlgorithm,
+    FeaturesAlgorithm,
+    AccuracyAlgorithm,
 )
 
 

@@ -1,0 +1,235 @@
+"""Benchmark ``eolulc:interpolate``'s core against eo-learn's LinearInterpolationTask.
+
+A 500 x 500 px stack of the 68 TestEOPatch dates x 9 features (6 bands + 3 indices, smooth
+seasonal curves with noise) with the real TestEOPatch cloud mask tiled over it. Both run the
+eo-learn LULC example's chain (drop dates with valid fraction <= 0.8, 16-day grid over 2016) in
+separate processes, one after the other, so each reports its own wall time and peak RSS:
+
+- eo-learn (in its own venv, default /tmp/eolearn-venv): arrays loaded from .npy, numba warmed up
+  on a tiny patch first, then SimpleFilterTask + LinearInterpolationTask timed;
+- ours: ``interpolate_stack`` from GeoTIFF stack to GeoTIFF stack, reading and writing included,
+  with the default block budget; then again on a 4x larger raster (``--grow``) to show the peak
+  memory stays flat.
+
+    .venv/bin/python bench/interpolate.py [--size 500] [--grow] [--eolearn-python PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+PATCH = REPO.parent / "shared" / "data" / "TestEOPatch"
+GRID = ("2016-01-01", "2016-12-31", 16)
+THRESHOLD = 0.8
+FEATURES = ("B02", "B03", "B04", "B08", "B11", "B12", "NDVI", "NDWI", "NDBI")
+
+PEAK = r"""
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+EOLEARN_SCRIPT = PEAK + r"""
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+from eolearn.core import EOPatch, FeatureType
+from eolearn.features import SimpleFilterTask
+from eolearn.features.extra.interpolation import LinearInterpolationTask
+from sentinelhub import BBox, CRS
+import datetime as dt
+
+data_path, cloud_path, dates_path, out_path, threshold, start, end, step = sys.argv[1:9]
+dates = [dt.datetime.fromisoformat(d) for d in json.load(open(dates_path))]
+FEATURE, VALID = (FeatureType.DATA, "FEATURES"), (FeatureType.MASK, "VALID")
+
+class ValidDataFractionPredicate:
+    def __init__(self, threshold):
+        self.threshold = threshold
+    def __call__(self, array):
+        return np.sum(array.astype(np.uint8)) / np.prod(array.shape) > self.threshold
+
+def chain(patch):
+    patch = SimpleFilterTask(VALID, ValidDataFractionPredicate(float(threshold)))(patch)
+    task = LinearInterpolationTask(FEATURE, mask_feature=VALID, resample_range=(start, end, int(step)))
+    return task(patch)
+
+def make(data, valid):
+    patch = EOPatch(bbox=BBox((0, 0, 1, 1), crs=CRS(32633)), timestamps=list(dates))
+    patch[FEATURE] = data
+    patch[VALID] = valid
+    return patch
+
+t0 = time.perf_counter()
+data = np.load(data_path)
+valid = np.load(cloud_path) == 0
+load_s = time.perf_counter() - t0
+chain(make(data[:, :2, :2].copy(), valid[:, :2, :2].copy()))  # numba compile, not timed
+t0 = time.perf_counter()
+result = chain(make(data, valid))
+run_s = time.perf_counter() - t0
+np.save(out_path, np.asarray(result[FEATURE], dtype=np.float32))
+print(json.dumps({"load_s": load_s, "run_s": run_s, "peak_rss_mb": peak_mb()}))
+"""
+
+OURS_SCRIPT = PEAK + r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from eolulc.core.interpolate import interpolate_stack
+data, mask, out, threshold, start, end, step = sys.argv[2:9]
+t0 = time.perf_counter()
+interpolate_stack(data, out, mask_path=mask, start=start, end=end, interval_days=int(step),
+                  min_valid_fraction=float(threshold))
+run_s = time.perf_counter() - t0
+print(json.dumps({"run_s": run_s, "peak_rss_mb": peak_mb()}))
+"""
+
+
+KERNEL_SCRIPT = PEAK + r"""
+import json, sys, time
+from datetime import datetime
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from eolulc.core.interpolate import date_grid, grid_hours, hours_since, interpolate_series
+data_path, cloud_path, dates_path, threshold, start, end, step = sys.argv[2:9]
+data, cloud = np.load(data_path), np.load(cloud_path)
+dates = [datetime.fromisoformat(d) for d in json.load(open(dates_path))]
+t0 = time.perf_counter()
+fractions = (cloud == 0).reshape(len(dates), -1).mean(axis=1)
+kept = [i for i, f in enumerate(fractions) if f > float(threshold)]
+times = hours_since([dates[i] for i in kept], dates[kept[0]])
+new_times = grid_hours(date_grid(start, end, int(step)), dates[kept[0]])
+valid = cloud[kept] == 0
+for b in range(data.shape[-1]):
+    values = data[kept, ..., b].reshape(len(kept), -1)
+    interpolate_series(values, valid.reshape(len(kept), -1), times, new_times)
+run_s = time.perf_counter() - t0
+print(json.dumps({"run_s": run_s, "peak_rss_mb": peak_mb()}))
+"""
+
+
+def make_inputs(size: int, seed: int = 0) -> tuple[list[datetime], np.ndarray, np.ndarray]:
+    """Seasonal curves plus noise for 9 features; the real cloud mask tiled; clouds look bright."""
+    dates = [datetime.fromisoformat(d) for d in json.loads((PATCH / "timestamps.json").read_text())]
+    clm = np.load(PATCH / "mask" / "CLM.npy")
+    reps = (1, -(-size // clm.shape[1]), -(-size // clm.shape[2]), 1)
+    cloud = np.tile(clm, reps)[:, :size, :size].astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    doy = np.array([d.timetuple().tm_yday for d in dates], np.float32)
+    season = np.sin(2 * np.pi * (doy - 100) / 365)[:, None, None, None]
+    base = rng.uniform(0.05, 0.4, size=(1, size, size, len(FEATURES))).astype(np.float32)
+    amplitude = rng.uniform(0.0, 0.3, size=(1, size, size, len(FEATURES))).astype(np.float32)
+    data = base + amplitude * season
+    data += rng.normal(0, 0.01, size=data.shape).astype(np.float32)
+    data = np.where(cloud.astype(bool), np.float32(0.8), data).astype(np.float32)
+    return dates, data, cloud
+
+
+def write_stacks(folder: Path, dates, data: np.ndarray, cloud: np.ndarray) -> tuple[Path, Path]:
+    from eolulc.core.timestack import Grid, StackInfo, StackWriter
+
+    _, h, w, _ = data.shape
+    grid = Grid(width=w, height=h, crs_wkt=None, transform=(10.0, 0.0, 0.0, 0.0, -10.0, h * 10.0))
+    paths = folder / "features.tif", folder / "clm.tif"
+    for path, array, bands, nodata in ((paths[0], data, FEATURES, float("nan")), (paths[1], cloud, ("CLM",), 255)):
+        info = StackInfo(grid=grid, dates=tuple(dates), bands=bands, dtype=array.dtype.name, nodata=nodata)
+        with StackWriter(str(path), info) as writer:
+            writer.write(array)
+    return paths
+
+
+def run_ours(plugins: Path, data: Path, mask: Path, out: Path) -> dict:
+    args = [str(data), str(mask), str(out), str(THRESHOLD), *map(str, GRID)]
+    done = subprocess.run([sys.executable, "-c", OURS_SCRIPT, str(plugins), *args],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=500)
+    parser.add_argument("--grow", action="store_true", help="also run ours on a 2x2 larger raster")
+    parser.add_argument("--eolearn-python", default="/tmp/eolearn-venv/bin/python")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="eolulc-bench-") as tmp:
+        folder = Path(tmp)
+        plugins = folder / "plugins"
+        plugins.mkdir()
+        (plugins / "eolulc").symlink_to(REPO, target_is_directory=True)
+        sys.path.insert(0, str(plugins))
+        t0 = time.perf_counter()
+        dates, data, cloud = make_inputs(options.size)
+        data_tif, clm_tif = write_stacks(folder, dates, data, cloud)
+        np.save(folder / "data.npy", data)
+        np.save(folder / "cloud.npy", cloud)
+        (folder / "dates.json").write_text(json.dumps([d.isoformat() for d in dates]))
+        del data, cloud
+        print(f"inputs: {options.size} x {options.size} px, {len(dates)} dates x {len(FEATURES)} features "
+              f"({time.perf_counter() - t0:.1f} s to make)")
+
+        ours = run_ours(plugins, data_tif, clm_tif, folder / "ours.tif")
+        print(f"ours     : {ours['run_s']:7.2f} s (GeoTIFF in and out)  peak RSS {ours['peak_rss_mb']:7.0f} MB")
+        args = [str(folder / "data.npy"), str(folder / "cloud.npy"), str(folder / "dates.json"), str(THRESHOLD),
+                *map(str, GRID)]
+        done = subprocess.run([sys.executable, "-c", KERNEL_SCRIPT, str(plugins), *args],
+                              capture_output=True, text=True, check=True)
+        kernel = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"ours core: {kernel['run_s']:7.2f} s (in memory, like eo-learn below, whole raster at once)")
+
+        theirs = None
+        if Path(options.eolearn_python).exists():
+            args = [str(folder / "data.npy"), str(folder / "cloud.npy"), str(folder / "dates.json"),
+                    str(folder / "eolearn.npy"), str(THRESHOLD), *map(str, GRID)]
+            done = subprocess.run([options.eolearn_python, "-c", EOLEARN_SCRIPT, *args],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                print(done.stderr[-2000:])
+            else:
+                theirs = json.loads(done.stdout.strip().splitlines()[-1])
+                print(f"eo-learn : {theirs['run_s']:7.2f} s (in memory; + {theirs['load_s']:.1f} s loading .npy)  "
+                      f"peak RSS {theirs['peak_rss_mb']:7.0f} MB")
+                print(f"speed-up : {theirs['run_s'] / ours['run_s']:.1f}x end to end, "
+                      f"{theirs['run_s'] / kernel['run_s']:.1f}x in memory;  peak memory: "
+                      f"{theirs['peak_rss_mb'] / ours['peak_rss_mb']:.1f}x less end to end")
+                from eolulc.core.timestack import open_stack
+
+                expected = np.load(folder / "eolearn.npy")
+                with open_stack(str(folder / "ours.tif")) as stack:
+                    actual = stack.read()
+                same_nan = bool(np.array_equal(np.isnan(actual), np.isnan(expected)))
+                diff = float(np.nanmax(np.abs(actual - expected)))
+                print(f"equality : max |ours - eo-learn| = {diff:.2e}, NaN in the same places: {same_nan}")
+        else:
+            print(f"eo-learn : skipped ({options.eolearn_python} not found)")
+
+        if options.grow:
+            for name in ("data.npy", "cloud.npy", "eolearn.npy", "ours.tif"):
+                (folder / name).unlink(missing_ok=True)
+            size = 2 * options.size
+            dates, data, cloud = make_inputs(size, seed=1)
+            big = folder / "big"
+            big.mkdir()
+            data_tif, clm_tif = write_stacks(big, dates, data, cloud)
+            del data, cloud
+            grown = run_ours(plugins, data_tif, clm_tif, big / "ours.tif")
+            print(f"ours 4x  : {grown['run_s']:7.2f} s on {size} x {size} px  peak RSS {grown['peak_rss_mb']:7.0f} MB "
+                  f"({grown['peak_rss_mb'] / ours['peak_rss_mb']:.2f}x the {options.size} px run)")
+        budget = os.environ.get("EOLULC_BLOCK_BUDGET_MB", "256 (default)")
+        print(f"block budget: {budget} MB")
+
+
+if __name__ == "__main__":
+    main()

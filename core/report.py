@@ -1,0 +1,264 @@
+"""Accuracy reports as one self-contained HTML file and as JSON.
+
+The HTML must open anywhere, offline and years later, so it carries its CSS inline and draws its
+plots as inline SVG generated here: no script, no web font, no URL. Every piece of text that
+comes from data (class names, notes, titles) is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from .accuracy import json_safe
+from .atomic import atomic_outputs
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
+color:#222;padding:0 1em;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .55em;text-align:right}
+th{background:#f3f3f3}td.name,th.name{text-align:left}.swatch{display:inline-block;width:.9em;height:.9em;
+border:1px solid #555;margin-right:.4em;vertical-align:middle}.summary td{font-size:1.1em}
+.notes li{margin:.2em 0}.muted{color:#777;font-size:.9em}svg text{font-family:inherit}
+"""
+
+
+def write_report(
+    html_path: str | Path | None,
+    json_path: str | Path | None,
+    report: dict[str, Any],
+    title: str,
+    notes: Sequence[str] = (),
+    extra_sections: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Write the report of :func:`core.accuracy.assess` as HTML and/or JSON, all or nothing.
+
+    ``notes`` are plain-text remarks shown at the top (e.g. a random split overstating
+    accuracy); ``extra_sections`` are ``(heading, html)`` pairs appended as they are (the HTML
+    is the caller's, escape it there), e.g. feature importances.
+    """
+    data = json_safe({"title": title, "notes": list(notes), **report})
+    json_text = json.dumps(data, indent=2, allow_nan=False)
+    html_text = render_html(data, title, notes, extra_sections) if html_path is not None else ""
+    with atomic_outputs([html_path, json_path]) as (html_temp, json_temp):
+        if html_temp is not None:
+            html_temp.write_text(html_text, encoding="utf-8")
+        if json_temp is not None:
+            json_temp.write_text(json_text, encoding="utf-8")
+
+
+def render_html(
+    report: dict[str, Any], title: str, notes: Sequence[str] = (), extra_sections: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The report as one self-contained HTML page."""
+    e = html.escape
+    classes = report.get("per_class", [])
+    all_notes = list(notes) + list(report.get("area_adjusted", {}).get("notes", []))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="muted">EO LULC accuracy report, {e(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}; '
+        f"{_int(report.get('n_samples'))} compared pixels.</p>",
+    ]
+    if all_notes:
+        parts.append('<ul class="notes">' + "".join(f"<li>{e(str(n))}</li>" for n in all_notes) + "</ul>")
+    parts.append("<h2>Summary</h2>")
+    parts.append(_table(
+        ["Overall accuracy", "Cohen's kappa", "F1 (weighted)", "F1 (macro)", "Pixels"],
+        [[_num(report.get("overall_accuracy")), _num(report.get("kappa")), _num(report.get("f1_weighted")),
+          _num(report.get("f1_macro")), _int(report.get("n_samples"))]],
+        css="summary",
+    ))
+    parts.append("<h2>Per class</h2>")
+    parts.append(_table(
+        ["Class", "Id", "Precision (user's)", "Recall (producer's)", "F1", "Reference pixels", "Map pixels"],
+        [[_class_cell(c), e(str(c["id"])), _num(c.get("precision")), _num(c.get("recall")), _num(c.get("f1")),
+          _int(c.get("support")), _int(c.get("predicted"))] for c in classes],
+    ))
+    parts.append(bar_chart_svg(classes))
+    confusion = report.get("confusion")
+    if confusion:
+        parts.append("<h2>Confusion matrix</h2>")
+        parts.append('<p class="muted">Rows: reference; columns: map. Colour: share of the reference row; '
+                     "numbers: pixels.</p>")
+        parts.append(confusion_svg(classes, confusion["counts"], confusion["row_normalised"]))
+        head = ["Reference \\ map"] + [e(c["name"]) for c in classes] + ["Total"]
+        rows = [[_class_cell(c)] + [_int(v) for v in row] + [_int(sum(row))]
+                for c, row in zip(classes, confusion["counts"])]
+        parts.append(_table(head, rows, escape_head=False))
+    area = report.get("area_adjusted")
+    if area:
+        parts.append(_area_section(area))
+    for heading, body in extra_sections:
+        parts.append(f"<h2>{e(heading)}</h2>{body}")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _area_section(area: dict[str, Any]) -> str:
+    e = html.escape
+    level = f"{100 * float(area.get('confidence', 0.95)):g} %"
+    hectares = any("area_ha" in c for c in area["per_class"])
+    head = ["Class", "Map pixels", "Weight", f"User's accuracy (± {level} CI)", f"Producer's accuracy (± {level} CI)",
+            "Area (pixels)"] + (["Area (ha)"] if hectares else [])
+    rows = []
+    for c in area["per_class"]:
+        row = [_class_cell(c), _int(c["map_pixels"]), _num(c["weight"]), _pm(c["users_accuracy"]),
+               _pm(c["producers_accuracy"]), _pm(c["area_pixels"], 0)]
+        if hectares:
+            row.append(_pm(c.get("area_ha") or {}, 1))
+        rows.append(row)
+    oa = area["overall_accuracy"]
+    return (
+        "<h2>Area-adjusted accuracy and area estimates</h2>"
+        f"<p>{e(area.get('method', ''))}: estimates with {e(level)} confidence intervals (± half-width). "
+        f"Stratified overall accuracy: <b>{_pm(oa)}</b>.</p>"
+        + _table(head, rows)
+    )
+
+
+def bar_chart_svg(classes: Sequence[dict[str, Any]]) -> str:
+    """Grouped horizontal bars of precision, recall and F1 per class."""
+    e = html.escape
+    metrics = (("precision", "Precision", "#4c72b0"), ("recall", "Recall", "#dd8452"), ("f1", "F1", "#55a868"))
+    label_w, plot_w, bar_h, gap = 190, 420, 9, 10
+    group_h = bar_h * len(metrics) + gap
+    height = 40 + group_h * len(classes) + 20
+    width = label_w + plot_w + 60
+    out = [f'<svg width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="Per-class precision, recall and F1">']
+    for i, (_, name, colour) in enumerate(metrics):
+        x = label_w + i * 110
+        out.append(f'<rect x="{x}" y="6" width="12" height="12" fill="{colour}"/>'
+                   f'<text x="{x + 16}" y="16" font-size="12">{name}</text>')
+    top = 30
+    for tick in range(0, 11, 2):
+        x = label_w + plot_w * tick / 10
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - 18}" stroke="#ddd"/>'
+                   f'<text x="{x:.1f}" y="{height - 4}" font-size="10" text-anchor="middle">{tick / 10:g}</text>')
+    for k, c in enumerate(classes):
+        y0 = top + k * group_h
+        out.append(f'<rect x="4" y="{y0 + group_h / 2 - 10:.1f}" width="12" height="12" fill="{_colour(c)}" '
+                   f'stroke="#555"/><text x="20" y="{y0 + group_h / 2:.1f}" font-size="12">'
+                   f"{e(_short(c['name']))}</text>")
+        for i, (key, name, colour) in enumerate(metrics):
+            value = c.get(key)
+            y = y0 + i * bar_h
+            if value is None:
+                out.append(f'<text x="{label_w + 2}" y="{y + bar_h - 1}" font-size="9" fill="#777">n/a</text>')
+                continue
+            out.append(f'<rect x="{label_w}" y="{y}" width="{plot_w * float(value):.1f}" height="{bar_h - 1}" '
+                       f'fill="{colour}"><title>{e(c["name"])} {name}: {float(value):.3f}</title></rect>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def confusion_svg(classes: Sequence[dict[str, Any]], counts: Sequence[Sequence[int]],
+                  normalised: Sequence[Sequence[float | None]]) -> str:
+    """Heat map of the row-normalised confusion matrix, class colours on both axes."""
+    e = html.escape
+    n = len(classes)
+    cell = max(28, min(64, 560 // max(n, 1)))
+    left, top = 200, 150
+    width, height = left + n * cell + 130, top + n * cell + 20  # room for the slanted column labels
+    out = [f'<svg width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="Confusion matrix">',
+           f'<text x="{left + n * cell / 2:.1f}" y="14" font-size="12" text-anchor="middle">map</text>',
+           f'<text x="12" y="{top + n * cell / 2:.1f}" font-size="12" text-anchor="middle" '
+           f'transform="rotate(-90 12 {top + n * cell / 2:.1f})">reference</text>']
+    for k, c in enumerate(classes):
+        name = e(_short(c["name"]))
+        y = top + k * cell
+        out.append(f'<rect x="{left - 16}" y="{y + cell / 2 - 6:.1f}" width="12" height="12" fill="{_colour(c)}" '
+                   f'stroke="#555"/><text x="{left - 20}" y="{y + cell / 2 + 4:.1f}" font-size="11" '
+                   f'text-anchor="end">{name}</text>')
+        x = left + k * cell + cell / 2
+        out.append(f'<rect x="{x - 6:.1f}" y="{top - 16}" width="12" height="12" fill="{_colour(c)}" stroke="#555"/>'
+                   f'<text x="{x + 4:.1f}" y="{top - 20}" font-size="11" '
+                   f'transform="rotate(-45 {x + 4:.1f} {top - 20})">{name}</text>')
+    for r in range(n):
+        for col in range(n):
+            share = normalised[r][col]
+            value = 0.0 if share is None else float(share)
+            x, y = left + col * cell, top + r * cell
+            fill = _blue(value)
+            ink = "#fff" if value > 0.55 else "#222"
+            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff">'
+                       f'<title>reference {e(classes[r]["name"])}, map {e(classes[col]["name"])}: '
+                       f"{int(counts[r][col])} pixels ({100 * value:.1f} %)</title></rect>")
+            if counts[r][col]:
+                out.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" font-size="{10 if cell < 40 else 11}" '
+                           f'text-anchor="middle" fill="{ink}">{_compact(int(counts[r][col]))}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], css: str = "", escape_head: bool = True) -> str:
+    """A table from already-escaped cells; the first column is left-aligned."""
+    cells = [html.escape(h) if escape_head else h for h in head]
+    out = [f'<table class="{css}">' if css else "<table>", "<tr>"]
+    out += [f'<th class="name">{h}</th>' if i == 0 else f"<th>{h}</th>" for i, h in enumerate(cells)]
+    out.append("</tr>")
+    for row in rows:
+        out.append("<tr>" + "".join(f'<td class="name">{v}</td>' if i == 0 else f"<td>{v}</td>"
+                                    for i, v in enumerate(row)) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _class_cell(c: dict[str, Any]) -> str:
+    return f'<span class="swatch" style="background:{_colour(c)}"></span>{html.escape(str(c["name"]))}'
+
+
+def _colour(c: dict[str, Any]) -> str:
+    """The class colour if it is a plain ``#rrggbb`` (it lands in attributes), else grey."""
+    value = str(c.get("colour", ""))
+    if len(value) == 7 and value[0] == "#" and all(ch in "0123456789abcdefABCDEF" for ch in value[1:]):
+        return value
+    return "#999999"
+
+
+def _blue(value: float) -> str:
+    value = min(1.0, max(0.0, value))
+    r, g, b = (247 + (8 - 247) * value, 251 + (48 - 251) * value, 255 + (107 - 255) * value)
+    return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{float(value):.{digits}f}"
+
+
+def _int(value: Any) -> str:
+    return "n/a" if value is None else f"{int(value):,}"
+
+
+def _pm(item: dict[str, Any], digits: int = 3) -> str:
+    estimate, ci = item.get("estimate"), item.get("ci")
+    if estimate is None:
+        return "n/a"
+    if digits == 0:
+        text = f"{float(estimate):,.0f}"
+        return text if ci is None else f"{text} ± {float(ci):,.0f}"
+    text = f"{float(estimate):,.{digits}f}"
+    return text if ci is None else f"{text} ± {float(ci):,.{digits}f}"
+
+
+def _compact(value: int) -> str:
+    if value >= 1_000_000:
+        return f"{value / 1e6:.1f}M"
+    if value >= 10_000:
+        return f"{value / 1e3:.0f}k"
+    return str(value)
+
+
+def _short(name: str, limit: int = 26) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"

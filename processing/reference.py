@@ -1,0 +1,109 @@
+"""The reference map parameters shared by training and accuracy: a class raster, or polygons
+with a class field (and optionally a name field), brought onto the features' grid."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qgis.core import (
+    Qgis,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingParameterField,
+    QgsProcessingParameterMapLayer,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+from ..core.reference import Reference, rasterize_polygons, read_reference_raster
+from ..core.timestack import Grid
+
+REFERENCE = "REFERENCE"
+CLASS_FIELD = "CLASS_FIELD"
+NAME_FIELD = "NAME_FIELD"
+
+
+def _source_types() -> list:
+    """Raster and polygon layer types: ``Qgis.ProcessingSourceType`` from 3.36 (and QGIS 4),
+    ``QgsProcessing.SourceType`` before."""
+    scoped = getattr(Qgis, "ProcessingSourceType", None)
+    if scoped is not None:
+        return [scoped.Raster, scoped.VectorPolygon]
+    return [QgsProcessing.SourceType.TypeRaster, QgsProcessing.SourceType.TypeVectorPolygon]
+
+
+def _field_types() -> tuple:
+    scoped = getattr(Qgis, "ProcessingFieldParameterDataType", None)
+    if scoped is not None:
+        return scoped.Numeric, scoped.Any
+    return QgsProcessingParameterField.DataType.Numeric, QgsProcessingParameterField.DataType.Any
+
+
+def add_reference_parameters(algorithm, description: str = "Reference land cover") -> None:
+    numeric, any_type = _field_types()
+    algorithm.add(
+        QgsProcessingParameterMapLayer(REFERENCE, algorithm.tr(description), types=_source_types()),
+        "The reference map: a class raster (integer class ids, 0 = no data) or polygons with a class "
+        "field. Polygons are rasterized onto the features' grid (pixel centres); a raster on another "
+        "grid or CRS is resampled with nearest neighbour.",
+    )
+    algorithm.add(
+        QgsProcessingParameterField(CLASS_FIELD, algorithm.tr("Class field (polygons)"),
+                                    parentLayerParameterName=REFERENCE, type=numeric, optional=True),
+        "For a polygon reference: the integer field holding the class id (e.g. LULC_ID).",
+    )
+    algorithm.add(
+        QgsProcessingParameterField(NAME_FIELD, algorithm.tr("Class name field (polygons)"),
+                                    parentLayerParameterName=REFERENCE, type=any_type, optional=True),
+        "For a polygon reference, optional: the field holding class names (e.g. LULC_NAME); they name the "
+        "classes in the model, the legend and the reports.",
+    )
+
+
+def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcessingContext, grid: Grid) -> Reference:
+    """Read the reference parameters onto ``grid``; errors name the parameter to fix."""
+    layer = algorithm.parameterAsLayer(parameters, REFERENCE, context)
+    if layer is None:
+        raise algorithm.parameter_error(REFERENCE, algorithm.tr("choose a reference raster or polygon layer"))
+    if isinstance(layer, QgsRasterLayer):
+        with algorithm.about(REFERENCE):
+            return read_reference_raster(layer.source(), grid)
+    if not isinstance(layer, QgsVectorLayer):
+        raise algorithm.parameter_error(REFERENCE, algorithm.tr("the reference must be a raster or a polygon layer"))
+    class_field = algorithm.parameterAsString(parameters, CLASS_FIELD, context)
+    if not class_field:
+        raise algorithm.parameter_error(CLASS_FIELD, algorithm.tr("a polygon reference needs its class field"))
+    name_field = algorithm.parameterAsString(parameters, NAME_FIELD, context) or None
+    fields = layer.fields()
+    for name, parameter in ((class_field, CLASS_FIELD), (name_field, NAME_FIELD)):
+        if name and fields.indexOf(name) < 0:
+            raise algorithm.parameter_error(parameter, algorithm.tr("the layer has no field '{}'").format(name))
+    target = QgsCoordinateReferenceSystem.fromWkt(grid.crs_wkt) if grid.crs_wkt else layer.crs()
+    transform = QgsCoordinateTransform(layer.crs(), target, context.transformContext())
+    shapes = []
+    names: dict[int, str] = {}
+    for feature in layer.getFeatures():
+        value = feature[class_field]
+        if value is None or (hasattr(value, "isNull") and value.isNull()):
+            continue
+        try:
+            class_id = int(value)
+        except (TypeError, ValueError):
+            raise algorithm.parameter_error(
+                CLASS_FIELD, algorithm.tr("'{}' is not an integer class id").format(value)) from None
+        if class_id != value:
+            raise algorithm.parameter_error(CLASS_FIELD, algorithm.tr("'{}' is not an integer class id").format(value))
+        geometry = feature.geometry()
+        if geometry is None or geometry.isEmpty():
+            continue
+        geometry.transform(transform)
+        shapes.append((json.loads(geometry.asJson()), class_id))
+        if name_field:
+            label = feature[name_field]
+            if label is not None and str(label) not in ("", "NULL"):
+                names.setdefault(class_id, str(label))
+    with algorithm.about(REFERENCE):
+        return rasterize_polygons(shapes, grid, names)

@@ -1,0 +1,203 @@
+"""Features on the real L1C scenes: bands as reflectance, indices, statistics, block independence."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from eolulc.core.features import (
+    TAG_FEATURES,
+    FeatureSpec,
+    Index,
+    compute_features,
+    normalized_difference,
+    parse_custom_indices,
+    preset_indices,
+)
+from eolulc.core.progress import Cancelled, Progress
+from eolulc.core.sentinel2 import L1C_BANDS
+from eolulc.core.timestack import StackInfo, StackWriter, open_stack, read_info
+
+ALL_STATS = ("mean", "std", "min", "max", "p10", "p25", "p50", "p75", "p90")
+
+
+def _band(scenes: np.ndarray, name: str) -> np.ndarray:
+    return scenes[..., L1C_BANDS.index(name)].astype(np.float64)
+
+
+def _nd(scenes: np.ndarray, a: str, b: str) -> np.ndarray:
+    x, y = _band(scenes, a), _band(scenes, b)
+    return (x - y) / (x + y)
+
+
+def _read(path: Path):
+    with open_stack(str(path)) as stack:
+        return stack.info, stack.read()
+
+
+@pytest.fixture(scope="module")
+def default_features(scene_stack, tmp_path_factory):
+    path = tmp_path_factory.mktemp("features") / "f.tif"
+    compute_features(scene_stack, path, FeatureSpec())
+    return _read(path)
+
+
+def test_default_bands_and_indices_equal_numpy(default_features, scene_stack, reference_scenes):
+    info, data = default_features
+    assert info.bands == ("B02", "B03", "B04", "B08", "B11", "B12", "NDVI", "NDWI", "NDBI")
+    assert info.dates == read_info(str(scene_stack)).dates and data.dtype == np.float32
+    for i, name in enumerate(info.bands[:6]):
+        np.testing.assert_array_equal(data[..., i], reference_scenes[..., L1C_BANDS.index(name)])
+    np.testing.assert_allclose(data[..., 6], _nd(reference_scenes, "B08", "B04"), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(data[..., 7], _nd(reference_scenes, "B03", "B08"), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(data[..., 8], _nd(reference_scenes, "B11", "B08"), rtol=0, atol=1e-6)
+    described = json.loads(info.tags[TAG_FEATURES])
+    assert described["indices"]["NDVI"] == {"a": "B08", "b": "B04", "formula": "(B08 - B04) / (B08 + B04)"}
+
+
+def test_digital_numbers_give_the_same_features(default_features, scene_stack_dn, tmp_path):
+    logs: list[str] = []
+    compute_features(scene_stack_dn, tmp_path / "f.tif", FeatureSpec(), Progress(on_log=logs.append))
+    info, data = _read(tmp_path / "f.tif")
+    assert info.bands == default_features[0].bands
+    np.testing.assert_allclose(data, default_features[1], rtol=0, atol=1e-6)
+    assert any("scale 0.0001" in line for line in logs)
+
+
+def test_custom_indices_and_case_insensitive_names(scene_stack, reference_scenes, tmp_path):
+    spec = FeatureSpec(bands=("b4", "B8a"), indices=parse_custom_indices("NDRE = B8A, B5;\n MY=B11 B12"))
+    compute_features(scene_stack, tmp_path / "f.tif", spec)
+    info, data = _read(tmp_path / "f.tif")
+    assert info.bands == ("B04", "B8A", "NDRE", "MY")
+    np.testing.assert_allclose(data[..., 2], _nd(reference_scenes, "B8A", "B05"), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(data[..., 3], _nd(reference_scenes, "B11", "B12"), rtol=0, atol=1e-6)
+
+
+def test_undefined_values_are_nan_never_inf(eopatch_dir, tmp_path):
+    from eolulc.core.eopatch import read_eopatch
+
+    grid = read_eopatch(eopatch_dir).grid(101, 100)
+    # uint16 DN, nodata 0: B04 = B08 = 0 is nodata; with an offset a + b == 0 for a valid pixel
+    data = np.full((2, 101, 100, 2), 1500, np.uint16)
+    data[0, :10, :, :] = 0          # nodata in both bands
+    data[0, 10:20, :, 0] = 0        # nodata in B08 only
+    data[1, :5, :, :] = 1000        # reflectance 0 in both with the -1000 offset: 0 / 0
+    data[1, 5:10, :, 0] = 900       # B08 = -0.01, B04 = 0.01: a + b == 0 with a - b != 0
+    data[1, 5:10, :, 1] = 1100
+    info = StackInfo(grid, (None, None), ("B08", "B04"), "uint16", nodata=0, scales=(1e-4, 1e-4),
+                     offsets=(-0.1, -0.1))
+    with StackWriter(str(tmp_path / "in.tif"), info) as writer:
+        writer.write(data)
+    compute_features(tmp_path / "in.tif", tmp_path / "f.tif",
+                     FeatureSpec(bands=("B08",), indices=preset_indices(["NDVI"])))
+    out_info, out = _read(tmp_path / "f.tif")
+    assert not np.isinf(out).any()
+    ndvi = out[..., 1]
+    assert np.isnan(ndvi[0, :20]).all() and np.isnan(ndvi[1, :10]).all()
+    assert np.isnan(out[0, :20, :, 0]).all() and not np.isnan(out[0, 20:, :, 0]).any()
+    np.testing.assert_allclose(out[1, 20:, :, 0], 0.05, atol=1e-7)
+    np.testing.assert_array_equal(ndvi[1, 20:], 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(normalized_difference(np.zeros(3, np.float32), np.zeros(3, np.float32))).all()
+
+
+def test_statistics_equal_numpy(default_features, scene_stack, tmp_path):
+    # nodata on some dates of some pixels, and one pixel with no data at all
+    info, per_date = default_features
+    holes = per_date.astype(np.float64)
+    rng = np.random.default_rng(0)
+    holes[rng.random(holes.shape[:3]) < 0.3] = np.nan
+    holes[:, 0, 0] = np.nan
+    path = tmp_path / "holes.tif"
+    with StackWriter(str(path), info.evolve(tags={})) as writer:
+        writer.write(holes.astype(np.float32))
+    names = info.bands
+    spec = FeatureSpec(bands=names, indices=(), statistics=ALL_STATS)
+    result = compute_features(path, tmp_path / "s.tif", spec)
+    out_info, out = _read(tmp_path / "s.tif")
+    assert out_info.dates == (None,) and out.shape == (1, 101, 100, len(names) * 9)
+    assert out_info.bands[:3] == ("B02_mean", "B02_std", "B02_min") and "NDVI_p90" in out_info.bands
+    assert result.names == out_info.bands
+    # numpy's nanpercentile goes pixel by pixel: compare a 30 x 30 corner (NaN holes included)
+    crop = holes[:, :30, :30]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        percentiles = np.nanpercentile(crop, [10, 25, 50, 75, 90], axis=0)
+        expected = {
+            "mean": np.nanmean(crop, axis=0), "std": np.nanstd(crop, axis=0),
+            "min": np.nanmin(crop, axis=0), "max": np.nanmax(crop, axis=0),
+            **{f"p{q}": percentiles[i] for i, q in enumerate((10, 25, 50, 75, 90))},
+        }
+        mean = np.nanmean(holes, axis=0)
+    for f, name in enumerate(names):
+        for s, stat in enumerate(ALL_STATS):
+            np.testing.assert_allclose(out[0, :30, :30, f * 9 + s], expected[stat][..., f], rtol=0, atol=1e-6,
+                                       err_msg=f"{name}_{stat}")
+        np.testing.assert_allclose(out[0, ..., f * 9], mean[..., f], rtol=0, atol=1e-6)
+    assert np.isnan(out[0, 0, 0]).all()
+
+
+def test_identical_for_any_block_size(scene_stack, tmp_path):
+    spec = FeatureSpec(statistics=("mean", "p50"))
+    compute_features(scene_stack, tmp_path / "a.tif", spec)
+    compute_features(scene_stack, tmp_path / "b.tif", FeatureSpec())
+    # a budget that forces many small blocks
+    compute_features(scene_stack, tmp_path / "c.tif", spec, budget_bytes=50_000)
+    compute_features(scene_stack, tmp_path / "d.tif", FeatureSpec(), budget_bytes=50_000)
+    np.testing.assert_array_equal(_read(tmp_path / "a.tif")[1], _read(tmp_path / "c.tif")[1])
+    np.testing.assert_array_equal(_read(tmp_path / "b.tif")[1], _read(tmp_path / "d.tif")[1])
+
+
+def test_undated_raster_is_one_undated_date(reference_scenes, tmp_path):
+    path = tmp_path / "plain.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=100, height=101, count=13, dtype="float32") as ds:
+        ds.write(reference_scenes[0].transpose(2, 0, 1))
+        for i, band in enumerate(L1C_BANDS):
+            ds.set_band_description(i + 1, band)
+    compute_features(path, tmp_path / "f.tif", FeatureSpec())
+    info, data = _read(tmp_path / "f.tif")
+    assert info.dates == (None,) and info.bands[-3:] == ("NDVI", "NDWI", "NDBI")
+    np.testing.assert_allclose(data[0, ..., 6], _nd(reference_scenes[:1], "B08", "B04")[0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make, text",
+    [
+        (lambda: FeatureSpec(bands=(), indices=()), "no features chosen"),
+        (lambda: FeatureSpec(statistics=("median",)), "unknown statistic(s) median"),
+        (lambda: FeatureSpec(indices=preset_indices(["NDVI"]) + (Index("ndvi", "B03", "B04"),)), "given twice"),
+        (lambda: parse_custom_indices("NDRE B8A,B05"), "is not a normalized difference"),
+        (lambda: parse_custom_indices("NDRE=B8A"), "is not a normalized difference"),
+        (lambda: parse_custom_indices("1X=B8A,B05"), "is not a normalized difference"),
+        (lambda: parse_custom_indices("X=B05,b5"), "uses band B05 twice"),
+        (lambda: preset_indices(["EVI"]), "unknown index 'EVI'"),
+    ],
+)
+def test_bad_specifications(make, text):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert text in str(error.value)
+
+
+def test_missing_bands_are_listed_and_nothing_written(scene_stack, tmp_path):
+    with pytest.raises(ValueError) as error:
+        compute_features(scene_stack, tmp_path / "f.tif",
+                         FeatureSpec(bands=("B04", "B13", "VV"), indices=()))
+    assert "lacks the band(s) B13, VV" in str(error.value) and "B01, B02" in str(error.value)
+    with pytest.raises(ValueError, match="lacks the band.s. B14 needed for X"):
+        compute_features(scene_stack, tmp_path / "f.tif", FeatureSpec(indices=parse_custom_indices("X=B14,B04")))
+    assert not list(tmp_path.iterdir())
+
+
+def test_cancel_leaves_no_output(scene_stack, tmp_path):
+    calls = []
+    progress = Progress(on_progress=calls.append, is_canceled=lambda: len(calls) > 0)
+    with pytest.raises(Cancelled):
+        compute_features(scene_stack, tmp_path / "f.tif", FeatureSpec(), progress, budget_bytes=50_000)
+    assert calls and not list(tmp_path.iterdir())
