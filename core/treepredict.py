@@ -70,9 +70,9 @@ class TreeEnsemble:
             total = np.zeros((chunk.shape[0],) + width[1:], np.float64)
             for start in range(0, iterations, step):
                 count = min(step, iterations - start)
-                part = booster.predict(chunk, start_iteration=start, num_iteration=count, raw_score=True,
-                                       num_threads=1)
-                total += part * count if self.average else part
+                total += booster.predict(chunk, start_iteration=start, num_iteration=count, raw_score=True,
+                                         num_threads=1)
+            # raw scores are sums over the trees also for random forests, which LightGBM averages
             return total / iterations if self.average else total
 
         if parts == 1:

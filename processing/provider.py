@@ -8,10 +8,12 @@ from qgis.PyQt.QtGui import QIcon
 from .accuracy import AccuracyAlgorithm
 from .base import ICON_PATH
 from .build_timestack import BuildTimeStackAlgorithm
+from .classify import ClassifyAlgorithm
 from .cloudmask import CloudMaskAlgorithm
 from .features import FeaturesAlgorithm
 from .import_eopatch import ImportEOPatchAlgorithm
 from .interpolate import InterpolateAlgorithm
+from .train import TrainAlgorithm
 
 PROVIDER_ID = "eolulc"
 
@@ -21,6 +23,8 @@ ALGORITHMS = (
     CloudMaskAlgorithm,
     InterpolateAlgorithm,
     FeaturesAlgorithm,
+    TrainAlgorithm,
+    ClassifyAlgorithm,
     AccuracyAlgorithm,
 )
 

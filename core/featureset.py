@@ -1,0 +1,129 @@
+"""One or more aligned time stacks seen as a table of per-pixel feature rows.
+
+Every band of every date of every stack is one feature, named ``"<date> <band>"``
+(``2017-03-14 NDVI``; the time is added only where two dates fall on one day; undated stacks use
+the band name). A window of the stacks becomes rows ``(pixels, features)`` in float32, scaled
+to physical values, with nodata as NaN (LightGBM's missing value).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from typing import Sequence
+
+import numpy as np
+
+from .timestack import StackInfo, Window, format_datetime, open_stack
+
+
+def feature_names(info: StackInfo) -> list[str]:
+    if not info.is_dated:
+        return list(info.bands)
+    days = [format_datetime(d)[:10] for d in info.dates]
+    labels = [format_datetime(d) if days.count(day) > 1 else day for d, day in zip(info.dates, days)]
+    return [f"{label} {band}" for label in labels for band in info.bands]
+
+
+def describe_stack(info: StackInfo) -> dict:
+    """What a model remembers of each input stack (to check the stacks it is applied to)."""
+    return {
+        "dates": [format_datetime(d) if d is not None else None for d in info.dates],
+        "bands": list(info.bands),
+    }
+
+
+class FeatureSet:
+    """Opens aligned stacks (same grid) and reads their windows as feature rows."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        if not paths:
+            raise ValueError("give at least one feature stack")
+        self.paths = [str(p) for p in paths]
+        self._exit = ExitStack()
+        try:
+            self.readers = [self._exit.enter_context(open_stack(p)) for p in self.paths]
+        except Exception:
+            self._exit.close()
+            raise
+        self.infos = [r.info for r in self.readers]
+        first = self.infos[0].grid
+        for path, info in zip(self.paths[1:], self.infos[1:]):
+            if not info.grid.same_as(first):
+                self._exit.close()
+                raise ValueError(
+                    f"'{path}' is not on the same grid as '{self.paths[0]}' (size, pixel grid and CRS must be "
+                    "equal); resample it first, e.g. with 'Build time stack from per-date rasters' and a target grid"
+                )
+        self.grid = first
+        names = [name for info in self.infos for name in feature_names(info)]
+        if len(set(names)) != len(names):
+            # two stacks with the same band names: tell them apart by stack number
+            names = [f"s{number + 1} {name}" for number, info in enumerate(self.infos) for name in feature_names(info)]
+        self.names = names
+
+    @property
+    def n_features(self) -> int:
+        return len(self.names)
+
+    def describe(self) -> list[dict]:
+        return [describe_stack(info) for info in self.infos]
+
+    def bytes_per_pixel(self) -> int:
+        return sum(info.count for info in self.infos) * (4 + 8)
+
+    def read_rows(self, window: Window) -> np.ndarray:
+        """``(height * width, features)`` float32 rows of a window, pixel-major (row by row)."""
+        parts = []
+        for reader, info in zip(self.readers, self.infos):
+            block = reader.read(window)  # (t, h, w, b)
+            values = block.astype(np.float32)
+            if info.nodata is not None and not math.isnan(info.nodata):
+                values[block == info.nodata] = np.nan
+            if info.has_scaling:
+                values = values * np.asarray(info.scales, np.float32) + np.asarray(info.offsets, np.float32)
+            t, h, w, b = values.shape
+            parts.append(values.transpose(1, 2, 0, 3).reshape(h * w, t * b))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def close(self) -> None:
+        self._exit.close()
+
+    def __enter__(self) -> FeatureSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def compare_to_model(feature_set: FeatureSet, expected: list[dict], expected_names: list[str]) -> None:
+    """Raise a ``ValueError`` that says exactly how the stacks differ from the model's inputs."""
+    actual = feature_set.describe()
+    if len(actual) != len(expected):
+        raise ValueError(f"the model was trained on {len(expected)} feature stack(s), {len(actual)} given")
+    problems = []
+    for number, (have, want) in enumerate(zip(actual, expected), start=1):
+        label = f"stack {number} ({feature_set.paths[number - 1]})"
+        if have["bands"] != want["bands"]:
+            problems.append(f"{label} has bands {', '.join(have['bands'])}; the model needs {', '.join(want['bands'])}")
+        if have["dates"] != want["dates"]:
+            missing = [d for d in want["dates"] if d not in have["dates"]]
+            extra = [d for d in have["dates"] if d not in want["dates"]]
+            detail = []
+            if missing:
+                detail.append(f"missing {_some(missing)}")
+            if extra:
+                detail.append(f"not in the model {_some(extra)}")
+            if not detail:
+                detail.append("same dates in another order")
+            counts = f"{len(have['dates'])} dates, the model {len(want['dates'])}"
+            problems.append(f"{label} has {counts}: {'; '.join(detail)}")
+    if not problems and feature_set.names != expected_names:
+        problems.append("the feature names differ from the model's")
+    if problems:
+        raise ValueError("the features do not match the model: " + " | ".join(problems)
+                         + ". Build the features exactly as for training (same dates grid, bands and indices)")
+
+
+def _some(items: list) -> str:
+    return ", ".join(str(i) for i in items[:5]) + (" ..." if len(items) > 5 else "")

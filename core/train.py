@@ -1,0 +1,359 @@
+"""Training a LightGBM land-cover classifier from feature stacks and a reference map.
+
+The recipe follows eo-learn's LULC example and makes its weak spots explicit:
+
+1. the reference is eroded per class (mixed pixels at class borders are not trusted);
+2. labelled pixels are split into training and test *spatially* (square blocks, or whole
+   polygons), because neighbouring pixels are nearly identical and a random pixel split
+   reports the accuracy of memorising them;
+3. training pixels are sampled (proportional to class frequency, or balanced);
+4. LightGBM is trained with early stopping on a validation part of the *training* blocks, which
+   keeps the model lean (prediction time is the pipeline's bottleneck) without touching the
+   test split;
+5. the test split gets the accuracy report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
+
+import numpy as np
+
+from .blocks import iter_blocks
+from .featureset import FeatureSet
+from .legend import Legend
+from .model import LulcModel, predict_probabilities
+from .progress import Progress, ensure_progress
+from .reference import NO_CLASS, Reference
+
+SPLITS = ("blocks", "polygons", "random")
+SAMPLINGS = ("proportional", "balanced")
+CLASSIFIERS = ("gbdt", "rf")
+#: Test pixels used for the report at most (a random subset beyond that).
+MAX_TEST_PIXELS = 200_000
+
+
+@dataclass
+class TrainSettings:
+    """What the user can set; the defaults are the recipe's."""
+
+    samples: int = 20000
+    sampling: str = "proportional"
+    split: str = "blocks"
+    test_fraction: float = 0.25
+    block_size: int = 0  # 0 = automatic
+    erosion: str = "1"
+    classifier: str = "gbdt"
+    n_estimators: int = 500
+    learning_rate: float = 0.1
+    num_leaves: int = 31
+    early_stopping: bool = True
+    class_weight: str = "none"  # or "balanced"
+    seed: int = 42
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split '{self.split}'; use one of {', '.join(SPLITS)}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling '{self.sampling}'; use one of {', '.join(SAMPLINGS)}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"unknown classifier '{self.classifier}'; use one of {', '.join(CLASSIFIERS)}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"the test fraction must be between 0 and 1 (exclusive), not {self.test_fraction}")
+        if self.samples < 10:
+            raise ValueError("ask for at least 10 training samples")
+        if self.n_estimators < 1 or self.num_leaves < 2 or self.learning_rate <= 0:
+            raise ValueError("LightGBM needs at least 1 tree, 2 leaves and a positive learning rate")
+
+
+@dataclass
+class TrainResult:
+    model: LulcModel
+    report: dict
+    notes: list[str] = field(default_factory=list)
+    importances: list[tuple[str, float]] = field(default_factory=list)
+
+
+def parse_erosion(spec: str) -> tuple[int, dict[int, int]]:
+    """``"1"`` or ``"1, 8:0, 3:2"`` -> default radius and per-class radii."""
+    default, per_class = 1, {}
+    parts = [p.strip() for p in str(spec or "").replace(";", ",").split(",") if p.strip()]
+    try:
+        for part in parts:
+            if ":" in part:
+                key, value = part.split(":", 1)
+                per_class[int(key)] = int(value)
+            else:
+                default = int(part)
+    except ValueError:
+        raise ValueError(f"'{spec}' is not an erosion setting; write a radius like 1, or 1, 8:0 for class 8 "
+                         "not eroded") from None
+    if default < 0 or any(v < 0 for v in per_class.values()):
+        raise ValueError("erosion radii are 0 or more pixels")
+    return default, per_class
+
+
+def erosion_disk(radius: int) -> np.ndarray:
+    """skimage's disk (what eo-learn's ErosionTask uses)."""
+    y, x = np.ogrid[-radius:radius + 1, -radius:radius + 1]
+    return (x * x + y * y) <= radius * radius
+
+
+def erode(classes: np.ndarray, spec: str) -> np.ndarray:
+    """Each class shrunk by its radius; removed pixels become :data:`NO_CLASS` (as eo-learn's
+    ErosionTask, with pixels at the map's edge not eroded by the edge)."""
+    from scipy.ndimage import binary_erosion
+
+    default, per_class = parse_erosion(spec)
+    out = classes.copy()
+    for class_id in np.unique(classes):
+        if class_id == NO_CLASS:
+            continue
+        radius = per_class.get(int(class_id), default)
+        if radius <= 0:
+            continue
+        member = classes == class_id
+        kept = binary_erosion(member, structure=erosion_disk(radius), border_value=1)
+        out[member & ~kept] = NO_CLASS
+    return out
+
+
+def auto_block_size(height: int, width: int) -> int:
+    """About 40 or more blocks, each 8 to 64 pixels wide."""
+    return int(max(8, min(64, round(math.sqrt(height * width / 40)))))
+
+
+def split_mask(reference: Reference, labelled: np.ndarray, settings: TrainSettings,
+               rng: np.random.Generator, notes: list[str]) -> np.ndarray:
+    """Boolean (h, w): True for test pixels among ``labelled``; the rest of ``labelled`` trains."""
+    h, w = labelled.shape
+    total = int(labelled.sum())
+    if settings.split == "random":
+        notes.append("Random pixel split: neighbouring pixels are on both sides, so the test accuracy is "
+                     "optimistic (it overstates how well the map does elsewhere). Prefer the spatial split.")
+        return labelled & (rng.random((h, w)) < settings.test_fraction)
+    if settings.split == "polygons":
+        if reference.polygons is None:
+            raise ValueError("the polygon split needs a polygon reference (a vector layer)")
+        units = np.where(labelled, reference.polygons, 0)
+        unit_label = "polygon"
+    else:
+        size = settings.block_size or auto_block_size(h, w)
+        rows = np.arange(h)[:, None] // size
+        cols = np.arange(w)[None, :] // size
+        units = np.where(labelled, rows * (w // size + 1) + cols + 1, 0)
+        unit_label = f"{size} x {size} px block"
+    ids, counts = np.unique(units[units > 0], return_counts=True)
+    if ids.size < 2:
+        raise ValueError(f"the labelled pixels lie in a single {unit_label}: a spatial split is impossible; "
+                         "use smaller blocks or the random split")
+    order = rng.permutation(ids.size)
+    cumulative = np.cumsum(counts[order])
+    n_test = int(np.searchsorted(cumulative, settings.test_fraction * total) + 1)
+    n_test = min(max(1, n_test), ids.size - 1)
+    test_ids = ids[order[:n_test]]
+    test = np.isin(units, test_ids) & labelled
+    notes.append(f"Spatial split by {unit_label}: {n_test} of {ids.size} {unit_label}s held out for testing.")
+    return test
+
+
+def sample_pixels(candidates: np.ndarray, classes: np.ndarray, n: int, sampling: str,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Flat indices of the sampled training pixels."""
+    flat = np.flatnonzero(candidates)
+    if flat.size <= n and sampling == "proportional":
+        return flat
+    labels = classes.ravel()[flat]
+    if sampling == "proportional":
+        return np.sort(rng.choice(flat, size=n, replace=False))
+    ids = np.unique(labels)
+    per_class = max(1, n // ids.size)
+    chosen = []
+    for class_id in ids:
+        members = flat[labels == class_id]
+        take = min(per_class, members.size)
+        chosen.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def gather_rows(features: FeatureSet, flat_indices: np.ndarray, progress: Progress,
+                budget_bytes: int | None = None) -> np.ndarray:
+    """Feature rows of the given pixels, reading the stacks block by block."""
+    grid = features.grid
+    out = np.empty((flat_indices.size, features.n_features), np.float32)
+    rows_of = flat_indices // grid.width
+    cols_of = flat_indices % grid.width
+    for block in iter_blocks(grid.height, grid.width, features.bytes_per_pixel(), budget_bytes, progress=progress):
+        inside = np.flatnonzero((rows_of >= block.row) & (rows_of < block.row + block.height)
+                                & (cols_of >= block.col) & (cols_of < block.col + block.width))
+        if inside.size == 0:
+            continue
+        table = features.read_rows(block.window)
+        local = (rows_of[inside] - block.row) * block.width + (cols_of[inside] - block.col)
+        out[inside] = table[local]
+    return out
+
+
+def train_model(
+    feature_paths: Sequence[str],
+    reference: Reference,
+    legend: Legend,
+    settings: TrainSettings | None = None,
+    progress: Progress | None = None,
+    budget_bytes: int | None = None,
+) -> TrainResult:
+    """Train and evaluate; returns the model (not yet saved), the test report and notes."""
+    from .accuracy import assess
+
+    settings = settings or TrainSettings()
+    settings.validate()
+    progress = ensure_progress(progress)
+    rng = np.random.default_rng(settings.seed)
+    notes: list[str] = []
+    with FeatureSet(feature_paths) as features:
+        grid = features.grid
+        if reference.classes.shape != (grid.height, grid.width):
+            raise ValueError("the reference is not on the features' grid")
+        classes = erode(reference.classes, settings.erosion)
+        lost = sorted(set(reference.class_ids) - set(int(c) for c in np.unique(classes) if c != NO_CLASS))
+        if lost:
+            notes.append(f"Erosion removed every pixel of class(es) {lost}; lower the erosion for them "
+                         f"(e.g. '1, {lost[0]}:0').")
+        labelled = classes != NO_CLASS
+        if not labelled.any():
+            raise ValueError("no reference pixels are left after erosion; lower the erosion radius")
+        test = split_mask(reference, labelled, settings, rng, notes)
+        train_candidates = labelled & ~test
+        if settings.split != "random":
+            # a one-pixel gap: training pixels touching test pixels would share their spectra
+            train_candidates &= ~_touching(test)
+        train_ids = sorted(int(c) for c in np.unique(classes[train_candidates]))
+        if len(train_ids) < 2:
+            raise ValueError(f"the training part holds only class(es) {train_ids}; a classifier needs two or more. "
+                             "Check the reference, lower the erosion or the test fraction")
+        test_only = sorted(set(int(c) for c in np.unique(classes[test])) - set(train_ids))
+        if test_only:
+            notes.append(f"Class(es) {test_only} occur only in the test part: the model cannot predict them.")
+
+        train_idx = sample_pixels(train_candidates, classes, settings.samples, settings.sampling, rng)
+        test_idx = np.flatnonzero(test)
+        if test_idx.size > MAX_TEST_PIXELS:
+            test_idx = np.sort(rng.choice(test_idx, MAX_TEST_PIXELS, replace=False))
+        progress.log(f"{train_idx.size} training and {test_idx.size} test pixels; {features.n_features} features.")
+        all_idx = np.concatenate([train_idx, test_idx])
+        rows = gather_rows(features, all_idx, progress.scaled(0.0, 0.4), budget_bytes)
+        x_train, x_test = rows[: train_idx.size], rows[train_idx.size:]
+        flat_classes = classes.ravel()
+        y_train_ids, y_test_ids = flat_classes[train_idx], flat_classes[test_idx]
+        usable = ~np.all(np.isnan(x_train), axis=1)
+        if not usable.any():
+            raise ValueError("the features hold only nodata where the reference has classes")
+        x_train, y_train_ids = x_train[usable], y_train_ids[usable]
+        class_ids = sorted(int(c) for c in np.unique(y_train_ids))
+        if len(class_ids) < 2:
+            raise ValueError("the features have data for only one reference class; a classifier needs two or more")
+        counts = {c: int((y_train_ids == c).sum()) for c in class_ids}
+        tiny = [c for c, n in counts.items() if n < 5]
+        if tiny:
+            notes.append(f"Class(es) {tiny} have fewer than 5 training pixels; their results are unreliable.")
+
+        booster, parameters = _fit(x_train, y_train_ids, class_ids, features.names, settings, rng, progress)
+        model_legend = legend.with_names(reference.names).restricted(set(class_ids) | set(reference.class_ids))
+        model = LulcModel(
+            model_text=booster.model_to_string(),
+            metadata={
+                "feature_names": features.names,
+                "inputs": features.describe(),
+                "crs_wkt": grid.crs_wkt,
+                "resolution": list(grid.resolution),
+                "class_ids": class_ids,
+                "legend": model_legend.to_json(),
+                "parameters": parameters,
+                "settings": {k: v for k, v in vars(settings).items() if k != "threads"},
+                "samples": {"train": {str(k): v for k, v in counts.items()},
+                            "test": {str(int(c)): int((y_test_ids == c).sum()) for c in np.unique(y_test_ids)}},
+                "versions": _versions(),
+                "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
+        progress.report(0.9)
+        if x_test.size:
+            probabilities = predict_probabilities(model.ensemble(settings.threads), x_test)
+            y_pred = np.asarray(class_ids)[np.argmax(probabilities, axis=1)]
+        else:
+            y_pred = np.zeros(0, int)
+        report = assess(y_test_ids.astype(int), y_pred.astype(int), model_legend)
+        report["split"] = settings.split
+        report["notes"] = notes
+        gains = booster.feature_importance(importance_type="gain")
+        total_gain = float(gains.sum()) or 1.0
+        importances = sorted(((n, float(g) / total_gain) for n, g in zip(features.names, gains)), key=lambda t: -t[1])
+        report["feature_importance"] = [{"feature": n, "gain_share": round(g, 6)} for n, g in importances]
+        progress.report(1.0)
+    return TrainResult(model=model, report=report, notes=notes, importances=importances)
+
+
+def _touching(mask: np.ndarray) -> np.ndarray:
+    """Pixels in or next to (8 neighbours) the mask."""
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(mask, structure=np.ones((3, 3), bool))
+
+
+def _fit(x: np.ndarray, y_ids: np.ndarray, class_ids: list[int], names: list[str], settings: TrainSettings,
+         rng: np.random.Generator, progress: Progress):
+    import lightgbm
+
+    index_of = {c: i for i, c in enumerate(class_ids)}
+    y = np.array([index_of[int(c)] for c in y_ids])
+    parameters = {
+        "objective": "multiclass",
+        "num_class": len(class_ids),
+        "boosting": settings.classifier,
+        "learning_rate": settings.learning_rate,
+        "num_leaves": settings.num_leaves,
+        "seed": settings.seed,
+        "deterministic": True,
+        "num_threads": settings.threads or os.cpu_count() or 1,
+        "verbosity": -1,
+    }
+    if settings.classifier == "rf":
+        parameters.update(bagging_fraction=0.632, bagging_freq=1, feature_fraction=0.7)
+    weights = None
+    if settings.class_weight == "balanced":
+        counts = np.bincount(y, minlength=len(class_ids)).astype(float)
+        weights = (len(y) / (len(class_ids) * counts))[y]
+    safe_names = [f"f{i}" for i in range(len(names))]  # LightGBM forbids some characters in names
+    callbacks = [lambda env: progress.report(0.4 + 0.5 * (env.iteration + 1) / env.end_iteration)]
+    valid_sets = None
+    if settings.early_stopping and settings.classifier == "gbdt" and len(y) >= 50:
+        order = rng.permutation(len(y))
+        n_valid = max(len(class_ids), len(y) // 10)
+        valid, train = order[:n_valid], order[n_valid:]
+        train_set = lightgbm.Dataset(x[train], y[train], weight=None if weights is None else weights[train],
+                                     feature_name=safe_names, free_raw_data=True)
+        valid_sets = [lightgbm.Dataset(x[valid], y[valid], reference=train_set,
+                                       weight=None if weights is None else weights[valid])]
+        callbacks.append(lightgbm.early_stopping(stopping_rounds=25, verbose=False))
+    else:
+        train_set = lightgbm.Dataset(x, y, weight=weights, feature_name=safe_names, free_raw_data=True)
+    booster = lightgbm.train(parameters, train_set, num_boost_round=settings.n_estimators,
+                             valid_sets=valid_sets, callbacks=callbacks)
+    if valid_sets is not None and booster.best_iteration:
+        booster = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+        parameters["trees_kept"] = booster.num_trees() // len(class_ids)
+    progress.log(f"LightGBM {settings.classifier}: {booster.num_trees() // len(class_ids)} iterations x "
+                 f"{len(class_ids)} classes.")
+    return booster, parameters
+
+
+def _versions() -> dict[str, str]:
+    import lightgbm
+
+    return {"lightgbm": lightgbm.__version__, "numpy": np.__version__, "python": platform.python_version()}

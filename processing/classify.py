@@ -1,0 +1,85 @@
+"""``eolulc:classify``: a trained model applied to feature stacks, block by block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterDestination,
+)
+
+from ..core.progress import Progress
+from .base import EoLulcAlgorithm
+from .styling import style_when_loaded
+from .train import raster_layers_type
+
+
+class ClassifyAlgorithm(EoLulcAlgorithm):
+    ALGORITHM_ID = "classify"
+    DISPLAY_NAME = "Classify with LULC model"
+    GROUP_ID = "classification"
+    GROUP = "Classification"
+    DESCRIPTION = (
+        "Applies a model from 'Train LULC classifier' to feature stacks built the same way as for training "
+        "(same stacks, order, dates and bands; a clear error says what differs). Writes a byte class raster "
+        "in the model's class ids, styled with the model's legend (sidecar .qml), and optionally the "
+        "confidence: the probability of the chosen class, 0-100. Works block by block in bounded memory."
+    )
+    REQUIRES = ("numpy", "rasterio", "lightgbm")
+
+    FEATURES = "FEATURES"
+    MODEL = "MODEL"
+    OUTPUT = "OUTPUT"
+    OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add(
+            QgsProcessingParameterMultipleLayers(
+                self.FEATURES, self.tr("Feature stacks"), layerType=raster_layers_type()
+            ),
+            "The feature stacks, in the same order as for training, on one grid.",
+        )
+        self.add(
+            QgsProcessingParameterFile(self.MODEL, self.tr("Model file"), fileFilter="EO LULC model (*.json)"),
+            "A model file written by 'Train LULC classifier' (JSON with LightGBM's text model; pickles are refused).",
+        )
+        self.add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Classification")),
+            "Class raster in the model's class ids (byte; nodata where the features have none), styled with the "
+            "model's legend.",
+        )
+        self.add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT_CONFIDENCE, self.tr("Confidence"), optional=True,
+                                                    createByDefault=False),
+            "Probability of the chosen class in percent (0-100, nodata 255).",
+        )
+
+    def execute(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+        progress: Progress,
+    ) -> dict[str, Any]:
+        from ..core.classify import classify
+        from ..core.model import load_model
+
+        layers = self.parameterAsLayerList(parameters, self.FEATURES, context)
+        if not layers:
+            raise self.parameter_error(self.FEATURES, self.tr("choose the feature stacks"))
+        with self.about(self.MODEL):
+            model = load_model(self.parameterAsFile(parameters, self.MODEL, context))
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        confidence = self.parameterAsOutputLayer(parameters, self.OUTPUT_CONFIDENCE, context) or None
+        with self.about(self.FEATURES):
+            result = classify([layer.source() for layer in layers], model, output, confidence, progress)
+        legend = model.legend
+        total = sum(result.class_pixels.values()) or 1
+        for class_id, pixels in sorted(result.class_pixels.items()):
+            feedback.pushInfo(f"{class_id} {legend.name(class_id)}: {pixels} px ({100 * pixels / total:.1f} %)")
+        style_when_loaded(context, output)
+        outputs = {self.OUTPUT: output}
+        if confidence:
+            outputs[self.OUTPUT_CONFIDENCE] = confidence
+        return outputs

@@ -1,0 +1,163 @@
+"""Training, the model file and classification on the real TestEOPatch (NDVI on a 16-day grid)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from eolulc.core.classify import classify
+from eolulc.core.eopatch import import_eopatch
+from eolulc.core.interpolate import interpolate_stack
+from eolulc.core.legend import read_legend
+from eolulc.core.model import load_model
+from eolulc.core.reference import Reference, rasterize_polygons, read_reference_raster
+from eolulc.core.timestack import open_stack, read_info
+from eolulc.core.train import TrainSettings, erode, train_model
+
+
+@pytest.fixture(scope="module")
+def patch_stacks(eopatch_dir, tmp_path_factory):
+    """NDVI interpolated onto a 16-day grid over 2016 (cloud-masked, scene filter 0.8), the raw
+    68-date NDVI, and the LULC reference raster."""
+    folder = tmp_path_factory.mktemp("train")
+    import_eopatch(eopatch_dir, ["NDVI"], folder / "ndvi.tif", "CLM", folder / "clm.tif", "LULC", folder / "lulc.tif")
+    interpolate_stack(folder / "ndvi.tif", folder / "ndvi16.tif", start="2016-01-01", end="2016-12-31",
+                      interval_days=16, mask_path=folder / "clm.tif", min_valid_fraction=0.8)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(patch_stacks) -> Reference:
+    return read_reference_raster(str(patch_stacks / "lulc.tif"), read_info(str(patch_stacks / "ndvi16.tif")).grid)
+
+
+@pytest.fixture(scope="module")
+def trained(patch_stacks, reference):
+    return train_model([str(patch_stacks / "ndvi16.tif")], reference, read_legend(), TrainSettings(threads=1))
+
+
+def test_spatial_split_model_is_accurate_and_lean(trained):
+    report = trained.report
+    assert report["overall_accuracy"] >= 0.9 and report["f1_weighted"] >= 0.9
+    assert report["split"] == "blocks" and any("Spatial split" in note for note in trained.notes)
+    parameters = trained.model.metadata["parameters"]
+    assert parameters["trees_kept"] < 500  # early stopping kept a lean model
+    assert trained.model.feature_names[0] == "2016-01-01 NDVI"
+    assert set(trained.model.class_ids) <= {1, 2, 3, 4, 8}
+    assert report["feature_importance"][0]["gain_share"] > 0
+
+
+def test_model_file_round_trip_and_classification_equals_lightgbm(trained, patch_stacks, tmp_path):
+    path = tmp_path / "model.json"
+    trained.model.save(path)
+    document = json.loads(path.read_text())
+    assert document["format"] == "eolulc-model" and document["lightgbm"].startswith("tree")
+    model = load_model(path)
+    assert model.metadata["legend"] == trained.model.metadata["legend"]
+    result = classify([str(patch_stacks / "ndvi16.tif")], model, tmp_path / "map.tif", tmp_path / "conf.tif",
+                      budget_bytes=200_000)
+    with open_stack(str(patch_stacks / "ndvi16.tif")) as stack:
+        data = stack.read()
+    rows = data.transpose(1, 2, 0, 3).reshape(-1, data.shape[0] * data.shape[3])
+    expected = np.asarray(model.class_ids)[model.ensemble(1).booster.predict(rows).argmax(axis=1)]
+    with open_stack(str(tmp_path / "map.tif")) as stack:
+        labels = stack.read()[0, ..., 0].ravel()
+    valid = ~np.all(np.isnan(rows), axis=1)
+    np.testing.assert_array_equal(labels[valid], expected[valid])
+    assert (labels[~valid] == result.nodata).all()
+    with open_stack(str(tmp_path / "conf.tif")) as stack:
+        confidence = stack.read()[0, ..., 0].ravel()
+    assert confidence[valid].min() >= 20 and confidence[valid].max() <= 100
+    qml = (tmp_path / "map.qml").read_text()
+    assert 'color="#054907"' in qml and "forest" in qml
+
+
+def test_random_forest_predictions_equal_lightgbm(patch_stacks, reference, tmp_path):
+    result = train_model([str(patch_stacks / "ndvi16.tif")], reference, read_legend(),
+                         TrainSettings(classifier="rf", n_estimators=40, threads=1))
+    result.model.save(tmp_path / "rf.json")
+    model = load_model(tmp_path / "rf.json")
+    classify([str(patch_stacks / "ndvi16.tif")], model, tmp_path / "rf.tif")
+    with open_stack(str(patch_stacks / "ndvi16.tif")) as stack:
+        data = stack.read()
+    rows = data.transpose(1, 2, 0, 3).reshape(-1, data.shape[0] * data.shape[3])
+    expected = model.ensemble(1).booster.predict(rows)
+    from eolulc.core.model import predict_probabilities
+
+    np.testing.assert_allclose(predict_probabilities(model.ensemble(2), rows), expected, atol=1e-9)
+    assert result.report["overall_accuracy"] >= 0.85
+
+
+def test_polygon_reference_and_polygon_split(patch_stacks, eopatch_dir):
+    from osgeo import ogr
+
+    grid = read_info(str(patch_stacks / "ndvi16.tif")).grid
+    source = ogr.Open(str(eopatch_dir / "vector_timeless/LULC.gpkg"))
+    layer = source.GetLayer(0)
+    shapes, names = [], {}
+    for feature in layer:
+        shapes.append((json.loads(feature.GetGeometryRef().ExportToJson()), feature.GetField("LULC_ID")))
+        names[feature.GetField("LULC_ID")] = feature.GetField("LULC_NAME")
+    reference = rasterize_polygons(shapes, grid, names)
+    raster = np.load(eopatch_dir / "mask_timeless/LULC.npy")[..., 0]
+    labelled = (reference.classes > 0) & (raster > 0)
+    assert (reference.classes[labelled] == raster[labelled]).mean() > 0.95
+    result = train_model([str(patch_stacks / "ndvi16.tif")], reference, read_legend(),
+                         TrainSettings(split="polygons", threads=1))
+    assert result.report["overall_accuracy"] >= 0.85
+    assert any("polygon" in note for note in result.notes)
+    legend_names = {c["id"]: c["name"] for c in result.model.metadata["legend"]}
+    assert legend_names[2] == names[2]
+
+
+def test_random_split_warns(patch_stacks, reference):
+    result = train_model([str(patch_stacks / "ndvi16.tif")], reference, read_legend(),
+                         TrainSettings(split="random", samples=2000, threads=1))
+    assert any("optimistic" in note for note in result.notes)
+
+
+def test_erosion_per_class():
+    classes = np.zeros((9, 9), np.uint16)
+    classes[1:8, 1:8] = 2
+    classes[3:6, 3:6] = 8
+    eroded = erode(classes, "1, 8:0")
+    assert (eroded[3:6, 3:6] == 8).all()  # class 8 not eroded
+    assert eroded[1, 1] == 0 and eroded[2, 2] == 2
+    untouched_edge = np.full((4, 4), 3, np.uint16)
+    assert (erode(untouched_edge, "1") == 3).all()  # the map's edge does not erode
+
+
+def test_model_files_that_are_not_models(tmp_path, trained):
+    pickled = tmp_path / "model.pkl"
+    pickled.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="pickle"):
+        load_model(pickled)
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="not an EO LULC model"):
+        load_model(other)
+    trained.model.save(tmp_path / "m.json")
+    broken = json.loads((tmp_path / "m.json").read_text())
+    broken["lightgbm"] = "tree\nthis is not a model"
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_model(tmp_path / "broken.json")
+
+
+def test_features_that_do_not_match_the_model(trained, patch_stacks, tmp_path):
+    with pytest.raises(ValueError, match="the model 2[0-9]: missing 2016-01-01"):
+        classify([str(patch_stacks / "ndvi.tif")], trained.model, tmp_path / "x.tif")
+    assert not list(tmp_path.iterdir())
+
+
+def test_reference_without_overlap_and_single_class(patch_stacks, reference):
+    grid = read_info(str(patch_stacks / "ndvi16.tif")).grid
+    far_away = [({"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]}, 2)]
+    with pytest.raises(ValueError, match="no class pixels"):
+        rasterize_polygons(far_away, grid)
+    single = Reference(classes=np.where(reference.classes > 0, 2, 0).astype(np.uint16))
+    with pytest.raises(ValueError, match="two or more"):
+        train_model([str(patch_stacks / "ndvi16.tif")], single, read_legend(), TrainSettings(threads=1))
