@@ -29,7 +29,7 @@ import numpy as np
 from .atomic import atomic_outputs
 from .blocks import iter_blocks
 from .progress import Progress, ensure_progress
-from .timestack import StackInfo, StackReader, StackWriter, format_datetime, open_stack, parse_datetime
+from .timestack import StackInfo, StackReader, StackWriter, format_datetime, open_stack, parse_datetime, read_info
 
 #: eo-learn's ``scale_time``: interpolation times are whole hours.
 SCALE_SECONDS = 3600
@@ -243,6 +243,15 @@ def valid_fractions(
     return clear_counts / total
 
 
+def default_range(info: StackInfo) -> tuple[datetime, datetime]:
+    """The grid's default start and end: the first acquisition's day and the day after the last."""
+    dates = [d for d in info.dates if d is not None]
+    if not dates:
+        raise ValueError("the input has no acquisition dates; it is not a time stack")
+    first = datetime.combine(min(dates).date(), datetime.min.time())
+    return first, datetime.combine(max(dates).date(), datetime.min.time()) + timedelta(days=1)
+
+
 def interpolate_stack(
     input_path: str | Path,
     output_path: str | Path,
@@ -271,9 +280,8 @@ def interpolate_stack(
     if not 0 <= min_valid_fraction <= 1:
         raise ValueError(f"the minimum valid fraction must be between 0 and 1 (got {min_valid_fraction})")
     if grid is None:
-        if start is None or end is None:
-            raise ValueError("give the grid's start and end dates, or a list of dates")
-        grid = date_grid(start, end, interval_days)
+        first_day, day_after = default_range(read_info(str(input_path)))
+        grid = date_grid(first_day if start is None else start, day_after if end is None else end, interval_days)
     grid = list(grid)
     if not grid:
         raise ValueError("the list of dates is empty")

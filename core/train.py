@@ -78,6 +78,9 @@ class TrainResult:
     report: dict
     notes: list[str] = field(default_factory=list)
     importances: list[tuple[str, float]] = field(default_factory=list)
+    #: reference and predicted class of the test pixels (for reports that add map-wide figures)
+    test_truth: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    test_predicted: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
 
 def parse_erosion(spec: str) -> tuple[int, dict[int, int]]:
@@ -296,7 +299,8 @@ def train_model(
         importances = sorted(((n, float(g) / total_gain) for n, g in zip(features.names, gains)), key=lambda t: -t[1])
         report["feature_importance"] = [{"feature": n, "gain_share": round(g, 6)} for n, g in importances]
         progress.report(1.0)
-    return TrainResult(model=model, report=report, notes=notes, importances=importances)
+    return TrainResult(model=model, report=report, notes=notes, importances=importances,
+                       test_truth=y_test_ids.astype(int), test_predicted=y_pred.astype(int))
 
 
 def _touching(mask: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from qgis.core import (
@@ -129,7 +128,7 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
         feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
-        from ..core.interpolate import check_inputs, date_grid, interpolate_stack, parse_date_list
+        from ..core.interpolate import check_inputs, date_grid, default_range, interpolate_stack, parse_date_list
         from ..core.timestack import parse_datetime, read_info
 
         source = self._layer_path(parameters, self.INPUT, context)
@@ -148,15 +147,13 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
             with self.about(self.DATES):
                 grid = parse_date_list(explicit)
         else:
-            dates = [d for d in info.dates if d is not None]
             start_text = self.parameterAsString(parameters, self.START, context).strip()
             end_text = self.parameterAsString(parameters, self.END, context).strip()
-            first_day = datetime.combine(min(dates).date(), datetime.min.time())
+            first_day, day_after = default_range(info)
             with self.about(self.START):
                 start = parse_datetime(start_text) if start_text else first_day
             with self.about(self.END):
-                end = parse_datetime(end_text) if end_text else max(dates).replace(
-                    hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+                end = parse_datetime(end_text) if end_text else day_after
             with self.about(self.START):
                 grid = date_grid(start, end, self.parameterAsInt(parameters, self.INTERVAL_DAYS, context))
 

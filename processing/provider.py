@@ -13,6 +13,7 @@ from .cloudmask import CloudMaskAlgorithm
 from .features import FeaturesAlgorithm
 from .import_eopatch import ImportEOPatchAlgorithm
 from .interpolate import InterpolateAlgorithm
+from .pipeline import LulcPipelineAlgorithm
 from .train import TrainAlgorithm
 
 PROVIDER_ID = "eolulc"
@@ -26,6 +27,7 @@ ALGORITHMS = (
     TrainAlgorithm,
     ClassifyAlgorithm,
     AccuracyAlgorithm,
+    LulcPipelineAlgorithm,
 )
 
 

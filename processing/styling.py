@@ -1,6 +1,7 @@
 """Class rasters arrive styled when the toolbox loads them: a layer post-processor applies the
 sidecar ``.qml`` (which also styles them in ``qgis_process`` and modeler runs, where QGIS finds
-it next to the file). Never ``addMapLayer`` inside ``processAlgorithm``."""
+it next to the file) and can gather a run's layers in one layer group. Never ``addMapLayer``
+inside ``processAlgorithm``."""
 
 from __future__ import annotations
 
@@ -13,20 +14,39 @@ _KEEP: list[QgsProcessingLayerPostProcessorInterface] = []
 
 
 class SidecarStyle(QgsProcessingLayerPostProcessorInterface):
-    def __init__(self, qml: Path) -> None:
+    """Applies ``qml`` to the loaded layer and, with ``group``, moves it into that layer group
+    (created at the top of the layer tree when missing) at position ``order``."""
+
+    def __init__(self, qml: Path | None, group: str | None = None, order: int = 0) -> None:
         super().__init__()
         self.qml = qml
+        self.group = group
+        self.order = order
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
-        if layer is not None and self.qml.is_file():
+        if layer is None:
+            return
+        if self.qml is not None and self.qml.is_file():
             layer.loadNamedStyle(str(self.qml))
             layer.triggerRepaint()
+        project = context.project()
+        if self.group and project is not None:
+            root = project.layerTreeRoot()
+            node = root.findLayer(layer.id())
+            if node is None:
+                return
+            group = root.findGroup(self.group) or root.insertGroup(0, self.group)
+            clone = node.clone()
+            group.insertChildNode(min(self.order, len(group.children())), clone)
+            node.parent().removeChildNode(node)
 
 
-def style_when_loaded(context: QgsProcessingContext, output: str) -> None:
-    """Apply ``<output>.qml`` to the layer the toolbox loads for ``output``."""
+def style_when_loaded(context: QgsProcessingContext, output: str, group: str | None = None, order: int = 0,
+                      styled: bool = True) -> None:
+    """Apply ``<output>.qml`` (when ``styled``) to the layer the toolbox loads for ``output`` and
+    optionally put it into ``group``."""
     if not output or not context.willLoadLayerOnCompletion(output):
         return
-    processor = SidecarStyle(Path(output).with_suffix(".qml"))
+    processor = SidecarStyle(Path(output).with_suffix(".qml") if styled else None, group, order)
     _KEEP.append(processor)
     context.layerToLoadOnCompletionDetails(output).setPostProcessor(processor)

@@ -1,0 +1,189 @@
+"""The whole LULC chain in one call: cloud mask -> features -> interpolation -> training ->
+classification -> accuracy, with the switches of Sinergise's experiments.
+
+Each step is the same core function the separate algorithms call, so the pipeline's products
+equal those of running the steps one by one with the same settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .accuracy import assess, pixel_area_m2
+from .atomic import atomic_outputs
+from .blocks import iter_blocks
+from .classify import classify
+from .cloudmask import DEFAULT_PROCESSING_RESOLUTION, CloudDetector
+from .features import FeatureSpec, compute_features
+from .interpolate import interpolate_stack
+from .legend import Legend, LegendClass
+from .progress import Progress, ensure_progress
+from .reference import NO_CLASS, Reference
+from .report import write_report
+from .style import write_sidecar_qml
+from .timestack import StackInfo, StackWriter, open_stack, read_info
+from .train import TrainSettings, train_model
+
+#: Agreement raster values.
+AGREE, DISAGREE = 1, 2
+AGREEMENT_LEGEND = Legend([LegendClass(AGREE, "map agrees with reference", "#1a9641"),
+                           LegendClass(DISAGREE, "map differs from reference", "#d7191c")])
+STEPS = (("cloud mask", 0.25), ("features", 0.1), ("interpolation", 0.15), ("training", 0.2),
+         ("classification", 0.22), ("accuracy", 0.08))
+
+
+@dataclass
+class PipelineSettings:
+    """The experiments' switches and the steps' main settings."""
+
+    scene_filter: bool = True
+    min_valid_fraction: float = 0.8
+    cloud_mask_in_interpolation: bool = True
+    interval_days: int = 16
+    start: str | None = None
+    end: str | None = None
+    processing_resolution: float | None = DEFAULT_PROCESSING_RESOLUTION
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+@dataclass
+class PipelineOutputs:
+    """Where each product goes; every path is required (callers pass temporary files for the
+    products the user does not keep)."""
+
+    cloud_mask: str
+    features: str
+    interpolated: str
+    model: str
+    classification: str
+    confidence: str
+    reference: str
+    agreement: str
+    report: str
+    report_json: str | None = None
+
+
+@dataclass
+class PipelineResult:
+    report: dict
+    notes: list[str]
+
+
+def run_pipeline(
+    l1c_stack: str,
+    reference: Reference,
+    legend: Legend,
+    outputs: PipelineOutputs,
+    settings: PipelineSettings | None = None,
+    progress: Progress | None = None,
+    budget_bytes: int | None = None,
+) -> PipelineResult:
+    settings = settings or PipelineSettings()
+    progress = ensure_progress(progress)
+    parts = _step_progress(progress)
+    info = read_info(l1c_stack)
+    if reference.classes.shape != (info.grid.height, info.grid.width):
+        raise ValueError("the reference is not on the L1C stack's grid")
+
+    progress.log("Step 1/6: cloud mask (s2cloudless)")
+    CloudDetector(processing_resolution=settings.processing_resolution, budget_bytes=budget_bytes).run(
+        l1c_stack, None, outputs.cloud_mask, parts[0])
+
+    progress.log("Step 2/6: features (bands and indices per date)")
+    compute_features(l1c_stack, outputs.features, settings.features, parts[1], budget_bytes)
+
+    progress.log("Step 3/6: temporal interpolation"
+                 f" (scene filter {'on' if settings.scene_filter else 'off'},"
+                 f" cloud mask {'used' if settings.cloud_mask_in_interpolation else 'not used'})")
+    interpolation = interpolate_stack(
+        outputs.features, outputs.interpolated, start=settings.start, end=settings.end,
+        interval_days=settings.interval_days,
+        mask_path=outputs.cloud_mask if settings.cloud_mask_in_interpolation else None,
+        min_valid_fraction=settings.min_valid_fraction if settings.scene_filter else 0.0,
+        budget_bytes=budget_bytes, progress=parts[2],
+    )
+    notes = [f"Interpolation: {len(interpolation.kept)} of {len(interpolation.input_dates)} dates kept, "
+             f"{len(interpolation.dates)} dates on the {settings.interval_days}-day grid."]
+
+    progress.log("Step 4/6: training")
+    trained = train_model([outputs.interpolated], reference, legend, settings.train, parts[3], budget_bytes)
+    trained.model.metadata["pipeline"] = _describe(settings)
+    trained.model.save(outputs.model)
+    notes.extend(trained.notes)
+
+    progress.log("Step 5/6: classification")
+    classified = classify([outputs.interpolated], trained.model, outputs.classification, outputs.confidence,
+                          parts[4], budget_bytes, settings.train.threads)
+
+    progress.log("Step 6/6: reference, agreement and accuracy report")
+    model_legend = trained.model.legend
+    _write_reference_and_agreement(reference, outputs, info, model_legend, classified.nodata, budget_bytes, parts[5])
+    report = assess(trained.test_truth, trained.test_predicted, model_legend,
+                    map_pixel_counts=classified.class_pixels, pixel_area_m2=pixel_area_m2(info.grid))
+    report.update(split=settings.train.split, pipeline=_describe(settings),
+                  interpolation=interpolation.as_dict(), feature_importance=trained.report["feature_importance"])
+    write_report(outputs.report, outputs.report_json, report,
+                 "EO LULC pipeline: accuracy on the held-out test part", notes=notes)
+    parts[5].report(1.0)
+    return PipelineResult(report=report, notes=notes)
+
+
+def _step_progress(progress: Progress) -> list[Progress]:
+    steps, start = [], 0.0
+    for _, weight in STEPS:
+        steps.append(progress.scaled(start, start + weight))
+        start += weight
+    return steps
+
+
+def _describe(settings: PipelineSettings) -> dict:
+    return {
+        "scene_filter": settings.scene_filter,
+        "min_valid_fraction": settings.min_valid_fraction,
+        "cloud_mask_in_interpolation": settings.cloud_mask_in_interpolation,
+        "interval_days": settings.interval_days,
+        "start": settings.start,
+        "end": settings.end,
+        "processing_resolution": settings.processing_resolution,
+        "bands": list(settings.features.bands),
+        "indices": [i.name for i in settings.features.indices],
+    }
+
+
+def _write_reference_and_agreement(reference: Reference, outputs: PipelineOutputs, info: StackInfo, legend: Legend,
+                                   class_nodata: int, budget_bytes: int | None, progress: Progress) -> None:
+    """The reference on the map's grid (styled with the model's legend) and where they agree."""
+    grid = info.grid
+    ref_info = StackInfo(grid=grid, dates=(None,), bands=("reference",), dtype="uint16", nodata=NO_CLASS)
+    agreement_info = StackInfo(grid=grid, dates=(None,), bands=("agreement",), dtype="uint8", nodata=0)
+    with atomic_outputs([outputs.reference, outputs.agreement]) as (ref_path, agreement_path):
+        with StackWriter(str(ref_path), ref_info) as ref_writer, \
+                StackWriter(str(agreement_path), agreement_info) as agreement_writer, \
+                open_stack(outputs.classification) as classes:
+            for block in iter_blocks(grid.height, grid.width, 16, budget_bytes, progress=progress):
+                rows = slice(block.row, block.row + block.height)
+                cols = slice(block.col, block.col + block.width)
+                truth = reference.classes[rows, cols]
+                mapped = classes.read(block.window)[0, ..., 0]
+                agreement = np.where(truth == NO_CLASS, 0, np.where(truth == mapped, AGREE, DISAGREE))
+                agreement[mapped == class_nodata] = 0
+                ref_writer.write(truth[None, ..., None], block.window)
+                agreement_writer.write(agreement.astype(np.uint8)[None, ..., None], block.window)
+    write_sidecar_qml(outputs.reference, legend.restricted(reference.class_ids), nodata=NO_CLASS)
+    write_sidecar_qml(outputs.agreement, AGREEMENT_LEGEND, nodata=0)
+
+
+def default_outputs(folder: str | Path) -> PipelineOutputs:
+    """All products in one folder, with the names the demo and scripts use."""
+    folder = Path(folder)
+    return PipelineOutputs(
+        cloud_mask=str(folder / "cloud_mask.tif"), features=str(folder / "features.tif"),
+        interpolated=str(folder / "features_interpolated.tif"), model=str(folder / "model.json"),
+        classification=str(folder / "classification.tif"), confidence=str(folder / "confidence.tif"),
+        reference=str(folder / "reference.tif"), agreement=str(folder / "agreement.tif"),
+        report=str(folder / "report.html"), report_json=str(folder / "report.json"),
+    )

@@ -1,0 +1,247 @@
+"""``eolulc:lulcpipeline``: L1C time stack + reference -> styled land-cover map and report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingUtils,
+)
+
+from ..core.progress import Progress
+from .base import EoLulcAlgorithm
+from .reference import add_reference_parameters, reference_on_grid
+from .styling import style_when_loaded
+from .train import SPLIT_OPTIONS
+
+
+class LulcPipelineAlgorithm(EoLulcAlgorithm):
+    ALGORITHM_ID = "lulcpipeline"
+    DISPLAY_NAME = "LULC pipeline (L1C time stack to land-cover map)"
+    GROUP_ID = "pipeline"
+    GROUP = "Pipeline"
+    DESCRIPTION = (
+        "The whole eo-learn LULC workflow in one step: s2cloudless cloud mask, bands and indices per date, "
+        "cloudy-scene filtering and temporal interpolation onto a regular date grid, LightGBM training with a "
+        "spatial train/test split, classification and an accuracy report on the held-out part (with "
+        "area-adjusted estimates). The switches of Sinergise's experiments are exposed: scene filtering on/off, "
+        "cloud mask used in interpolation on/off, interval days. From the toolbox the classification, the "
+        "reference, the confidence and the agreement layer arrive styled in one layer group."
+    )
+    REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless")
+
+    INPUT = "INPUT"
+    LEGEND = "LEGEND"
+    SCENE_FILTER = "SCENE_FILTER"
+    MIN_VALID_FRACTION = "MIN_VALID_FRACTION"
+    CLOUD_MASK_IN_INTERPOLATION = "CLOUD_MASK_IN_INTERPOLATION"
+    INTERVAL_DAYS = "INTERVAL_DAYS"
+    START = "START"
+    END = "END"
+    PROCESSING_RESOLUTION = "PROCESSING_RESOLUTION"
+    BANDS = "BANDS"
+    SPLIT = "SPLIT"
+    TEST_FRACTION = "TEST_FRACTION"
+    SAMPLES = "SAMPLES"
+    SEED = "SEED"
+    OUTPUT = "OUTPUT"
+    OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
+    OUTPUT_REFERENCE = "OUTPUT_REFERENCE"
+    OUTPUT_AGREEMENT = "OUTPUT_AGREEMENT"
+    OUTPUT_REPORT = "OUTPUT_REPORT"
+    OUTPUT_MODEL = "OUTPUT_MODEL"
+    OUTPUT_CLOUD_MASK = "OUTPUT_CLOUD_MASK"
+    OUTPUT_FEATURES = "OUTPUT_FEATURES"
+    OUTPUT_INTERPOLATED = "OUTPUT_INTERPOLATED"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        from ..core.cloudmask import DEFAULT_PROCESSING_RESOLUTION
+        from ..core.features import DEFAULT_BANDS
+
+        integer = QgsProcessingParameterNumber.Type.Integer
+        double = QgsProcessingParameterNumber.Type.Double
+        self.add(
+            QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
+            "A time stack with the 13 L1C bands (or at least the s2cloudless bands and those the features use), "
+            "e.g. from 'Build time stack from per-date rasters'. Reflectance or digital numbers.",
+        )
+        add_reference_parameters(self)
+        self.add(
+            QgsProcessingParameterFile(self.LEGEND, self.tr("Legend"), optional=True,
+                                       fileFilter="Legend (*.csv *.txt *.clr);;All files (*)"),
+            "Class names and colours (CSV id,name,colour or a QGIS colour-map export). Empty: the eo-learn "
+            "Slovenia legend; names from the reference's name field take precedence.",
+        )
+        self.add(
+            QgsProcessingParameterBoolean(self.SCENE_FILTER, self.tr("Filter cloudy scenes"), defaultValue=True),
+            "Drop dates whose clear fraction is not above the minimum before interpolating (eo-learn's "
+            "cloudy-scene filtering).",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.MIN_VALID_FRACTION, self.tr("Minimum clear fraction"), type=double,
+                                         defaultValue=0.8, minValue=0.0, maxValue=1.0),
+            "A date is kept when more than this share of its pixels is clear (0.8 as in the eo-learn example).",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterBoolean(self.CLOUD_MASK_IN_INTERPOLATION,
+                                          self.tr("Use the cloud mask in interpolation"), defaultValue=True),
+            "Treat cloudy pixels as missing when interpolating (off: only nodata is missing, the seed's 'no "
+            "cloud masking' case).",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.INTERVAL_DAYS, self.tr("Interval (days)"), type=integer,
+                                         defaultValue=16, minValue=1),
+            "Spacing of the regular date grid the features are interpolated onto.",
+        )
+        self.add(
+            QgsProcessingParameterString(self.START, self.tr("Grid start (YYYY-MM-DD)"), optional=True),
+            "First date of the grid; empty: the first acquisition's day.", advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterString(self.END, self.tr("Grid end (YYYY-MM-DD)"), optional=True),
+            "Grid dates stay before this day; empty: the day after the last acquisition.", advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.PROCESSING_RESOLUTION, self.tr("Cloud mask processing resolution (m)"),
+                                         type=double, defaultValue=DEFAULT_PROCESSING_RESOLUTION, minValue=0.0),
+            "Resolution the s2cloudless model runs at (see 'Cloud mask'); 10 or 0 = the stack's own.", advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterString(self.BANDS, self.tr("Bands used as features"),
+                                         defaultValue=",".join(DEFAULT_BANDS)),
+            "Bands kept as features next to NDVI, NDWI and NDBI (eo-learn's example uses these six).",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterEnum(self.SPLIT, self.tr("Train/test split"),
+                                       options=[self.tr(label) for _, label in SPLIT_OPTIONS], defaultValue=0),
+            "Spatial blocks (default), whole polygons, or random pixels (overstates accuracy).",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.TEST_FRACTION, self.tr("Test fraction"), type=double,
+                                         defaultValue=0.25, minValue=0.01, maxValue=0.9),
+            "Share of the labelled pixels held out for the accuracy report.", advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.SAMPLES, self.tr("Training pixels"), type=integer,
+                                         defaultValue=20000, minValue=10),
+            "Training pixels sampled proportionally to the classes.", advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42),
+            "Seed of the split, the sampling and LightGBM.", advanced=True,
+        )
+        outputs = (
+            (self.OUTPUT, "Land-cover map", "The classification, styled with the legend."),
+            (self.OUTPUT_CONFIDENCE, "Confidence", "Probability of the chosen class, 0-100."),
+            (self.OUTPUT_REFERENCE, "Reference map", "The reference on the map's grid (rasterized polygons), styled."),
+            (self.OUTPUT_AGREEMENT, "Agreement with the reference",
+             "1 where the map equals the reference, 2 where it differs, nodata without reference."),
+            (self.OUTPUT_CLOUD_MASK, "Cloud mask", "The cloud-mask stack (intermediate)."),
+            (self.OUTPUT_FEATURES, "Features per date", "Bands and indices per acquisition date (intermediate)."),
+            (self.OUTPUT_INTERPOLATED, "Interpolated features", "Features on the regular date grid (intermediate)."),
+        )
+        for name, label, help_text in outputs:
+            intermediate = name in (self.OUTPUT_CLOUD_MASK, self.OUTPUT_FEATURES, self.OUTPUT_INTERPOLATED)
+            self.add(QgsProcessingParameterRasterDestination(name, self.tr(label), optional=intermediate,
+                                                             createByDefault=not intermediate),
+                     help_text + (" Not kept unless a file is given." if intermediate else ""))
+        self.add(
+            QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, self.tr("Model file"),
+                                                  fileFilter="EO LULC model (*.json)"),
+            "The trained model (reusable with 'Classify with LULC model').",
+        )
+        self.add(
+            QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, self.tr("Accuracy report (HTML)"),
+                                                  fileFilter="HTML files (*.html)"),
+            "Accuracy on the held-out test part, area-adjusted estimates, settings and feature importances.",
+        )
+        self.addOutput(QgsProcessingOutputNumber("OVERALL_ACCURACY", self.tr("Test overall accuracy")))
+        self.addOutput(QgsProcessingOutputNumber("F1_WEIGHTED", self.tr("Test weighted F1")))
+        self.addOutput(QgsProcessingOutputNumber("KAPPA", self.tr("Test kappa")))
+
+    def execute(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+        progress: Progress,
+    ) -> dict[str, Any]:
+        from ..core.features import FeatureSpec, parse_band_list
+        from ..core.legend import read_legend
+        from ..core.pipeline import PipelineOutputs, PipelineSettings, run_pipeline
+        from ..core.timestack import read_info
+        from ..core.train import TrainSettings
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise self.parameter_error(self.INPUT, self.tr("choose the L1C time stack"))
+        with self.about(self.INPUT):
+            info = read_info(layer.source())
+        reference = reference_on_grid(self, parameters, context, info.grid)
+        with self.about(self.LEGEND):
+            legend = read_legend(self.parameterAsFile(parameters, self.LEGEND, context) or None)
+        with self.about(self.BANDS):
+            features = FeatureSpec(bands=parse_band_list(self.parameterAsString(parameters, self.BANDS, context)))
+        settings = PipelineSettings(
+            scene_filter=self.parameterAsBoolean(parameters, self.SCENE_FILTER, context),
+            min_valid_fraction=self.parameterAsDouble(parameters, self.MIN_VALID_FRACTION, context),
+            cloud_mask_in_interpolation=self.parameterAsBoolean(parameters, self.CLOUD_MASK_IN_INTERPOLATION, context),
+            interval_days=self.parameterAsInt(parameters, self.INTERVAL_DAYS, context),
+            start=self.parameterAsString(parameters, self.START, context).strip() or None,
+            end=self.parameterAsString(parameters, self.END, context).strip() or None,
+            processing_resolution=self.parameterAsDouble(parameters, self.PROCESSING_RESOLUTION, context) or None,
+            features=features,
+            train=TrainSettings(
+                split=SPLIT_OPTIONS[self.parameterAsEnum(parameters, self.SPLIT, context)][0],
+                test_fraction=self.parameterAsDouble(parameters, self.TEST_FRACTION, context),
+                samples=self.parameterAsInt(parameters, self.SAMPLES, context),
+                seed=self.parameterAsInt(parameters, self.SEED, context),
+            ),
+        )
+        with self.about(self.SPLIT):
+            settings.train.validate()
+        rasters = {name: self.parameterAsOutputLayer(parameters, name, context) for name in (
+            self.OUTPUT, self.OUTPUT_CONFIDENCE, self.OUTPUT_REFERENCE, self.OUTPUT_AGREEMENT)}
+        kept = {}
+        for name in (self.OUTPUT_CLOUD_MASK, self.OUTPUT_FEATURES, self.OUTPUT_INTERPOLATED):
+            path = self.parameterAsOutputLayer(parameters, name, context)
+            if path:
+                kept[name] = path
+            rasters[name] = path or QgsProcessingUtils.generateTempFilename(f"{name.lower()}.tif")
+        files = {name: self.parameterAsFileOutput(parameters, name, context)
+                 for name in (self.OUTPUT_MODEL, self.OUTPUT_REPORT)}
+        for name, path in {**rasters, **files}.items():
+            if not path:
+                raise self.parameter_error(name, self.tr("give a file (or leave the temporary output)"))
+        outputs = PipelineOutputs(
+            cloud_mask=rasters[self.OUTPUT_CLOUD_MASK], features=rasters[self.OUTPUT_FEATURES],
+            interpolated=rasters[self.OUTPUT_INTERPOLATED], model=files[self.OUTPUT_MODEL],
+            classification=rasters[self.OUTPUT], confidence=rasters[self.OUTPUT_CONFIDENCE],
+            reference=rasters[self.OUTPUT_REFERENCE], agreement=rasters[self.OUTPUT_AGREEMENT],
+            report=files[self.OUTPUT_REPORT],
+        )
+        with self.about(self.INPUT):
+            result = run_pipeline(layer.source(), reference, legend, outputs, settings, progress)
+        report = result.report
+        feedback.pushInfo(self.tr("Test split: overall accuracy {:.3f}, weighted F1 {:.3f}, kappa {:.3f}").format(
+            report["overall_accuracy"], report["f1_weighted"], report["kappa"]))
+        group = self.tr("EO LULC {}").format(datetime.now().strftime("%Y-%m-%d %H:%M"))
+        for order, name in enumerate((self.OUTPUT, self.OUTPUT_REFERENCE, self.OUTPUT_AGREEMENT,
+                                      self.OUTPUT_CONFIDENCE)):
+            style_when_loaded(context, rasters[name], group=group, order=order,
+                              styled=name != self.OUTPUT_CONFIDENCE)
+        shown = {name: path for name, path in rasters.items() if name not in (
+            self.OUTPUT_CLOUD_MASK, self.OUTPUT_FEATURES, self.OUTPUT_INTERPOLATED) or name in kept}
+        return {**shown, **files, "OVERALL_ACCURACY": report["overall_accuracy"],
+                "F1_WEIGHTED": report["f1_weighted"], "KAPPA": report["kappa"]}
