@@ -26,7 +26,7 @@ import numpy as np
 from .blocks import iter_blocks
 from .legend import Legend
 from .progress import Progress, ensure_progress
-from .timestack import Grid
+from .timestack import Grid, bounded_gdal_cache
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) -> np.ndarray:
@@ -296,6 +296,7 @@ def pixel_area_m2(grid: Grid) -> float | None:
     return abs(a * e - b * d) * factor * factor
 
 
+@bounded_gdal_cache()
 def compare_raster(
     path: str,
     reference: np.ndarray,

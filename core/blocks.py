@@ -85,17 +85,27 @@ def block_shape(
     budget = default_budget_bytes() if budget_bytes is None else max(1, int(budget_bytes))
     pixels = max(1.0, budget / max(float(bytes_per_pixel), 1e-9))
     side = int(math.sqrt(pixels)) - 2 * halo
-    cols = min(width, max(1, side))
-    if cols >= align and cols < width:
-        cols -= cols % align
+    cols = _aligned(min(width, max(1, side)), width, align)
     rows = int(pixels // (cols + 2 * halo)) - 2 * halo
-    rows = min(height, max(1, rows))
-    if rows >= align and rows < height:
-        rows -= rows % align
+    rows = _aligned(min(height, max(1, rows)), height, align)
     if multiple_of > 1:
         rows = rows if rows >= height else max(multiple_of, rows - rows % multiple_of)
         cols = cols if cols >= width else max(multiple_of, cols - cols % multiple_of)
     return min(rows, height), min(cols, width)
+
+
+def _aligned(size: int, total: int, align: int) -> int:
+    """``size`` rounded down so blocks never straddle the stacks' tiles: a multiple of ``align``,
+    or, below it, a power-of-two fraction of it (so whole tiles are written, and GDAL need not
+    keep half-written tiles in memory). Sizes under 16 stay as they are."""
+    if size >= total:
+        return total
+    if size >= align:
+        return size - size % align
+    part = align
+    while part > size and part > 16:
+        part //= 2
+    return part if part <= size else size
 
 
 def iter_blocks(

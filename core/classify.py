@@ -14,7 +14,7 @@ from .featureset import FeatureSet, compare_to_model
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .style import write_sidecar_qml
-from .timestack import StackInfo, StackWriter
+from .timestack import StackInfo, StackWriter, bounded_gdal_cache
 
 CONFIDENCE_NODATA = 255
 
@@ -37,6 +37,7 @@ def class_raster_type(class_ids: Sequence[int]) -> tuple[str, int]:
     raise ValueError(f"class id {top} is too large for a class raster")
 
 
+@bounded_gdal_cache()
 def classify(
     feature_paths: Sequence[str],
     model: LulcModel,

@@ -33,7 +33,7 @@ from .sentinel2 import (
     radiometry_for,
     radiometry_from_scale,
 )
-from .timestack import StackInfo, StackWriter, open_stack
+from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
 from .treepredict import TreeEnsemble, sigmoid
 
 MODEL_FILE = "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
@@ -166,6 +166,7 @@ class CloudDetector:
         cirrus = sample[..., S2CLOUDLESS_BANDS.index("B10")]
         return detect_radiometry(sample, info.dates, cirrus)
 
+    @bounded_gdal_cache()
     def run(
         self,
         input_path: str,
@@ -215,8 +216,9 @@ class CloudDetector:
         valid_counts = np.zeros(n_dates, np.int64)
         cloud_counts = np.zeros(n_dates, np.int64)
         halo = self._halo(factor)
-        # raw + float32 bands, probabilities, masks, per date
-        bytes_per_pixel = n_dates * (len(band_indices) * (np.dtype(info.dtype).itemsize + 8) + 16)
+        # per date: raw bands, float32 reflectance and its cell sums, probabilities, upsampling
+        # weights, masks and the output copies
+        bytes_per_pixel = n_dates * (len(band_indices) * (np.dtype(info.dtype).itemsize + 8) + 60)
         with atomic_outputs([output_probability, output_mask]) as (prob_path, mask_path):
             writers = []
             try:
@@ -282,14 +284,15 @@ def _downsample(values: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.
     block's origin, which is aligned to the raster's)."""
     t, h, w, b = values.shape
     ch, cw = math.ceil(h / factor), math.ceil(w / factor)
-    padded = np.zeros((t, ch * factor, cw * factor, b), np.float64)
-    weight = np.zeros((t, ch * factor, cw * factor), np.float64)
-    padded[:, :h, :w] = np.where(valid[..., None], values, 0.0)
+    padded = np.zeros((t, ch * factor, cw * factor, b), np.float32)
+    weight = np.zeros((t, ch * factor, cw * factor), np.float32)
+    np.copyto(padded[:, :h, :w], values, where=valid[..., None])
     weight[:, :h, :w] = valid
-    sums = padded.reshape(t, ch, factor, cw, factor, b).sum(axis=(2, 4))
+    sums = padded.reshape(t, ch, factor, cw, factor, b).sum(axis=(2, 4), dtype=np.float64)
+    del padded
     counts = weight.reshape(t, ch, factor, cw, factor).sum(axis=(2, 4))
     coarse_valid = counts > 0
-    mean = np.zeros_like(sums, dtype=np.float32)
+    mean = np.zeros(sums.shape, np.float32)
     mean[coarse_valid] = (sums[coarse_valid] / counts[coarse_valid][:, None]).astype(np.float32)
     return mean, coarse_valid
 
@@ -301,18 +304,19 @@ def _upsample(coarse: np.ndarray, factor: int, block, grid) -> np.ndarray:
     rows = _axis_weights(block.read_row, block.read_height, factor, grid.height, ch)
     cols = _axis_weights(block.read_col, block.read_width, factor, grid.width, cw)
     (r0, r1, wr), (c0, c1, wc) = rows, cols
-    values = np.nan_to_num(coarse, nan=0.0).astype(np.float64)
-    present = np.isfinite(coarse).astype(np.float64)
-    total = np.zeros((t, r0.size, c0.size))
+    values = np.nan_to_num(coarse, nan=0.0).astype(np.float32)
+    present = np.isfinite(coarse).astype(np.float32)
+    total = np.zeros((t, r0.size, c0.size), np.float32)
     weight = np.zeros_like(total)
     for ri, rw in ((r0, 1.0 - wr), (r1, wr)):
         for ci, cwt in ((c0, 1.0 - wc), (c1, wc)):
-            w = rw[:, None] * cwt[None, :]
+            w = (rw[:, None] * cwt[None, :]).astype(np.float32)
             total += values[:, ri][:, :, ci] * w
             weight += present[:, ri][:, :, ci] * w
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(weight > 0, total / weight, np.nan)
-    return out.astype(np.float32)
+        total /= weight
+    total[weight <= 0] = np.nan
+    return total
 
 
 def _axis_weights(start: int, length: int, factor: int, size: int, cells: int):

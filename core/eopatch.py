@@ -23,7 +23,7 @@ from .atomic import atomic_outputs
 from .blocks import iter_blocks
 from .progress import Progress, ensure_progress
 from .sentinel2 import L1C_BANDS
-from .timestack import Grid, StackInfo, StackWriter, parse_datetime
+from .timestack import Grid, StackInfo, StackWriter, bounded_gdal_cache, parse_datetime
 
 TEMPORAL_KINDS = ("data", "mask")
 TIMELESS_KINDS = ("data_timeless", "mask_timeless")
@@ -181,6 +181,7 @@ def channel_names(feature: Feature, channels: int) -> list[str]:
     return [f"{feature.name}_{i + 1}" for i in range(channels)]
 
 
+@bounded_gdal_cache()
 def import_eopatch(
     folder: str | Path | EOPatch,
     data_features: Sequence[str] = (),

@@ -28,7 +28,7 @@ from .atomic import atomic_outputs
 from .blocks import iter_blocks
 from .progress import Progress, ensure_progress
 from .sentinel2 import Radiometry, find_bands, radiometry_from_scale
-from .timestack import StackInfo, StackWriter, open_stack
+from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
 
 #: The bands of eo-learn's LULC example.
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
@@ -272,6 +272,7 @@ class FeaturesResult:
     n_dates: int
 
 
+@bounded_gdal_cache()
 def compute_features(
     input_path: str | Path,
     output_path: str | Path,

@@ -29,7 +29,16 @@ import numpy as np
 from .atomic import atomic_outputs
 from .blocks import iter_blocks
 from .progress import Progress, ensure_progress
-from .timestack import StackInfo, StackReader, StackWriter, format_datetime, open_stack, parse_datetime, read_info
+from .timestack import (
+    StackInfo,
+    StackReader,
+    StackWriter,
+    bounded_gdal_cache,
+    format_datetime,
+    open_stack,
+    parse_datetime,
+    read_info,
+)
 
 #: eo-learn's ``scale_time``: interpolation times are whole hours.
 SCALE_SECONDS = 3600
@@ -252,6 +261,7 @@ def default_range(info: StackInfo) -> tuple[datetime, datetime]:
     return first, datetime.combine(max(dates).date(), datetime.min.time()) + timedelta(days=1)
 
 
+@bounded_gdal_cache()
 def interpolate_stack(
     input_path: str | Path,
     output_path: str | Path,

@@ -30,7 +30,7 @@ from .atomic import atomic_outputs
 from .blocks import iter_blocks
 from .progress import Progress, ensure_progress
 from .sentinel2 import default_band_names
-from .timestack import Grid, StackInfo, StackWriter, format_datetime, open_stack, parse_datetime
+from .timestack import Grid, StackInfo, StackWriter, bounded_gdal_cache, format_datetime, open_stack, parse_datetime
 
 DEFAULT_FILTER = "*.tif;*.tiff;*.jp2;*.vrt;*.img"
 
@@ -440,6 +440,7 @@ def _nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
     return data == nodata
 
 
+@bounded_gdal_cache()
 def build_time_stack(
     scenes: Sequence[Scene],
     output: str | Path,

@@ -14,11 +14,12 @@ In memory a block of a stack is a numpy array laid out like eo-learn's temporal 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -27,11 +28,17 @@ TAG_VERSION = "EOLULC_STACK_VERSION"
 TAG_DATES = "EOLULC_DATES"
 TAG_BANDS = "EOLULC_BANDS"
 
-#: On-disk layout, chosen from ``bench/stack_layout.py`` (figures in the README).
+#: On-disk layout, chosen by measurement (figures in the README): 256 px tiles, one band per
+#: tile, ZSTD level 1 with horizontal differencing: 6x faster to write and 1.7x faster to read
+#: than ZSTD's default level with the float predictor, for 15 % more bytes.
 TILE_SIZE = 256
 INTERLEAVE = "band"
 COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 1
 FALLBACK_COMPRESSION = "deflate"
+#: GDAL's block cache while a step runs (GDAL's default is 5 % of RAM, which would make peak
+#: memory grow with the raster instead of the block budget).
+GDAL_CACHE_MB = 64
 
 Window = tuple[int, int, int, int]
 
@@ -309,9 +316,8 @@ def open_stack(path: str) -> StackReader:
 
 def creation_options(dtype: str, compression: str = COMPRESSION) -> dict[str, Any]:
     """GeoTIFF creation options of the stack layout (tiles, compression, predictor, BigTIFF)."""
-    kind = np.dtype(dtype).kind
-    predictor = 3 if kind == "f" else 2 if np.dtype(dtype).itemsize > 1 else 1
-    return {
+    predictor = 2 if np.dtype(dtype).itemsize > 1 else 1
+    options = {
         "driver": "GTiff",
         "tiled": True,
         "blockxsize": TILE_SIZE,
@@ -321,6 +327,19 @@ def creation_options(dtype: str, compression: str = COMPRESSION) -> dict[str, An
         "interleave": INTERLEAVE,
         "BIGTIFF": "IF_SAFER",
     }
+    if compression == COMPRESSION:
+        options["zstd_level"] = COMPRESSION_LEVEL
+    return options
+
+
+@contextlib.contextmanager
+def bounded_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> Iterator[None]:
+    """Run with GDAL's block cache capped (restored afterwards); also usable as a decorator.
+    Steps write whole tiles, so a small cache costs nothing and keeps memory within budget."""
+    import rasterio
+
+    with rasterio.Env(GDAL_CACHEMAX=megabytes * 1024 * 1024):
+        yield
 
 
 class StackWriter:
@@ -334,11 +353,8 @@ class StackWriter:
         self.path = str(path)
         self.info = info
         grid = info.grid
-        profile = creation_options(info.dtype)
-        if grid.width < TILE_SIZE or grid.height < TILE_SIZE:
-            # small rasters: tiles no larger than needed (GeoTIFF tiles are multiples of 16)
-            side = max(16, 16 * int(np.ceil(max(grid.width, grid.height) / 16)))
-            profile["blockxsize"] = profile["blockysize"] = min(TILE_SIZE, side)
+        # small rasters: tiles no larger than needed (GeoTIFF tiles are multiples of 16)
+        side = min(TILE_SIZE, max(16, 16 * int(np.ceil(max(grid.width, grid.height) / 16))))
         create = dict(
             width=grid.width,
             height=grid.height,
@@ -349,10 +365,11 @@ class StackWriter:
             nodata=info.nodata,
         )
         try:
+            profile = {**creation_options(info.dtype), "blockxsize": side, "blockysize": side}
             self._ds = rasterio.open(self.path, "w", **create, **profile)
         except rasterio.errors.RasterioIOError:
             # a GDAL built without ZSTD: same layout, DEFLATE
-            profile["compress"] = FALLBACK_COMPRESSION
+            profile = {**creation_options(info.dtype, FALLBACK_COMPRESSION), "blockxsize": side, "blockysize": side}
             self._ds = rasterio.open(self.path, "w", **create, **profile)
         try:
             self._write_metadata()

@@ -30,6 +30,7 @@ from .legend import Legend
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
+from .timestack import bounded_gdal_cache
 
 SPLITS = ("blocks", "polygons", "random")
 SAMPLINGS = ("proportional", "balanced")
@@ -185,6 +186,7 @@ def sample_pixels(candidates: np.ndarray, classes: np.ndarray, n: int, sampling:
     return np.sort(np.concatenate(chosen))
 
 
+@bounded_gdal_cache()
 def gather_rows(features: FeatureSet, flat_indices: np.ndarray, progress: Progress,
                 budget_bytes: int | None = None) -> np.ndarray:
     """Feature rows of the given pixels, reading the stacks block by block."""
