@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO / "tools"))
+from qgis_env import PLUGIN_NAME, throwaway_profile_env  # noqa: E402
+
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
-PLUGIN_NAME = "eolulc"
 
 # The plugin is imported as a package (never put the plugin folder itself on sys.path: its
 # processing/ would shadow QGIS's processing). A symlink gives it the installed folder name.
@@ -164,27 +165,7 @@ class QgisProcess:
 
 def qgis_process_env(plugin_path: Path, root: Path) -> dict[str, str]:
     """Environment of a throw-away QGIS profile that has the plugin in ``plugin_path`` enabled."""
-    home = root / "home"
-    config = root / "config"
-    runtime = root / "runtime"
-    for folder in (home, config, runtime):
-        folder.mkdir(parents=True, exist_ok=True)
-    runtime.chmod(0o700)
-    ini = config / "profiles" / "default" / "QGIS" / "QGIS3.ini"
-    ini.parent.mkdir(parents=True, exist_ok=True)
-    ini.write_text(f"[PythonPlugins]\n{PLUGIN_NAME}=true\n")
-    env = dict(os.environ)
-    site = sysconfig.get_paths()["purelib"]
-    env.update(
-        HOME=str(home),
-        QGIS_CUSTOM_CONFIG_PATH=str(config),
-        XDG_RUNTIME_DIR=str(runtime),
-        QT_QPA_PLATFORM="offscreen",
-        QGIS_PLUGINPATH=str(plugin_path),
-        PYTHONPATH=os.pathsep.join(p for p in (site, env.get("PYTHONPATH", "")) if p),
-        PYTHONWARNINGS="ignore::DeprecationWarning",
-    )
-    return env
+    return throwaway_profile_env(plugin_path, root)
 
 
 @pytest.fixture(scope="session")

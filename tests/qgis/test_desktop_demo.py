@@ -1,0 +1,73 @@
+"""The README's main job as a user sees it: the demo (synthetic L1C year -> lulcpipeline through
+qgis_process -> project), then the project opened in the real QGIS desktop under Xvfb, with a
+screenshot whose canvas must show the legend's colours. The screenshot is kept as an artifact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = Path(os.environ.get("EOLULC_ARTIFACTS", REPO / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "demo.py"), "--out", str(out), "--size", "200",
+                           "--dates", "24"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_demo_leaves_map_project_and_report(demo):
+    results = json.loads((demo / "lulcpipeline.json").read_text())
+    assert results["OVERALL_ACCURACY"] >= 0.85  # the demo data is designed to be learnable
+    for name in ("classification.tif", "classification.qml", "reference.tif", "reference.qml", "report.html",
+                 "eolulc_demo.qgz", "model.json"):
+        assert (demo / name).is_file(), name
+    assert "<svg" in (demo / "report.html").read_text()
+
+
+@pytest.mark.skipif(not shutil.which("xvfb-run") or not shutil.which("qgis"), reason="needs xvfb-run and qgis")
+def test_project_opens_styled_in_qgis_desktop(demo, tmp_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "desktop_demo.png"
+    shot.unlink(missing_ok=True)
+    env = dict(os.environ, EOLULC_SCREENSHOT=str(shot), HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    env.pop("QT_QPA_PLATFORM", None)
+    (tmp_path / "run").mkdir(mode=0o700)
+    subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", str(tmp_path / "profiles"),
+         "--nologo", "--noversioncheck", "--code", str(REPO / "tests" / "desktop" / "screenshot.py"),
+         str(demo / "eolulc_demo.qgz")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    print(f"\ndesktop screenshot: {shot}")
+    assert shot.is_file(), "QGIS did not save a screenshot"
+    canvas = _rgb(Path(str(shot).replace(".png", "_canvas.png")))
+    legend = {c["id"]: c["colour"] for c in json.loads((demo / "model.json").read_text())["metadata"]["legend"]}
+    from eolulc.core.timestack import open_stack
+
+    with open_stack(str(demo / "classification.tif")) as stack:
+        ids, counts = np.unique(stack.read(), return_counts=True)
+    common = [int(i) for i, n in zip(ids, counts) if n > 0.05 * counts.sum() and int(i) in legend]
+    assert common
+    for class_id in common:
+        colour = np.array([int(legend[class_id][k:k + 2], 16) for k in (1, 3, 5)])
+        share = np.all(canvas == colour, axis=-1).mean()
+        assert share > 0.01, f"class {class_id} colour {legend[class_id]} covers {share:.4f} of the canvas"
+
+
+def _rgb(path: Path) -> np.ndarray:
+    import rasterio
+
+    with rasterio.open(path) as png:
+        return png.read([1, 2, 3]).transpose(1, 2, 0).astype(int)
