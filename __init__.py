@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os as _os
 
-from .plugin.dependencies import activate as _activate_dependencies
+if __package__:
+    # (pytest may import this file on its own, as "__init__", when the clone's folder name is no
+    # valid package name: then there is no package to activate)
+    from .plugin.dependencies import activate as _activate_dependencies
 
-_activate_dependencies()
+    _activate_dependencies()
 # LightGBM's OpenMP threads spin while they wait; on a busy machine (QGIS rendering, other
 # processes) that made training 4x slower with 2 threads than with 1. Passive waiting costs
 # nothing measurable when the machine is idle. Must be set before LightGBM is loaded.

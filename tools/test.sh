@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 export QT_QPA_PLATFORM=offscreen
 echo "== ruff"
-.venv/bin/ruff check --quiet . && echo "ruff: clean"
+.venv/bin/ruff check --quiet .
+echo "ruff: clean"
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"
