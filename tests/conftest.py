@@ -102,10 +102,21 @@ def scene_stack_dn(tmp_path_factory, eopatch_dir, reference_scenes) -> Path:
 _QGIS: dict[str, Any] = {}
 
 
+def _forget_plugin_processing() -> None:
+    """pytest puts the repository on sys.path when it treats the plugin folder as a package (it
+    does when the clone's folder name is no valid package name); then ``import processing`` would
+    find the plugin's processing/ instead of QGIS's. Undo that before QGIS's is imported."""
+    sys.path[:] = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != REPO]
+    for name in [m for m in sys.modules if m == "processing" or m.startswith("processing.")]:
+        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(str(REPO)):
+            del sys.modules[name]
+
+
 @pytest.fixture(scope="session")
 def qgis_app():
     """A real QgsApplication with Processing and the eolulc provider (created once)."""
     if "app" not in _QGIS:
+        _forget_plugin_processing()
         from qgis.core import QgsApplication
 
         app = QgsApplication([], False)
