@@ -8,8 +8,6 @@ from typing import Any
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -17,7 +15,16 @@ from qgis.core import (
 
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
-from .reference import REFERENCE, add_reference_parameters, reference_on_grid
+from .reference import (
+    REFERENCE,
+    add_legend_parameter,
+    add_reference_parameters,
+    add_score_outputs,
+    describe_scores,
+    legend_from_parameters,
+    reference_on_grid,
+    score_results,
+)
 
 
 class AccuracyAlgorithm(EoLulcAlgorithm):
@@ -36,13 +43,9 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
 
     INPUT = "INPUT"
     REFERENCE = REFERENCE
-    LEGEND = "LEGEND"
     IGNORE_CLASSES = "IGNORE_CLASSES"
     OUTPUT_HTML = "OUTPUT_HTML"
     OUTPUT_JSON = "OUTPUT_JSON"
-    OVERALL_ACCURACY = "OVERALL_ACCURACY"
-    KAPPA = "KAPPA"
-    F1_WEIGHTED = "F1_WEIGHTED"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(
@@ -51,12 +54,7 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
             "are not compared. Its grid is the grid of the comparison.",
         )
         add_reference_parameters(self)
-        self.add(
-            QgsProcessingParameterFile(self.LEGEND, self.tr("Legend"), optional=True,
-                                       fileFilter="Legend (*.csv *.txt *.clr);;All files (*)"),
-            "Class names and colours: a CSV of id,name,colour or a QGIS colour-map export. Empty: the eo-learn "
-            "Slovenia legend. Names from the reference's name field take precedence.",
-        )
+        add_legend_parameter(self)
         self.add(
             QgsProcessingParameterString(self.IGNORE_CLASSES, self.tr("Classes to ignore"), defaultValue="0",
                                          optional=True),
@@ -75,9 +73,7 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
                                                   createByDefault=False),
             "Optional: every figure of the report as JSON (null where a value is undefined).",
         )
-        self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, self.tr("Overall accuracy")))
-        self.addOutput(QgsProcessingOutputNumber(self.KAPPA, self.tr("Cohen's kappa")))
-        self.addOutput(QgsProcessingOutputNumber(self.F1_WEIGHTED, self.tr("Weighted F1")))
+        add_score_outputs(self)
 
     def execute(
         self,
@@ -87,7 +83,6 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
         progress: Progress,
     ) -> dict[str, Any]:
         from ..core.accuracy import assess_confusion, compare_raster, pixel_area_m2, raster_grid
-        from ..core.legend import read_legend
         from ..core.report import write_report
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -102,9 +97,7 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
         if html_path is None:
             raise self.parameter_error(self.OUTPUT_HTML, self.tr("choose a file for the report"))
         ignore = self._ignored(parameters, context)
-        legend_file = self.parameterAsFile(parameters, self.LEGEND, context) or None
-        with self.about(self.LEGEND):
-            legend = read_legend(legend_file)
+        legend = legend_from_parameters(self, parameters, context)
         with self.about(self.INPUT):
             grid = raster_grid(source)
         feedback.pushInfo(self.tr("Bringing the reference onto the class raster's grid ({} x {} pixels)")
@@ -127,16 +120,8 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
         notes.append(f"Ignored classes: {', '.join(str(i) for i in sorted(ignore)) or 'none'}.")
         write_report(html_path, json_path, report, self.tr("Accuracy of {}").format(layer.name()), notes)
         progress.report(1.0)
-        feedback.pushInfo(self.tr("Overall accuracy {:.4f}, kappa {}, weighted F1 {:.4f} on {} pixels").format(
-            report["overall_accuracy"], "n/a" if report["kappa"] is None else f"{report['kappa']:.4f}",
-            report["f1_weighted"], report["n_samples"]))
-        return {
-            self.OUTPUT_HTML: html_path,
-            self.OUTPUT_JSON: json_path,
-            self.OVERALL_ACCURACY: report["overall_accuracy"],
-            self.KAPPA: report["kappa"],
-            self.F1_WEIGHTED: report["f1_weighted"],
-        }
+        feedback.pushInfo(describe_scores(report, self.tr("{} pixels").format(report["n_samples"])))
+        return {self.OUTPUT_HTML: html_path, self.OUTPUT_JSON: json_path, **score_results(report)}
 
     def _ignored(self, parameters: dict[str, Any], context: QgsProcessingContext) -> set[int]:
         text = self.parameterAsString(parameters, self.IGNORE_CLASSES, context) or ""

@@ -8,10 +8,8 @@ from typing import Any
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
-    QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -22,7 +20,15 @@ from qgis.core import (
 
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
-from .reference import add_reference_parameters, reference_on_grid
+from .reference import (
+    add_legend_parameter,
+    add_reference_parameters,
+    add_score_outputs,
+    describe_scores,
+    legend_from_parameters,
+    reference_on_grid,
+    score_results,
+)
 from .styling import style_when_loaded
 from .train import SPLIT_OPTIONS
 
@@ -43,7 +49,6 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless")
 
     INPUT = "INPUT"
-    LEGEND = "LEGEND"
     SCENE_FILTER = "SCENE_FILTER"
     MIN_VALID_FRACTION = "MIN_VALID_FRACTION"
     CLOUD_MASK_IN_INTERPOLATION = "CLOUD_MASK_IN_INTERPOLATION"
@@ -78,12 +83,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             "e.g. from 'Build time stack from per-date rasters'. Reflectance or digital numbers.",
         )
         add_reference_parameters(self)
-        self.add(
-            QgsProcessingParameterFile(self.LEGEND, self.tr("Legend"), optional=True,
-                                       fileFilter="Legend (*.csv *.txt *.clr);;All files (*)"),
-            "Class names and colours (CSV id,name,colour or a QGIS colour-map export). Empty: the eo-learn "
-            "Slovenia legend; names from the reference's name field take precedence.",
-        )
+        add_legend_parameter(self)
         self.add(
             QgsProcessingParameterBoolean(self.SCENE_FILTER, self.tr("Filter cloudy scenes"), defaultValue=True),
             "Drop dates whose clear fraction is not above the minimum before interpolating (eo-learn's "
@@ -169,16 +169,13 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
                                                   fileFilter="HTML files (*.html)"),
             "Accuracy on the held-out test part, area-adjusted estimates, settings and feature importances.",
         )
-        self.addOutput(QgsProcessingOutputNumber("OVERALL_ACCURACY", self.tr("Test overall accuracy")))
-        self.addOutput(QgsProcessingOutputNumber("F1_WEIGHTED", self.tr("Test weighted F1")))
-        self.addOutput(QgsProcessingOutputNumber("KAPPA", self.tr("Test kappa")))
+        add_score_outputs(self, "Test ")
 
     def execute(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
         from ..core.features import FeatureSpec, parse_band_list
-        from ..core.legend import read_legend
         from ..core.pipeline import PipelineOutputs, PipelineSettings, run_pipeline
         from ..core.timestack import read_info
         from ..core.train import TrainSettings
@@ -189,8 +186,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         with self.about(self.INPUT):
             info = read_info(layer.source())
         reference = reference_on_grid(self, parameters, context, info.grid)
-        with self.about(self.LEGEND):
-            legend = read_legend(self.parameterAsFile(parameters, self.LEGEND, context) or None)
+        legend = legend_from_parameters(self, parameters, context)
         with self.about(self.BANDS):
             features = FeatureSpec(bands=parse_band_list(self.parameterAsString(parameters, self.BANDS, context)))
         settings = PipelineSettings(
@@ -234,8 +230,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         with self.about(self.INPUT):
             result = run_pipeline(layer.source(), reference, legend, outputs, settings, progress)
         report = result.report
-        feedback.pushInfo(self.tr("Test split: overall accuracy {:.3f}, weighted F1 {:.3f}, kappa {:.3f}").format(
-            report["overall_accuracy"], report["f1_weighted"], report["kappa"]))
+        feedback.pushInfo(describe_scores(report, self.tr("Test split")))
         group = self.tr("EO LULC {}").format(datetime.now().strftime("%Y-%m-%d %H:%M"))
         for order, name in enumerate((self.OUTPUT, self.OUTPUT_REFERENCE, self.OUTPUT_AGREEMENT,
                                       self.OUTPUT_CONFIDENCE)):
@@ -243,5 +238,4 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
                               styled=name != self.OUTPUT_CONFIDENCE)
         shown = {name: path for name, path in rasters.items() if name not in (
             self.OUTPUT_CLOUD_MASK, self.OUTPUT_FEATURES, self.OUTPUT_INTERPOLATED) or name in kept}
-        return {**shown, **files, "OVERALL_ACCURACY": report["overall_accuracy"],
-                "F1_WEIGHTED": report["f1_weighted"], "KAPPA": report["kappa"]}
+        return {**shown, **files, **score_results(report)}

@@ -1,5 +1,6 @@
-"""The reference map parameters shared by training and accuracy: a class raster, or polygons
-with a class field (and optionally a name field), brought onto the features' grid."""
+"""What the algorithms that compare maps with a reference share: the reference map parameters (a
+class raster, or polygons with a class field and optionally a name field, brought onto the
+features' grid), the legend parameter, and the accuracy outputs."""
 
 from __future__ import annotations
 
@@ -12,18 +13,26 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsProcessing,
     QgsProcessingContext,
+    QgsProcessingOutputNumber,
     QgsProcessingParameterField,
+    QgsProcessingParameterFile,
     QgsProcessingParameterMapLayer,
     QgsRasterLayer,
     QgsVectorLayer,
 )
 
+from ..core.legend import Legend, read_legend
 from ..core.reference import Reference, rasterize_polygons, read_reference_raster
 from ..core.timestack import Grid
 
 REFERENCE = "REFERENCE"
 CLASS_FIELD = "CLASS_FIELD"
 NAME_FIELD = "NAME_FIELD"
+LEGEND = "LEGEND"
+#: (output id, key in an accuracy report, label)
+SCORES = (("OVERALL_ACCURACY", "overall_accuracy", "overall accuracy"),
+          ("F1_WEIGHTED", "f1_weighted", "weighted F1"),
+          ("KAPPA", "kappa", "Cohen's kappa"))
 
 
 def _source_types() -> list:
@@ -107,3 +116,33 @@ def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcess
                 names.setdefault(class_id, str(label))
     with algorithm.about(REFERENCE):
         return rasterize_polygons(shapes, grid, names)
+
+
+def add_legend_parameter(algorithm, where: str = "") -> None:
+    algorithm.add(
+        QgsProcessingParameterFile(LEGEND, algorithm.tr("Legend"), optional=True,
+                                   fileFilter="Legend (*.csv *.txt *.clr);;All files (*)"),
+        "Class names and colours (CSV id,name,colour or a QGIS colour-map export)" + where + ". Empty: the "
+        "eo-learn Slovenia legend; names from the reference's name field take precedence.",
+    )
+
+
+def legend_from_parameters(algorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> Legend:
+    with algorithm.about(LEGEND):
+        return read_legend(algorithm.parameterAsFile(parameters, LEGEND, context) or None)
+
+
+def add_score_outputs(algorithm, prefix: str = "") -> None:
+    """Number outputs of the accuracy figures, so models can chain on them."""
+    for output, _, label in SCORES:
+        algorithm.addOutput(QgsProcessingOutputNumber(output, algorithm.tr(prefix + label)))
+
+
+def score_results(report: dict) -> dict[str, Any]:
+    return {output: report[key] for output, key, _ in SCORES}
+
+
+def describe_scores(report: dict, where: str) -> str:
+    figures = ", ".join(f"{label} {'n/a' if report[key] is None else format(report[key], '.3f')}"
+                        for _, key, label in SCORES)
+    return f"{where}: {figures}"

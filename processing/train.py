@@ -10,10 +10,8 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
-    QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -22,7 +20,15 @@ from qgis.core import (
 
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
-from .reference import add_reference_parameters, reference_on_grid
+from .reference import (
+    add_legend_parameter,
+    add_reference_parameters,
+    add_score_outputs,
+    describe_scores,
+    legend_from_parameters,
+    reference_on_grid,
+    score_results,
+)
 
 SPLIT_OPTIONS = (("blocks", "Spatial blocks"), ("polygons", "By polygon"),
                  ("random", "Random pixels (overstates accuracy)"))
@@ -52,7 +58,6 @@ class TrainAlgorithm(EoLulcAlgorithm):
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy")
 
     FEATURES = "FEATURES"
-    LEGEND = "LEGEND"
     EROSION = "EROSION"
     SAMPLES = "SAMPLES"
     SAMPLING = "SAMPLING"
@@ -81,12 +86,7 @@ class TrainAlgorithm(EoLulcAlgorithm):
             "date is one feature, named like '2017-03-14 NDVI'. Classify needs the same stacks, in the same order.",
         )
         add_reference_parameters(self)
-        self.add(
-            QgsProcessingParameterFile(self.LEGEND, self.tr("Legend"), optional=True,
-                                       fileFilter="Legend (*.csv *.txt *.clr);;All files (*)"),
-            "Class names and colours (CSV id,name,colour or a QGIS colour-map export) stored in the model. Empty: "
-            "the eo-learn Slovenia legend; names from the reference's name field take precedence.",
-        )
+        add_legend_parameter(self, " stored in the model")
         self.add(
             QgsProcessingParameterString(self.EROSION, self.tr("Erosion radius (pixels)"), defaultValue="1"),
             "Each reference class is shrunk by this radius before sampling, so mixed pixels at class borders are "
@@ -179,15 +179,12 @@ class TrainAlgorithm(EoLulcAlgorithm):
                                                   createByDefault=False),
             "The same figures as JSON.",
         )
-        self.addOutput(QgsProcessingOutputNumber("OVERALL_ACCURACY", self.tr("Test overall accuracy")))
-        self.addOutput(QgsProcessingOutputNumber("F1_WEIGHTED", self.tr("Test weighted F1")))
-        self.addOutput(QgsProcessingOutputNumber("KAPPA", self.tr("Test kappa")))
+        add_score_outputs(self, "Test ")
 
     def execute(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
-        from ..core.legend import read_legend
         from ..core.report import write_report
         from ..core.timestack import read_info
         from ..core.train import TrainSettings, parse_erosion, train_model
@@ -199,8 +196,7 @@ class TrainAlgorithm(EoLulcAlgorithm):
         with self.about(self.FEATURES):
             grid = read_info(paths[0]).grid
         reference = reference_on_grid(self, parameters, context, grid)
-        with self.about(self.LEGEND):
-            legend = read_legend(self.parameterAsFile(parameters, self.LEGEND, context) or None)
+        legend = legend_from_parameters(self, parameters, context)
         erosion = self.parameterAsString(parameters, self.EROSION, context)
         with self.about(self.EROSION):
             parse_erosion(erosion)
@@ -229,15 +225,13 @@ class TrainAlgorithm(EoLulcAlgorithm):
         for note in result.notes:
             feedback.pushInfo(note)
         report = result.report
-        feedback.pushInfo(self.tr("Test split: overall accuracy {:.3f}, weighted F1 {:.3f}, kappa {:.3f}").format(
-            report["overall_accuracy"], report["f1_weighted"], report["kappa"]))
+        feedback.pushInfo(describe_scores(report, self.tr("Test split")))
         result.model.save(model_path)
         if report_path or json_path:
             write_report(report_path, json_path, report, self.tr("EO LULC training: test-split accuracy"),
                          notes=result.notes, extra_sections=[(self.tr("Feature importance"),
                                                               importance_table(result.importances))])
-        outputs = {self.OUTPUT_MODEL: model_path, "OVERALL_ACCURACY": report["overall_accuracy"],
-                   "F1_WEIGHTED": report["f1_weighted"], "KAPPA": report["kappa"]}
+        outputs = {self.OUTPUT_MODEL: model_path, **score_results(report)}
         if report_path:
             outputs[self.OUTPUT_REPORT] = report_path
         if json_path:
