@@ -37,21 +37,26 @@ def test_demo_leaves_map_project_and_report(demo):
 
 
 @pytest.mark.skipif(not shutil.which("xvfb-run") or not shutil.which("qgis"), reason="needs xvfb-run and qgis")
-def test_project_opens_styled_in_qgis_desktop(demo, tmp_path):
+def test_project_opens_styled_in_qgis_desktop(demo, tmp_path, plugins_dir):
+    from conftest import throwaway_profile_env
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "desktop_demo.png"
     shot.unlink(missing_ok=True)
-    env = dict(os.environ, EOLULC_SCREENSHOT=str(shot), HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    env = throwaway_profile_env(plugins_dir, tmp_path)  # the plugin enabled: its initGui runs for real
+    env["EOLULC_SCREENSHOT"] = str(shot)
     env.pop("QT_QPA_PLATFORM", None)
-    (tmp_path / "run").mkdir(mode=0o700)
     subprocess.run(
-        ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", str(tmp_path / "profiles"),
+        ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", env["QGIS_CUSTOM_CONFIG_PATH"],
          "--nologo", "--noversioncheck", "--code", str(REPO / "tests" / "desktop" / "screenshot.py"),
          str(demo / "eolulc_demo.qgz")],
         env=env, capture_output=True, text=True, timeout=300,
     )
     print(f"\ndesktop screenshot: {shot}")
     assert shot.is_file(), "QGIS did not save a screenshot"
+    seen = json.loads(shot.with_suffix(".json").read_text())
+    assert seen["provider"], "the plugin's provider is not registered in the desktop"
+    assert any("Install Python dependencies" in text for text in seen["eolulc_actions"]), seen
     canvas = _rgb(Path(str(shot).replace(".png", "_canvas.png")))
     legend = {c["id"]: c["colour"] for c in json.loads((demo / "model.json").read_text())["metadata"]["legend"]}
     from eolulc.core.timestack import open_stack
