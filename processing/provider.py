@@ -12,6 +12,7 @@ from .base import ICON_PATH
 from .build_timestack import BuildTimeStackAlgorithm
 from .classify import ClassifyAlgorithm
 from .cloudmask import CloudMaskAlgorithm
+from .experiment import ExperimentAlgorithm
 from .features import FeaturesAlgorithm
 from .import_eopatch import ImportEOPatchAlgorithm
 from .interpolate import InterpolateAlgorithm
@@ -33,6 +34,7 @@ ALGORITHMS = (
     ClassifyAlgorithm,
     AccuracyAlgorithm,
     LulcPipelineAlgorithm,
+    ExperimentAlgorithm,
 )
 
 

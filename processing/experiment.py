@@ -1,0 +1,169 @@
+"""``eolulc:experiment``: Sinergise's cloud-handling and resampling studies on the user's data."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingUtils,
+)
+
+from ..core.progress import Progress
+from .base import EoLulcAlgorithm
+from .reference import add_reference_parameters, reference_on_grid
+from .styling import style_when_loaded
+
+#: (key, label) of the EXPERIMENT options, in their order.
+EXPERIMENTS = (("cloud", "Cloud handling (scene filter on/off x cloud mask on/off)"),
+               ("interval", "Resampling interval"),
+               ("both", "Both"))
+
+
+class ExperimentAlgorithm(EoLulcAlgorithm):
+    ALGORITHM_ID = "experiment"
+    DISPLAY_NAME = "LULC experiment (cloud handling and resampling interval)"
+    GROUP_ID = "pipeline"
+    GROUP = "Pipeline"
+    DESCRIPTION = (
+        "Reproduces the two studies Sinergise published with eo-learn on your data: the 2 x 2 grid of "
+        "cloudy-scene filtering on/off x cloud mask used in interpolation on/off (16-day grid), and the pipeline "
+        "at several interpolation intervals (cloud filter and mask on). Every variant is the 'LULC pipeline' with "
+        "default settings except the switches, repeated over several seeds (each seed fixes the spatial split, the "
+        "samples and LightGBM for all variants), so the report gives mean ± std and paired comparisons and says in "
+        "words whether cloud handling changes accuracy beyond the seed-to-seed noise and what halving the interval "
+        "costs and gains. The cloud mask and features are computed once and shared; variants run one after the "
+        "other; a failed variant is reported and the others go on. Only the best variant is classified."
+    )
+    REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless")
+
+    INPUT = "INPUT"
+    LEGEND = "LEGEND"
+    EXPERIMENT = "EXPERIMENT"
+    INTERVALS = "INTERVALS"
+    SEEDS = "SEEDS"
+    OUTPUT_HTML = "OUTPUT_HTML"
+    OUTPUT_CSV = "OUTPUT_CSV"
+    OUTPUT_JSON = "OUTPUT_JSON"
+    OUTPUT = "OUTPUT"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add(
+            QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
+            "A time stack with the 13 L1C bands, as for 'LULC pipeline'.",
+        )
+        add_reference_parameters(self)
+        self.add(
+            QgsProcessingParameterFile(self.LEGEND, self.tr("Legend"), optional=True,
+                                       fileFilter="Legend (*.csv *.txt *.clr);;All files (*)"),
+            "Class names and colours; empty: the eo-learn Slovenia legend (names from the name field win).",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterEnum(self.EXPERIMENT, self.tr("Experiment"),
+                                       options=[self.tr(label) for _, label in EXPERIMENTS], defaultValue=0),
+            "Cloud handling: 4 variants on a 16-day grid. Resampling interval: one variant per interval. "
+            "Both: the union (the shared variant runs once).",
+        )
+        self.add(
+            QgsProcessingParameterString(self.INTERVALS, self.tr("Intervals (days)"), defaultValue="8,16,32"),
+            "Comma-separated intervals for the resampling experiment; each is compared with its double.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.SEEDS, self.tr("Seeds"), type=QgsProcessingParameterNumber.Type.Integer,
+                                         defaultValue=3, minValue=1, maxValue=50),
+            "Repetitions with seeds 42, 43, ... (42 is the default seed of 'LULC pipeline'): each gives every "
+            "variant the same split and samples. Two or more are needed to tell a difference from noise.",
+        )
+        self.add(
+            QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("Experiment report (HTML)"),
+                                                  fileFilter="HTML files (*.html)"),
+            "Tables (mean ± std per variant, paired comparisons, every run), the accuracy-vs-time plot and the "
+            "conclusions in words.",
+        )
+        self.add(
+            QgsProcessingParameterFileDestination(self.OUTPUT_CSV, self.tr("Numbers per run (CSV)"),
+                                                  fileFilter="CSV files (*.csv)"),
+            "One row per variant and seed: accuracy, features, seconds, peak memory, error.",
+        )
+        self.add(
+            QgsProcessingParameterFileDestination(self.OUTPUT_JSON, self.tr("All numbers (JSON)"),
+                                                  fileFilter="JSON files (*.json)", optional=True,
+                                                  createByDefault=False),
+            "Runs, per-variant summaries, comparisons and conclusions.",
+        )
+        self.add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Best variant's land-cover map")),
+            "The classification of the variant with the highest mean overall accuracy (its first seed's model), "
+            "styled with the legend.",
+        )
+        self.addOutput(QgsProcessingOutputString("BEST_VARIANT", self.tr("Best variant")))
+        self.addOutput(QgsProcessingOutputNumber("BEST_OVERALL_ACCURACY", self.tr("Best mean overall accuracy")))
+
+    def execute(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+        progress: Progress,
+    ) -> dict[str, Any]:
+        from ..core.experiment import cloud_variants, interval_variants, parse_intervals, run_experiment
+        from ..core.legend import read_legend
+        from ..core.timestack import read_info
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise self.parameter_error(self.INPUT, self.tr("choose the L1C time stack"))
+        with self.about(self.INPUT):
+            info = read_info(layer.source())
+        with self.about(self.INTERVALS):
+            intervals = parse_intervals(self.parameterAsString(parameters, self.INTERVALS, context))
+        kind = EXPERIMENTS[self.parameterAsEnum(parameters, self.EXPERIMENT, context)][0]
+        variants = []
+        if kind in ("cloud", "both"):
+            variants += cloud_variants()
+        if kind in ("interval", "both"):
+            # filter and mask on at 16 days is also the cloud study's baseline: run it once
+            variants += [v for v in interval_variants(intervals)
+                         if not (kind == "both" and v.changes["interval_days"] == 16)]
+        # 42 first: the first seed's numbers equal 'LULC pipeline' with its default seed
+        seeds = list(range(42, 42 + self.parameterAsInt(parameters, self.SEEDS, context)))
+        reference = reference_on_grid(self, parameters, context, info.grid)
+        with self.about(self.LEGEND):
+            legend = read_legend(self.parameterAsFile(parameters, self.LEGEND, context) or None)
+        files = {name: self.parameterAsFileOutput(parameters, name, context)
+                 for name in (self.OUTPUT_HTML, self.OUTPUT_CSV, self.OUTPUT_JSON)}
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        for name in (self.OUTPUT_HTML, self.OUTPUT_CSV):
+            if not files[name]:
+                raise self.parameter_error(name, self.tr("give a file (or leave the temporary output)"))
+        if not output:
+            raise self.parameter_error(self.OUTPUT, self.tr("give a file (or leave the temporary output)"))
+        folder = tempfile.mkdtemp(prefix="experiment_", dir=QgsProcessingUtils.tempFolder())
+        try:
+            with self.about(self.INPUT):
+                result = run_experiment(
+                    layer.source(), reference, legend, variants, seeds, folder, progress,
+                    html_path=files[self.OUTPUT_HTML], csv_path=files[self.OUTPUT_CSV],
+                    json_path=files[self.OUTPUT_JSON] or None, classification=output,
+                    title=f"EO LULC experiment: {dict(EXPERIMENTS)[kind].lower()}")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        for sentence in result.sentences:
+            feedback.pushInfo(sentence)
+        best = next(s for s in result.summary if s["variant"] == result.best)
+        style_when_loaded(context, output)
+        out = {self.OUTPUT: output, self.OUTPUT_HTML: files[self.OUTPUT_HTML], self.OUTPUT_CSV: files[self.OUTPUT_CSV],
+               "BEST_VARIANT": result.best, "BEST_OVERALL_ACCURACY": best["overall_accuracy_mean"]}
+        if files[self.OUTPUT_JSON]:
+            out[self.OUTPUT_JSON] = files[self.OUTPUT_JSON]
+        return out
