@@ -161,3 +161,31 @@ def test_reference_without_overlap_and_single_class(patch_stacks, reference):
     single = Reference(classes=np.where(reference.classes > 0, 2, 0).astype(np.uint16))
     with pytest.raises(ValueError, match="two or more"):
         train_model([str(patch_stacks / "ndvi16.tif")], single, read_legend(), TrainSettings(threads=1))
+
+
+def test_class_with_one_pixel_and_absent_ids(patch_stacks, reference):
+    classes = reference.classes.copy()
+    classes[50, 50] = 7  # a class with a single pixel (tundra, absent elsewhere)
+    result = train_model([str(patch_stacks / "ndvi16.tif")], Reference(classes=classes), read_legend(),
+                         TrainSettings(erosion="1, 7:0", threads=1))
+    assert result.report["overall_accuracy"] >= 0.85
+    # the one pixel cannot be both trained and tested: it is either unreliable or test-only
+    assert any("fewer than 5 training pixels" in n or "only in the test part" in n for n in result.notes)
+
+
+def test_all_nodata_features(patch_stacks, reference, trained, tmp_path):
+    import rasterio
+
+    empty = tmp_path / "empty.tif"
+    with rasterio.open(patch_stacks / "ndvi16.tif") as source:
+        profile = source.profile
+        with rasterio.open(empty, "w", **profile) as target:
+            target.update_tags(**source.tags())
+            for band in range(1, source.count + 1):
+                target.set_band_description(band, source.descriptions[band - 1])
+            target.write(np.full((source.count, source.height, source.width), np.nan, np.float32))
+    with pytest.raises(ValueError, match="only nodata"):
+        train_model([str(empty)], reference, read_legend(), TrainSettings(threads=1))
+    with pytest.raises(ValueError, match="only nodata"):
+        classify([str(empty)], trained.model, tmp_path / "out" / "map.tif")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
