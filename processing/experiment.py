@@ -12,7 +12,6 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -23,7 +22,7 @@ from qgis.core import (
 
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
-from .reference import add_reference_parameters, reference_on_grid
+from .reference import add_legend_parameter, add_reference_parameters, legend_from_parameters, reference_on_grid
 from .styling import style_when_loaded
 
 #: (key, label) of the EXPERIMENT options, in their order.
@@ -50,7 +49,6 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless")
 
     INPUT = "INPUT"
-    LEGEND = "LEGEND"
     EXPERIMENT = "EXPERIMENT"
     INTERVALS = "INTERVALS"
     SEEDS = "SEEDS"
@@ -65,12 +63,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             "A time stack with the 13 L1C bands, as for 'LULC pipeline'.",
         )
         add_reference_parameters(self)
-        self.add(
-            QgsProcessingParameterFile(self.LEGEND, self.tr("Legend"), optional=True,
-                                       fileFilter="Legend (*.csv *.txt *.clr);;All files (*)"),
-            "Class names and colours; empty: the eo-learn Slovenia legend (names from the name field win).",
-            advanced=True,
-        )
+        add_legend_parameter(self)
         self.add(
             QgsProcessingParameterEnum(self.EXPERIMENT, self.tr("Experiment"),
                                        options=[self.tr(label) for _, label in EXPERIMENTS], defaultValue=0),
@@ -117,7 +110,6 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         progress: Progress,
     ) -> dict[str, Any]:
         from ..core.experiment import cloud_variants, interval_variants, parse_intervals, run_experiment
-        from ..core.legend import read_legend
         from ..core.timestack import read_info
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -138,8 +130,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         # 42 first: the first seed's numbers equal 'LULC pipeline' with its default seed
         seeds = list(range(42, 42 + self.parameterAsInt(parameters, self.SEEDS, context)))
         reference = reference_on_grid(self, parameters, context, info.grid)
-        with self.about(self.LEGEND):
-            legend = read_legend(self.parameterAsFile(parameters, self.LEGEND, context) or None)
+        legend = legend_from_parameters(self, parameters, context)
         files = {name: self.parameterAsFileOutput(parameters, name, context)
                  for name in (self.OUTPUT_HTML, self.OUTPUT_CSV, self.OUTPUT_JSON)}
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
