@@ -9,6 +9,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .accuracy import AccuracyAlgorithm
 from .base import ICON_PATH
+from .batch import BatchPipelineAlgorithm
 from .build_timestack import BuildTimeStackAlgorithm
 from .classify import ClassifyAlgorithm
 from .cloudmask import CloudMaskAlgorithm
@@ -35,6 +36,7 @@ ALGORITHMS = (
     AccuracyAlgorithm,
     LulcPipelineAlgorithm,
     ExperimentAlgorithm,
+    BatchPipelineAlgorithm,
 )
 
 

@@ -1,0 +1,167 @@
+"""``eolulc:batchpipeline``: a folder of tiles (L1C stack + reference each) -> one model trained on
+samples pooled from all tiles, every tile classified, a styled VRT mosaic and one accuracy report;
+on local processes or on a Dask cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..core.progress import Progress
+from .base import EoLulcAlgorithm
+from .reference import add_legend_parameter, add_score_outputs, describe_scores, legend_from_parameters, score_results
+from .styling import style_when_loaded
+
+
+class BatchPipelineAlgorithm(EoLulcAlgorithm):
+    ALGORITHM_ID = "batchpipeline"
+    DISPLAY_NAME = "LULC pipeline over many tiles (local processes or Dask cluster)"
+    GROUP_ID = "pipeline"
+    GROUP = "Pipeline"
+    DESCRIPTION = (
+        "The LULC pipeline over a folder of tiles, in parallel. Each tile is a subfolder with l1c.tif and "
+        "reference.tif (or a pair <name>_l1c.tif and <name>_reference.tif). Per tile, in parallel: cloud mask, "
+        "features and interpolation onto one date grid shared by all tiles, and a spatial train/test split; then "
+        "one LightGBM model trained on samples pooled from all tiles; then every tile classified in parallel, "
+        "a VRT mosaic styled with the legend and one accuracy report over the held-out pixels of all tiles. A "
+        "failing tile is retried once, then reported, and the others finish. Running again with the same output "
+        "folder skips the tiles already prepared (resume). Give a Dask scheduler address to run on a cluster."
+    )
+    REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless", "joblib")
+
+    INPUT_FOLDER = "INPUT_FOLDER"
+    SCHEDULER = "SCHEDULER"
+    WORKERS = "WORKERS"
+    INTERVAL_DAYS = "INTERVAL_DAYS"
+    SAMPLES = "SAMPLES"
+    SEED = "SEED"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    OUTPUT_MOSAIC = "OUTPUT_MOSAIC"
+    OUTPUT_REPORT = "OUTPUT_REPORT"
+    OUTPUT_MODEL = "OUTPUT_MODEL"
+    FAILED_TILES = "FAILED_TILES"
+    TILES = "TILES"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        integer = QgsProcessingParameterNumber.Type.Integer
+        self.add(
+            QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Folder of tiles"),
+                                       behavior=QgsProcessingParameterFile.Behavior.Folder),
+            "One subfolder per tile holding l1c.tif (the L1C time stack) and reference.tif (its reference "
+            "classes), or pairs <name>_l1c.tif and <name>_reference.tif. All tiles in one CRS and pixel size.",
+        )
+        add_legend_parameter(self)
+        self.add(
+            QgsProcessingParameterString(self.SCHEDULER, self.tr("Dask scheduler address"), optional=True),
+            "Empty: local processes on this machine. tcp://host:8786: run the tiles on that dask.distributed "
+            "cluster (every worker needs this plugin and its dependencies importable, and the tile and output "
+            "folders at the same paths).",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.WORKERS, self.tr("Local worker processes"), type=integer,
+                                         defaultValue=2, minValue=0),
+            "Tiles processed at the same time on this machine; 0 = as many as the CPUs and the available memory "
+            "allow. Ignored on a Dask cluster (its workers are used).",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.INTERVAL_DAYS, self.tr("Interval (days)"), type=integer,
+                                         defaultValue=16, minValue=1),
+            "Spacing of the date grid all tiles are interpolated onto.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.SAMPLES, self.tr("Training pixels"), type=integer,
+                                         defaultValue=20000, minValue=10),
+            "Training pixels of the pooled model, sampled from all tiles.", advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42),
+            "Seed of the splits, the sampling and LightGBM.", advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, self.tr("Working folder")),
+            "Per-tile products (tiles/<name>/) and the model. Run again with the same folder to resume.",
+        )
+        self.add(
+            QgsProcessingParameterFileDestination(self.OUTPUT_MOSAIC, self.tr("Land-cover mosaic (VRT)"),
+                                                  fileFilter="GDAL virtual raster (*.vrt)"),
+            "The tile maps as one virtual raster, styled with the legend.",
+        )
+        self.add(
+            QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, self.tr("Accuracy report (HTML)"),
+                                                  fileFilter="HTML files (*.html)"),
+            "One accuracy report over the held-out pixels of all tiles (a JSON copy is written beside it).",
+        )
+        self.addOutput(QgsProcessingOutputString(self.OUTPUT_MODEL, self.tr("Model file")))
+        self.addOutput(QgsProcessingOutputNumber(self.TILES, self.tr("Tiles classified")))
+        self.addOutput(QgsProcessingOutputString(self.FAILED_TILES, self.tr("Failed tiles")))
+        add_score_outputs(self, "Test ")
+
+    def execute(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+        progress: Progress,
+    ) -> dict[str, Any]:
+        from ..core.batch import discover_tiles, run_batch
+        from ..core.pipeline import PipelineSettings
+        from ..core.train import TrainSettings
+
+        with self.about(self.INPUT_FOLDER):
+            tiles = discover_tiles(self.parameterAsFile(parameters, self.INPUT_FOLDER, context))
+        legend = legend_from_parameters(self, parameters, context)
+        scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
+        settings = PipelineSettings(
+            interval_days=self.parameterAsInt(parameters, self.INTERVAL_DAYS, context),
+            train=TrainSettings(samples=self.parameterAsInt(parameters, self.SAMPLES, context),
+                                seed=self.parameterAsInt(parameters, self.SEED, context)),
+        )
+        folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        mosaic = self.parameterAsFileOutput(parameters, self.OUTPUT_MOSAIC, context)
+        report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
+        if not folder:
+            raise self.parameter_error(self.OUTPUT_FOLDER, self.tr("give a folder"))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        feedback.pushInfo(self.tr("{} tile(s) found.").format(len(tiles)))
+        if not scheduler:
+            _use_qgis_python_for_workers()
+        with self.about(self.SCHEDULER if scheduler else self.INPUT_FOLDER):
+            result = run_batch(tiles, folder, legend, settings, executor="dask" if scheduler else "local",
+                               workers=self.parameterAsInt(parameters, self.WORKERS, context), scheduler=scheduler,
+                               progress=progress, mosaic=mosaic or None, report=report or None)
+        for failure in result.failed:
+            feedback.reportError(self.tr("Tile {} failed ({}, {} attempts): {}").format(
+                failure.name, failure.phase, failure.attempts, failure.message), fatalError=False)
+        feedback.pushInfo(describe_scores(result.report_data, self.tr("Held-out pixels of all tiles")))
+        style_when_loaded(context, result.mosaic)
+        return {self.OUTPUT_FOLDER: folder, self.OUTPUT_MOSAIC: result.mosaic, self.OUTPUT_REPORT: result.report,
+                self.OUTPUT_MODEL: result.model, self.TILES: len(result.tiles),
+                self.FAILED_TILES: ", ".join(f.name for f in result.failed), **score_results(result.report_data)}
+
+
+def _use_qgis_python_for_workers() -> None:
+    """Inside QGIS ``sys.executable`` may be the QGIS program itself: start the local worker
+    processes with QGIS's Python interpreter instead. Effective on Windows, where loky reads its
+    executable from this module attribute (no public setter); on Linux and macOS loky starts
+    ``sys.executable``."""
+    import sys
+
+    from ..plugin.dependencies import python_executable
+
+    executable = python_executable()
+    if executable == sys.executable:
+        return
+    try:
+        from joblib.externals.loky.backend import spawn
+    except ImportError:
+        return
+    spawn._python_exe = executable
