@@ -1,4 +1,4 @@
-"""eolulc:batchpipeline through processing.run on small synthetic tiles."""
+"""eolulc:batchpipeline through processing.run and qgis_process.bin on small synthetic tiles."""
 
 from __future__ import annotations
 
@@ -54,3 +54,13 @@ def test_folder_without_tiles_names_the_parameter(registered, run_alg, tmp_path)
     with pytest.raises(QgsProcessingException, match="INPUT_FOLDER.*no tiles"):
         run_alg(registered, {"INPUT_FOLDER": str(tmp_path), "OUTPUT_FOLDER": str(tmp_path / "work"),
                              "OUTPUT_MOSAIC": str(tmp_path / "map.vrt"), "OUTPUT_REPORT": str(tmp_path / "r.html")})
+
+
+def test_qgis_process_batch_pipeline(qgis_process, tiles, tmp_path):
+    rc, result, text = qgis_process.run(ALG, {
+        "INPUT_FOLDER": tiles, "WORKERS": 1, "INTERVAL_DAYS": 30, "SAMPLES": 1000,
+        "OUTPUT_FOLDER": tmp_path / "work", "OUTPUT_MOSAIC": tmp_path / "map.vrt",
+        "OUTPUT_REPORT": tmp_path / "report.html"})
+    assert rc == 0, text
+    assert result["results"]["TILES"] == 2
+    assert (tmp_path / "map.vrt").is_file() and (tmp_path / "map.qml").is_file()
