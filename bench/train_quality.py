@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -21,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the plugin does before LightGBM loads
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="splits/seeds to average over")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "TestEOPatch")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="prediction threads")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         plugins = Path(tmp) / "plugins"
@@ -34,8 +37,10 @@ def main() -> None:
         (plugins / "eolulc").symlink_to(REPO, target_is_directory=True)
         sys.path.insert(0, str(plugins))
         from eolulc.core.eopatch import import_eopatch
+        from eolulc.core.featureset import FeatureSet
         from eolulc.core.interpolate import interpolate_stack
         from eolulc.core.legend import read_legend
+        from eolulc.core.model import predict_probabilities
         from eolulc.core.reference import rasterize_polygons, read_reference_raster
         from eolulc.core.timestack import read_info
         from eolulc.core.train import TrainSettings, train_model
@@ -50,10 +55,14 @@ def main() -> None:
                                                       rasterize_polygons)}
         recipes = {"eo-learn recipe": dict(n_estimators=100, early_stopping=False),
                    "EO LULC defaults": {}}
+        with FeatureSet([str(folder / "ndvi16.tif")]) as features:
+            table = features.read_rows((0, 0, grid.height, grid.width))
+        # about one million pixels for the prediction timing: the patch's rows repeated
+        pixels = np.tile(table, (max(1, 1_000_000 // table.shape[0]), 1))
         rows = []
         for ref_name, reference in references.items():
             for recipe, changes in recipes.items():
-                oa, f1, trees, seconds = [], [], [], []
+                oa, f1, trees, seconds, predict = [], [], [], [], []
                 for seed in range(args.seeds):
                     start = time.perf_counter()
                     result = train_model([str(folder / "ndvi16.tif")], reference, read_legend(),
@@ -62,13 +71,20 @@ def main() -> None:
                     oa.append(result.report["overall_accuracy"])
                     f1.append(result.report["f1_weighted"])
                     trees.append(len(result.model.model_text.split("Tree=")) - 1)
+                    if seed == 0:
+                        start = time.perf_counter()
+                        predict_probabilities(result.model.ensemble(args.threads), pixels)
+                        predict.append(pixels.shape[0] / 1e6 / (time.perf_counter() - start))
                 rows.append({"reference": ref_name, "recipe": recipe, "oa_mean": float(np.mean(oa)),
                              "oa_std": float(np.std(oa)), "f1_mean": float(np.mean(f1)), "f1_std": float(np.std(f1)),
-                             "trees_mean": float(np.mean(trees)), "train_seconds": float(np.median(seconds))})
-    print(f"{'reference':20} {'recipe':18} {'OA':>15} {'weighted F1':>15} {'trees':>7} {'train s':>8}")
+                             "trees_mean": float(np.mean(trees)), "train_seconds": float(np.median(seconds)),
+                             "predict_mpx_per_s": float(predict[0])})
+    print(f"{'reference':20} {'recipe':18} {'OA':>15} {'weighted F1':>15} {'trees':>7} {'train s':>8} "
+          f"{'predict Mpx/s':>14}")
     for r in rows:
         print(f"{r['reference']:20} {r['recipe']:18} {r['oa_mean']:.3f} +/- {r['oa_std']:.3f}  "
-              f"{r['f1_mean']:.3f} +/- {r['f1_std']:.3f} {r['trees_mean']:7.0f} {r['train_seconds']:8.2f}")
+              f"{r['f1_mean']:.3f} +/- {r['f1_std']:.3f} {r['trees_mean']:7.0f} {r['train_seconds']:8.2f} "
+              f"{r['predict_mpx_per_s']:14.3f}")
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_quality.json").write_text(json.dumps(rows, indent=2))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_outputs
-from .blocks import iter_blocks
+from .blocks import default_budget_bytes, iter_blocks
 from .progress import Progress, ensure_progress
 from .sentinel2 import (
     S2CLOUDLESS_BANDS,
@@ -37,6 +37,8 @@ from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
 from .treepredict import TreeEnsemble, sigmoid
 
 MODEL_FILE = "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
+#: Side of the blocks aimed at (groups of dates are sized to fit it in the budget).
+BLOCK_SIDE = 512
 MASK_NODATA = 255
 TAG_VALID_FRACTION = "EOLULC_VALID_FRACTION"
 TAG_CLOUD_FRACTION = "EOLULC_CLOUD_FRACTION"
@@ -218,7 +220,14 @@ class CloudDetector:
         halo = self._halo(factor)
         # per date: raw bands, float32 reflectance and its cell sums, probabilities, upsampling
         # weights, masks and the output copies
-        bytes_per_pixel = n_dates * (len(band_indices) * (np.dtype(info.dtype).itemsize + 8) + 60)
+        per_date = len(band_indices) * (np.dtype(info.dtype).itemsize + 8) + 60
+        # dates are independent: a block holds a group of dates, so blocks stay wide (the halo is
+        # read again for every block; narrow blocks of all 68 dates read the data several times)
+        budget = self.budget_bytes or default_budget_bytes()
+        side = BLOCK_SIDE + 2 * halo
+        group = int(max(1, min(n_dates, budget // (per_date * side * side))))
+        date_groups = [list(range(start, min(n_dates, start + group))) for start in range(0, n_dates, group)]
+        bytes_per_pixel = per_date * group
         with atomic_outputs([output_probability, output_mask]) as (prob_path, mask_path):
             writers = []
             try:
@@ -229,19 +238,23 @@ class CloudDetector:
                 blocks = iter_blocks(grid.height, grid.width, bytes_per_pixel, self.budget_bytes, halo=halo,
                                      progress=progress, multiple_of=factor)
                 for block in blocks:
-                    raw = reader.read(block.read_window, bands=band_indices)
-                    valid = _valid_pixels(raw, info.nodata)
-                    probability = self._block_probability(raw, valid, result.radiometry, factor, block, grid)
-                    rows, cols = block.inner
-                    inner_valid = valid[:, rows, cols]
-                    inner_probability = probability[:, rows, cols]
-                    mask = self.mask_from_probabilities(probability)[:, rows, cols]
-                    valid_counts += np.count_nonzero(inner_valid & (mask == 0), axis=(1, 2))
-                    cloud_counts += np.count_nonzero(inner_valid & (mask == 1), axis=(1, 2))
-                    if prob_writer is not None:
-                        prob_writer.write(np.where(inner_valid, inner_probability, np.nan)[..., None], block.window)
-                    if mask_writer is not None:
-                        mask_writer.write(np.where(inner_valid, mask, MASK_NODATA)[..., None], block.window)
+                    for dates in date_groups:
+                        progress.check()
+                        raw = reader.read(block.read_window, dates=dates, bands=band_indices)
+                        valid = _valid_pixels(raw, info.nodata)
+                        probability = self._block_probability(raw, valid, result.radiometry, factor, block, grid)
+                        rows, cols = block.inner
+                        inner_valid = valid[:, rows, cols]
+                        inner_probability = probability[:, rows, cols]
+                        mask = self.mask_from_probabilities(probability)[:, rows, cols]
+                        valid_counts[dates] += np.count_nonzero(inner_valid & (mask == 0), axis=(1, 2))
+                        cloud_counts[dates] += np.count_nonzero(inner_valid & (mask == 1), axis=(1, 2))
+                        if prob_writer is not None:
+                            prob_writer.write(np.where(inner_valid, inner_probability, np.nan)[..., None],
+                                              block.window, dates=dates)
+                        if mask_writer is not None:
+                            mask_writer.write(np.where(inner_valid, mask, MASK_NODATA)[..., None], block.window,
+                                              dates=dates)
                 pixels = grid.width * grid.height
                 result.valid_fraction = [float(c) / pixels for c in valid_counts]
                 result.cloud_fraction = [float(c) / pixels for c in cloud_counts]

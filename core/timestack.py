@@ -396,17 +396,23 @@ class StackWriter:
             ds.scales = info.scales * info.n_dates
             ds.offsets = info.offsets * info.n_dates
 
-    def write(self, data: np.ndarray, window: Window | None = None) -> None:
-        """Write a ``(time, height, width, bands)`` block at ``window`` (the whole raster if ``None``)."""
+    def write(self, data: np.ndarray, window: Window | None = None, dates: Sequence[int] | None = None) -> None:
+        """Write a ``(time, height, width, bands)`` block at ``window`` (the whole raster if ``None``),
+        for all dates or only the date indices ``dates``."""
         from rasterio.windows import Window as RioWindow
 
         info = self.info
         t, h, w, b = data.shape
-        if (t, b) != (info.n_dates, info.n_bands):
-            raise ValueError(f"block has {t} dates x {b} bands, the stack {info.n_dates} x {info.n_bands}")
+        t_idx = list(range(info.n_dates)) if dates is None else list(dates)
+        if (t, b) != (len(t_idx), info.n_bands):
+            raise ValueError(f"block has {t} dates x {b} bands, the stack writes {len(t_idx)} x {info.n_bands}")
         rio_window = None if window is None else RioWindow(window[1], window[0], window[3], window[2])
         layers = np.ascontiguousarray(data.transpose(0, 3, 1, 2).reshape(t * b, h, w), dtype=info.dtype)
-        self._ds.write(layers, window=rio_window)
+        if dates is None:
+            self._ds.write(layers, window=rio_window)
+        else:
+            indexes = [info.layer(d, band) for d in t_idx for band in range(info.n_bands)]
+            self._ds.write(layers, indexes=indexes, window=rio_window)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Add dataset tags known only after the pixels are written (e.g. per-date statistics)."""
