@@ -87,8 +87,10 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
             f"Resolution in metres the model runs at: the stack's own (10 m, or 0) is exact and slowest; 20, 40, "
             f"80 or 160 average the bands onto a coarser grid, run the model there and bring the probabilities "
             f"back by bilinear interpolation, as Sentinel Hub's service does at 160 m. The default "
-            f"{DEFAULT_PROCESSING_RESOLUTION:g} m is 16 times less model work than 10 m while its mask agrees "
-            f"with the 10 m mask on more than 99 % of the pixels of the real test scenes (figures in the README).",
+            f"{DEFAULT_PROCESSING_RESOLUTION:g} m masks a 1000 x 1000 px x 68-date stack in about half a minute "
+            f"on two cores, and its mask agrees with the 10 m mask on 99.97 % of the pixels of the real test "
+            f"scenes (and with Sentinel Hub's own mask on all of them). Small or thin clouds are found better at "
+            f"40 m (99.99 % agreement, 3.4 times slower) or 10 m (exact s2cloudless). Figures in the README.",
         )
         self.add(
             QgsProcessingParameterEnum(

@@ -133,5 +133,5 @@ def test_qgis_process_run(qgis_process, scene_stack, clp_clm, tmp_path):
     with rasterio.open(tmp_path / "m.tif") as ds:
         fractions = json.loads(ds.tags()["EOLULC_VALID_FRACTION"])
     assert len(fractions) == 5
-    # default 40 m processing agrees with the service's mask too
+    # the default coarse processing agrees with the service's mask too
     assert (_read(tmp_path / "m.tif") == clp_clm[1]).mean() >= 0.99
