@@ -3,7 +3,7 @@
 Generates a synthetic Sentinel-2-like stack (68 dates x 13 bands, uint16 DN with 0 as nodata and/or
 float32 reflectance = DN / 10000 with NaN as nodata, like the plugin's float stacks), writes it
 with :class:`~eolulc.core.timestack.StackWriter` once per candidate layout (the module's layout
-constants are patched for the write) and measures:
+constants and creation options are patched for the write) and measures:
 
 * write seconds and file size;
 * the whole-time-series read, block by block as core steps do it (windows from
@@ -12,11 +12,17 @@ constants are patched for the write) and measures:
 * one date (``B`` bands) of the whole raster, as a viewer reads it, min and median;
 * a floor: summing the same array in memory with numpy.
 
+A layout is ``interleave/tile/codec[:level][/pN]``: ``band/256/zstd`` is ZSTD at GDAL's default
+level with the standard predictor (2, horizontal differencing, for integers; 3, floating point, for
+floats), ``band/256/zstd:1/p2`` ZSTD level 1 with predictor 2 whatever the type. The layout
+``core/timestack.py`` writes now is always measured too (the recommendation is relative to it).
+
 Reads run with a small GDAL block cache (``GDAL_CACHEMAX=64`` MB) so that caching does not hide
 the layout; every read opens the file afresh. The OS page cache is not dropped: the file was just
-written, so the read figures are decoding costs, not disk speed. Writes use GDAL's default cache
-and, like the plugin, no GDAL worker threads. Every time is also taken as CPU time of this process,
-which other processes competing for the cores inflate much less than wall-clock time.
+written, so the read figures are decoding costs, not disk speed. Writes run with the GDAL cache
+the steps use (``timestack.GDAL_CACHE_MB``) and, like the plugin, no GDAL worker threads. Every
+time is also taken as CPU time of this process, which other processes competing for the cores
+inflate much less than wall-clock time.
 
 Prints one table per data type sorted by whole-series read time, writes everything to
 ``bench/out/stack_layout.json`` (after each layout, so a stopped run keeps its figures) and ends
@@ -25,7 +31,7 @@ with a recommendation derived from the figures (from CPU times when the machine 
 Usage, from the repository root (the default set of layouts runs in about 5 minutes on 2 cores)::
 
     .venv/bin/python bench/stack_layout.py                       # default layouts, uint16 + float32
-    .venv/bin/python bench/stack_layout.py --layouts full        # all 24 layouts (about an hour)
+    .venv/bin/python bench/stack_layout.py --layouts full        # 23 layouts (~35 minutes)
     .venv/bin/python bench/stack_layout.py --dtype uint16 --layouts band/256/zstd,pixel/128/none
     .venv/bin/python bench/stack_layout.py --dtype float32 --block-align 128   # blocks aligned to 128 px
     .venv/bin/python bench/stack_layout.py --report bench/out/stack_layout.json  # print a saved run again
@@ -46,11 +52,11 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -73,24 +79,27 @@ CLOUD = (7000, 7200, 7300, 7500, 7600, 7700, 7800, 7800, 7900, 4000, 1500, 5000,
 INTERLEAVES = ("band", "pixel")
 TILES = (128, 256, 512)
 COMPRESSIONS = ("zstd", "deflate", "lzw", "none")
-#: Default set, sized to run in about 5 minutes on 2 idle cores at 500 x 500: the current layout, the
-#: 128 px tiles that fit the float32 blocks, DEFLATE as the other codec and uncompressed band and pixel
-#: interleave as references. ``--layouts full`` measured the rest: LZW files are ~1.6x larger than
-#: ZSTD/DEFLATE ones and read no faster, 512 px tiles read 3-10x slower than 256 px ones (blocks cut
-#: through them), pixel interleave needs 100x longer for one date.
+#: Creation option of each codec's level.
+LEVEL_OPTIONS = {"zstd": "zstd_level", "deflate": "zlevel"}
+#: Default set, sized to run in about 5 minutes on 2 idle cores at 500 x 500: the current layout
+#: (added to any set), its codec with 128 px tiles and with pixel interleave, GDAL's default ZSTD
+#: level and DEFLATE with the standard predictors, and no compression. ``--layouts full`` measures
+#: the whole grid: there LZW files were ~1.6x larger than ZSTD/DEFLATE ones and read slower, 512 px
+#: tiles read 3-4x slower than 256 px ones (and, written by blocks smaller than a tile, grew to
+#: 1.4x the raw size in float32), pixel interleave took 10-100x longer for one date.
 DEFAULT_LAYOUTS = (
-    ("band", 256, "zstd"),
-    ("band", 128, "zstd"),
-    ("band", 128, "deflate"),
-    ("band", 256, "none"),
-    ("pixel", 256, "none"),
+    "band/128/zstd:1/p2",
+    "band/128/zstd",
+    "band/128/deflate",
+    "band/256/none",
+    "pixel/256/zstd:1/p2",
 )
 
 BLOCK_BUDGET_MB = 256
 READ_CACHE_MB = 64
 #: Recommendation filters: a layout is "reasonable" if its file is at most this much larger than
 #: the smallest one and its single-date read at most this many times slower than the fastest.
-SIZE_SLACK = 1.20
+SIZE_SLACK = 1.5
 DATE_SLACK = 10.0
 #: Keep the current layout when it is within this fraction of the fastest reasonable one.
 KEEP_MARGIN = 0.10
@@ -98,13 +107,90 @@ KEEP_MARGIN = 0.10
 
 @dataclass(frozen=True)
 class Layout:
+    """One candidate layout. ``level`` ``None`` is GDAL's default level of the codec; ``predictor``
+    ``None`` is 2 (horizontal differencing) for integers and 3 (floating point) for floats."""
+
     interleave: str
     tile: int
     compression: str
+    level: int | None = None
+    predictor: int | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.interleave}/{self.tile}/{self.compression}"
+        """``interleave/tile/codec[:level][/pN]``, e.g. ``band/256/zstd:1/p2``."""
+        codec = self.compression if self.level is None else f"{self.compression}:{self.level}"
+        key = f"{self.interleave}/{self.tile}/{codec}"
+        return key if self.predictor is None else f"{key}/p{self.predictor}"
+
+    @classmethod
+    def parse(cls, text: str) -> Layout:
+        parts = text.strip().lower().split("/")
+        try:
+            if len(parts) not in (3, 4) or (len(parts) == 4 and not parts[3].startswith("p")):
+                raise ValueError
+            codec, _, level = parts[2].partition(":")
+            layout = cls(
+                parts[0],
+                int(parts[1]),
+                codec,
+                int(level) if level else None,
+                int(parts[3][1:]) if len(parts) == 4 else None,
+            )
+        except ValueError:
+            raise ValueError(f"'{text}' is not interleave/tile/codec[:level][/pN], like band/256/zstd:1/p2") from None
+        if (
+            layout.interleave not in INTERLEAVES
+            or layout.tile % 16
+            or layout.compression not in COMPRESSIONS
+            or (layout.level is not None and layout.compression not in LEVEL_OPTIONS)
+            or layout.predictor not in (None, 1, 2, 3)
+        ):
+            raise ValueError(
+                f"'{text}': interleave band|pixel, tile a multiple of 16, codec {'|'.join(COMPRESSIONS)} "
+                f"(a level only for {'|'.join(LEVEL_OPTIONS)}), predictor p1|p2|p3"
+            )
+        return layout
+
+    def predictor_for(self, dtype: str) -> int:
+        if self.compression == "none":
+            return 1
+        if self.predictor is not None:
+            return self.predictor
+        kind = np.dtype(dtype)
+        return 3 if kind.kind == "f" else 2 if kind.itemsize > 1 else 1
+
+    def options(self, dtype: str) -> dict[str, Any]:
+        """GeoTIFF creation options (rasterio keywords) of this layout for ``dtype``."""
+        options: dict[str, Any] = {
+            "driver": "GTiff",
+            "tiled": True,
+            "blockxsize": self.tile,
+            "blockysize": self.tile,
+            "compress": self.compression,
+            "interleave": self.interleave,
+            "BIGTIFF": "IF_SAFER",
+        }
+        if self.predictor_for(dtype) > 1:
+            options["predictor"] = self.predictor_for(dtype)
+        if self.level is not None:
+            options[LEVEL_OPTIONS[self.compression]] = self.level
+        return options
+
+    def written_as(self, dtype: str, side: int) -> str:
+        """What :func:`read_back_layout` should find in the file (tiles no larger than ``side``)."""
+        return f"{self.interleave}/{min(self.tile, side)}/{self.compression}/p{self.predictor_for(dtype)}"
+
+
+def current_layout(timestack: ModuleType) -> Layout:
+    """The layout ``timestack`` writes now, from its own creation options."""
+    options = {k.lower(): v for k, v in timestack.creation_options("float32").items()}
+    compression = str(options.get("compress", "none")).lower()
+    level = options.get(LEVEL_OPTIONS.get(compression, ""))
+    layout = Layout(str(options.get("interleave", "band")).lower(), int(options["blockxsize"]), compression)
+    level = None if level is None else int(level)
+    predictor = int(options.get("predictor", 1))
+    return replace(layout, level=level, predictor=None if predictor == layout.predictor_for("float32") else predictor)
 
 
 @dataclass
@@ -116,7 +202,10 @@ class Result:
     interleave: str
     tile: int
     compression: str
-    actual: str  # layout read back from the written file: interleave/tile/compression
+    level: int | None
+    predictor: int
+    expected: str  # interleave/tile/compression/predictor the file should have
+    actual: str  # the same, read back from the written file
     write_s: float
     write_cpu_s: float
     size_mb: float
@@ -265,23 +354,23 @@ def synthetic_stack(size: int, dates: Sequence[datetime], seed: int) -> np.ndarr
 
 @contextmanager
 def patched_layout(timestack: ModuleType, layout: Layout) -> Iterator[None]:
-    """Make :class:`StackWriter` write ``layout`` (module constants and creation options patched)."""
-    saved = (timestack.TILE_SIZE, timestack.INTERLEAVE, timestack.COMPRESSION, timestack.creation_options)
-    original: Callable[..., dict[str, Any]] = saved[3]
+    """Make :class:`StackWriter` write ``layout``: the module's layout constants and
+    ``creation_options`` are replaced while the context lasts."""
+    names = ("TILE_SIZE", "INTERLEAVE", "COMPRESSION", "creation_options")
+    saved = {name: getattr(timestack, name) for name in names}
 
-    def creation_options(dtype: str, compression: str = layout.compression) -> dict[str, Any]:
-        options = original(dtype, compression)
-        if compression.lower() == "none":
-            options.pop("predictor", None)
-        return options
+    def creation_options(dtype: str, compression: str | None = None) -> dict[str, Any]:
+        if compression is not None and compression.lower() != layout.compression:  # StackWriter's fallback
+            return replace(layout, compression=compression.lower(), level=None).options(dtype)
+        return layout.options(dtype)
 
     timestack.TILE_SIZE, timestack.INTERLEAVE = layout.tile, layout.interleave
-    timestack.COMPRESSION = layout.compression
-    timestack.creation_options = creation_options
+    timestack.COMPRESSION, timestack.creation_options = layout.compression, creation_options
     try:
         yield
     finally:
-        timestack.TILE_SIZE, timestack.INTERLEAVE, timestack.COMPRESSION, timestack.creation_options = saved
+        for name, value in saved.items():
+            setattr(timestack, name, value)
 
 
 def stack_info(timestack: ModuleType, size: int, dates: Sequence[datetime], dtype: str) -> Any:
@@ -343,9 +432,10 @@ def read_back_layout(path: str) -> str:
     import rasterio
 
     with rasterio.open(path) as ds:
-        profile = ds.profile
-        compression = str(profile.get("compress", "none")).lower()
-        return f"{profile.get('interleave', '?')}/{profile.get('blockxsize', '?')}/{compression}"
+        structure = {k.upper(): v for k, v in ds.tags(ns="IMAGE_STRUCTURE").items()}
+        compression = str(ds.profile.get("compress") or "none").lower()
+        interleave = str(ds.profile.get("interleave", structure.get("INTERLEAVE", "?"))).lower()
+        return f"{interleave}/{ds.block_shapes[0][1]}/{compression}/p{structure.get('PREDICTOR', '1')}"
 
 
 def time_series_read(
@@ -404,12 +494,16 @@ def measure(
     workdir: Path,
     repeats: int,
     keep: bool,
+    write_cache_mb: int | None,
 ) -> Result:
-    """Write ``data`` in ``layout`` and time the reads."""
+    """Write ``data`` in ``layout`` (GDAL cache ``write_cache_mb``, GDAL's default if ``None``) and
+    time the reads."""
     import rasterio
 
-    path = str(workdir / f"stack_{info.dtype}_{layout.interleave}_{layout.tile}_{layout.compression}.tif")
-    with patched_layout(timestack, layout):
+    name = layout.key.replace("/", "_").replace(":", "-")
+    path = str(workdir / f"stack_{info.dtype}_{name}.tif")
+    env = {} if write_cache_mb is None else {"GDAL_CACHEMAX": write_cache_mb}
+    with rasterio.Env(**env), patched_layout(timestack, layout):
         write_s, write_cpu_s = write_stack(timestack, path, info, data, windows)
     size_mb = os.path.getsize(path) / 1e6
     actual = read_back_layout(path)
@@ -438,6 +532,9 @@ def measure(
         interleave=layout.interleave,
         tile=layout.tile,
         compression=layout.compression,
+        level=layout.level,
+        predictor=layout.predictor_for(info.dtype),
+        expected=layout.written_as(info.dtype, max(16, 16 * math.ceil(max(info.grid.width, info.grid.height) / 16))),
         actual=actual,
         write_s=write_s,
         write_cpu_s=write_cpu_s,
@@ -468,7 +565,7 @@ def format_table(results: Sequence[Result], floor: dict[str, float], raw_mb: flo
     )
     lines = [header, "-" * len(header)]
     for rank, r in enumerate(sorted(results, key=lambda r: r.series_min_s), 1):
-        flag = "" if r.actual == r.layout else f"  ! wrote {r.actual}"
+        flag = "" if r.actual == r.expected else f"  ! wrote {r.actual}"
         flag += "" if r.verified else "  ! data mismatch"
         lines.append(
             f"{rank:>2}  {r.layout:<24} {r.size_mb:>7.1f} {r.ratio:>5.2f} {r.write_s:>7.2f} {r.write_cpu_s:>6.2f}  "
@@ -507,7 +604,9 @@ def reasonable(results: Sequence[Result], metric: str = "wall") -> list[Result]:
     ]
 
 
-def recommend(by_dtype: dict[str, list[Result]], current: str, metric: str = "wall") -> dict[str, Any]:
+def recommend(
+    by_dtype: dict[str, list[Result]], current: str, metric: str = "wall", blocks: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Pick the layout with the fastest whole-series read among the reasonable ones of every dtype.
 
     ``metric`` is ``"wall"`` (min wall-clock time) or ``"cpu"`` (min CPU time, for a busy machine).
@@ -567,7 +666,14 @@ def recommend(by_dtype: dict[str, list[Result]], current: str, metric: str = "wa
         pixel = [r for r in others if r.interleave == "pixel"]
         if pixel:
             text += f"; pixel interleave needs {min(date_time(r, metric) for r in pixel):.2f} s or more for one date"
-        bigger_tiles = [r for r in others if r.interleave == chosen.interleave and r.tile > chosen.tile]
+        codec = (chosen.interleave, chosen.compression, chosen.level, chosen.predictor)
+        bigger_tiles = [
+            r
+            for r in others
+            if (r.interleave, r.compression, r.level, r.predictor) == codec
+            and r.tile > chosen.tile
+            and r.layout != current
+        ]
         if bigger_tiles:
             slowest = max(bigger_tiles, key=lambda r: series_time(r, metric))
             if series_time(slowest, metric) > 1.5 * series_time(chosen, metric):
@@ -579,6 +685,26 @@ def recommend(by_dtype: dict[str, list[Result]], current: str, metric: str = "wa
                 f"; {writer.layout} writes faster ({write_time(writer, metric):.1f} s) but reads the series in"
                 f" {series_time(writer, metric):.2f} s"
             )
+        now = next((r for r in others if r.layout == current), None)
+        if now is not None:
+            text += (
+                f"; the current {current}: {series_time(now, metric):.2f} s for the series,"
+                f" {date_time(now, metric):.3f} s for one date, {now.size_mb:.0f} MB, written in"
+                f" {write_time(now, metric):.1f} s"
+            )
+            smaller = [
+                r
+                for r in results
+                if (r.interleave, r.compression, r.level, r.predictor)
+                == (now.interleave, now.compression, now.level, now.predictor)
+                and r.size_mb * 1.2 < now.size_mb
+            ]
+            if smaller:
+                other = min(smaller, key=lambda r: r.size_mb)
+                text += (
+                    f" ({now.size_mb / other.size_mb - 1:.0%} larger than {other.layout}"
+                    + (f"; written in {blocks[dtype]}, so its tiles are written in parts)" if blocks else ")")
+                )
         text += "."
     return {
         "layout": choice,
@@ -591,23 +717,18 @@ def recommend(by_dtype: dict[str, list[Result]], current: str, metric: str = "wa
 
 
 def parse_layouts(text: str) -> list[Layout]:
+    """``default``, ``full`` or a comma-separated list of layout keys."""
     if text == "default":
-        return [Layout(*spec) for spec in DEFAULT_LAYOUTS]
+        return [Layout.parse(key) for key in DEFAULT_LAYOUTS]
     if text == "full":
-        return [Layout(i, t, c) for i in INTERLEAVES for t in TILES for c in COMPRESSIONS]
-    layouts = []
-    for item in text.split(","):
-        try:
-            interleave, tile, compression = item.strip().split("/")
-            layout = Layout(interleave, int(tile), compression.lower())
-        except ValueError:
-            message = f"'{item}' is not interleave/tile/compression, like band/256/zstd"
-            raise argparse.ArgumentTypeError(message) from None
-        if layout.interleave not in INTERLEAVES or layout.compression not in COMPRESSIONS or layout.tile % 16:
-            message = f"'{item}': interleave band|pixel, tile a multiple of 16, compression {'|'.join(COMPRESSIONS)}"
-            raise argparse.ArgumentTypeError(message)
-        layouts.append(layout)
-    return layouts
+        # pixel interleave with 512 px tiles is left out: one tile of 884 bands is the whole raster
+        return [
+            Layout(i, t, c) for i in INTERLEAVES for t in TILES for c in COMPRESSIONS if not (i == "pixel" and t > 256)
+        ]
+    try:
+        return [Layout.parse(item) for item in text.split(",")]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -616,9 +737,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("both", "uint16", "float32"), default="both")
     parser.add_argument(
         "--layouts",
-        type=parse_layouts,
         default="default",
-        help="'default', 'full' (all interleave x tile x compression) or a list like band/256/zstd,pixel/128/none",
+        help="'default', 'full' (the interleave x tile x codec grid, plus the current codec at every band tile "
+        "size) or keys interleave/tile/codec[:level][/pN] like band/256/zstd:1/p2,pixel/128/none "
+        "(the current layout is added unless --no-current)",
+    )
+    parser.add_argument(
+        "--no-current", action="store_true", help="do not add the layout core/timestack.py writes now to the set"
+    )
+    parser.add_argument(
+        "--write-cache-mb",
+        type=int,
+        default=None,
+        help="GDAL cache while writing (default: timestack.GDAL_CACHE_MB, as steps run; 0: GDAL's default)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="reads per measurement (default 3)")
     parser.add_argument(
@@ -633,6 +764,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file (default bench/out/stack_layout.json)")
     parser.add_argument("--report", type=Path, default=None, help="print the figures of a saved JSON and stop")
     args = parser.parse_args(argv)
+    try:
+        parse_layouts(args.layouts)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"argument --layouts: {error}")
     if args.report is not None:
         print(report(json.loads(args.report.read_text(encoding="utf-8")))[0])
         return 0
@@ -643,13 +778,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temporary files on kill too
     timestack, blocks = _core_modules()
-    current = f"{timestack.INTERLEAVE}/{timestack.TILE_SIZE}/{timestack.COMPRESSION}"
+    current = current_layout(timestack)
     align = blocks.ALIGN if args.block_align is None else args.block_align
     workdir = Path(tempfile.mkdtemp(prefix="stack_layout_", dir=args.workdir))
     if not args.keep:
         atexit.register(shutil.rmtree, workdir, True)
     dtypes = ["uint16", "float32"] if args.dtype == "both" else [args.dtype]
-    layouts: list[Layout] = args.layouts
+    layouts = parse_layouts(args.layouts)
+    extra = [] if args.no_current else [current]
+    if args.layouts == "full" and current.interleave == "band":
+        extra += [replace(current, tile=tile) for tile in TILES]
+    for layout in reversed(extra):
+        if layout.key not in {known.key for known in layouts}:
+            layouts.insert(0, layout)
+    # steps cap GDAL's cache while they run (timestack.GDAL_CACHE_MB)
+    write_cache_mb = getattr(timestack, "GDAL_CACHE_MB", None) if args.write_cache_mb is None else args.write_cache_mb
+    write_cache_mb = write_cache_mb or None  # 0: GDAL's default
     started = time.perf_counter()
 
     def log(message: str) -> None:
@@ -673,8 +817,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "block_budget_mb": BLOCK_BUDGET_MB,
             "block_align": align,
             "read_gdal_cachemax_mb": READ_CACHE_MB,
-            "write_gdal_cachemax": "GDAL default",
-            "current_layout": current,
+            "write_gdal_cachemax_mb": write_cache_mb if write_cache_mb is not None else "GDAL default",
+            "current_layout": current.key,
+            "current_options_float32": {k: str(v) for k, v in current.options("float32").items()},
             "size_slack": SIZE_SLACK,
             "date_slack": DATE_SLACK,
             "keep_margin": KEEP_MARGIN,
@@ -710,7 +855,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         results = payload["results"][dtype] = []
         for layout in layouts:
-            result = measure(timestack, layout, info, data, windows, workdir, args.repeats, args.keep)
+            result = measure(
+                timestack, layout, info, data, windows, workdir, args.repeats, args.keep, write_cache_mb
+            )
             results.append(asdict(result))
             save()  # a long run that is stopped keeps what it measured
             log(f"{dtype} {layout.key}: write {result.write_s:.1f} s, {result.size_mb:.0f} MB, "
@@ -732,8 +879,9 @@ def report(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     by_dtype = {dtype: [Result(**r) for r in rs] for dtype, rs in payload["results"].items() if rs}
     cpus = payload["environment"].get("cpus") or 1
     peak_load = max(r.load for results in by_dtype.values() for r in results)
-    busy = peak_load > cpus - 0.5
-    recommendation = recommend(by_dtype, settings["current_layout"], metric="cpu" if busy else "wall")
+    busy = peak_load > cpus + 0.5  # this benchmark itself counts for 1
+    block_shapes = {dtype: about["blocks"] for dtype, about in payload["per_dtype"].items()}
+    recommendation = recommend(by_dtype, settings["current_layout"], "cpu" if busy else "wall", block_shapes)
     lines = [
         f"Time-stack layout benchmark: block reads with a {settings['block_budget_mb']} MB budget, "
         f"GDAL_CACHEMAX={settings['read_gdal_cachemax_mb']} MB, min/median of {settings['repeats']} reads, "

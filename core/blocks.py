@@ -18,7 +18,7 @@ from .progress import Progress, ensure_progress
 #: Default memory budget for one block's working arrays; ``EOLULC_BLOCK_BUDGET_MB`` overrides it.
 DEFAULT_BUDGET_MB = 256
 #: Block sides are multiples of this (the stacks' tile size) when the budget allows.
-ALIGN = 256
+ALIGN = 128
 
 
 def default_budget_bytes() -> int:

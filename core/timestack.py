@@ -28,10 +28,11 @@ TAG_VERSION = "EOLULC_STACK_VERSION"
 TAG_DATES = "EOLULC_DATES"
 TAG_BANDS = "EOLULC_BANDS"
 
-#: On-disk layout, chosen by measurement (figures in the README): 256 px tiles, one band per
-#: tile, ZSTD level 1 with horizontal differencing: 6x faster to write and 1.7x faster to read
-#: than ZSTD's default level with the float predictor, for 15 % more bytes.
-TILE_SIZE = 256
+#: On-disk layout, chosen by measurement (bench/stack_layout.py, figures in the README): 128 px
+#: tiles, one band per tile, ZSTD level 1 with horizontal differencing. 128 px because blocks of
+#: a float32 68 x 13 stack do not fit a 256 px tile in the budget: half-written 256 px tiles made
+#: the file 47 % larger and whole-series reads 1.7x slower; for uint16 the two are within noise.
+TILE_SIZE = 128
 INTERLEAVE = "band"
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
