@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from .progress import Progress, ensure_progress
 
@@ -19,6 +20,8 @@ from .progress import Progress, ensure_progress
 DEFAULT_BUDGET_MB = 256
 #: Block sides are multiples of this (the stacks' tile size) when the budget allows.
 ALIGN = 128
+
+T = TypeVar("T")
 
 
 def default_budget_bytes() -> int:
@@ -154,3 +157,62 @@ def iter_blocks(
             )
             index += 1
             progress.report(index / count)
+
+
+def read_ahead(blocks: Iterable[Block], read: Callable[[Block], T]) -> Iterator[tuple[Block, T]]:
+    """Yield ``(block, read(block))``, reading the next block in a thread while the caller works
+    on this one. GDAL decodes without the GIL, so on two cores reading and computing overlap.
+
+    ``read`` must use its own dataset handles (not touched by the caller meanwhile). Two blocks
+    are in memory at once: count both in the bytes per pixel.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eolulc-read") as pool:
+        pending: tuple[Block, Future] | None = None
+        for block in blocks:
+            future = pool.submit(read, block)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = block, future
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
+class WriteBehind:
+    """Runs writes in one background thread, in order, one at a time, so the next block is
+    computed while the last one is compressed and written.
+
+    :meth:`submit` waits for the previous write first (so at most one block's output is pending:
+    count it twice in the bytes per pixel) and re-raises its error; :meth:`close` waits for the
+    last one. Use as a context manager around the block loop, inside the outputs' ``atomic_outputs``.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eolulc-write")
+        self._pending: Future | None = None
+
+    def submit(self, write: Callable[..., object], *args: object) -> None:
+        self.wait()
+        self._pending = self._pool.submit(write, *args)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the caller failed: finish the pending write quietly, the outputs are discarded anyway
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001
+                pass

@@ -19,6 +19,7 @@ eo-learn's rules that are mirrored on purpose, because they change values:
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import atomic_outputs
-from .blocks import iter_blocks
+from .blocks import Block, WriteBehind, iter_blocks, read_ahead
 from .progress import Progress, ensure_progress
 from .timestack import (
     StackInfo,
@@ -85,6 +86,96 @@ def grid_hours(grid: Sequence[datetime], reference: datetime) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- block kernel
+#: series interpolated together: small enough that a plan and its bands' values stay in the CPU cache
+CHUNK_SERIES = 4096
+
+
+class InterpolationPlan:
+    """Which two observations, and which weight, give every new date's value of every series.
+
+    Built once from a validity pattern ``valid`` ``(T, P)`` (T acquisitions in any order, P series)
+    and applied to every band that shares it (bands of one pixel usually share the cloud mask), so
+    a band costs two gathers and three arithmetic passes. ``times`` are the acquisitions' whole
+    hours, ``new_times`` the hours to evaluate. ``count_`` is the ``(P,)`` number of valid
+    observation times.
+
+    Values follow ``np.interp`` (what eo-learn calls per pixel): ``y0 + (y1 - y0) * (x - x0) / (x1 - x0)``
+    in float64 between the nearest valid observations at or before and at or after ``x``; ``y0``
+    on an observation; NaN outside the valid range unless ``fill_edges`` takes the nearest one.
+    """
+
+    def __init__(self, valid: np.ndarray, times: np.ndarray, new_times: np.ndarray, fill_edges: bool = False):
+        n_series = valid.shape[1]
+        order = np.argsort(times, kind="stable")
+        unique_times, starts = np.unique(times[order], return_index=True)
+        n_unique = len(unique_times)
+        in_order = bool(np.all(order[1:] > order[:-1]))
+        self.order_ = None if in_order else order
+        self.starts_ = None
+        if n_unique == len(times):
+            ok = valid if in_order else valid[order]
+        else:  # acquisitions in the same hour are averaged (eo-learn's nanmean)
+            self.order_, self.starts_ = order, starts
+            self.sorted_valid_ = valid[order]
+            self.counts_ = np.add.reduceat(self.sorted_valid_.astype(np.int32), starts, axis=0)
+            ok = self.counts_ > 0
+        self.count_ = ok.sum(axis=0)
+
+        # the last valid row at or before each row, the next at or after; n_unique = none. The
+        # extra last row answers the grid dates before the first / after the last observation.
+        none = n_unique
+        rows = np.arange(n_unique, dtype=np.int32)[:, None]
+        last = np.full((n_unique + 1, n_series), none, np.int32)
+        following = np.full((n_unique + 1, n_series), none, np.int32)
+        last[:-1] = np.where(ok, rows, -1)
+        following[:-1] = np.where(ok, rows, none)
+        # row by row: ufunc.accumulate along the first axis walks it with a stride (10x slower)
+        for u in range(1, n_unique):
+            np.maximum(last[u - 1], last[u], out=last[u])
+            k = n_unique - 1 - u
+            np.minimum(following[k + 1], following[k], out=following[k])
+        last[last < 0] = none
+        i0 = last[np.searchsorted(unique_times, new_times, side="right") - 1]
+        i1 = following[np.searchsorted(unique_times, new_times, side="left")]
+        if fill_edges:
+            i0, i1 = np.where(i0 == none, i1, i0), np.where(i1 == none, i0, i1)
+        hours = np.append(unique_times.astype(np.float64), np.nan)
+        t0, t1 = hours[i0], hours[i1]
+        # np.interp's own formula (slope * (x - x0) + y0), so values equal eo-learn's bit for bit;
+        # on an observation the value is y0; a NaN offset (no neighbour on a side) makes it NaN
+        on_observation = i0 == i1
+        self.span_ = np.where(on_observation, 1.0, t1 - t0)
+        self.offset_ = np.where(on_observation, 0.0, new_times.astype(np.float64)[:, None] - t0)
+        self.offset_[i0 == none] = np.nan  # nothing before (or, filling the edges, no valid observation)
+        # where the value is NaN the index only has to exist
+        np.minimum(i0, n_unique - 1, out=i0)
+        np.minimum(i1, n_unique - 1, out=i1)
+        columns = np.arange(n_series, dtype=np.intp)
+        self.flat0_ = i0 * n_series + columns
+        self.flat1_ = i1 * n_series + columns
+
+    def _means(self, values: np.ndarray) -> np.ndarray:
+        if self.starts_ is None:
+            return values if self.order_ is None else values[self.order_]
+        valid_values = np.where(self.sorted_valid_, values[self.order_], 0).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.add.reduceat(valid_values, self.starts_, axis=0) / np.maximum(self.counts_, 1)
+
+    def apply(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The ``(N, P)`` values on the new dates of the ``(T, P)`` series ``values`` (float64, or
+        cast into ``out``)."""
+        flat = np.ascontiguousarray(self._means(values)).ravel()
+        v0 = flat.take(self.flat0_).astype(np.float64, copy=False)
+        step = flat.take(self.flat1_) - v0
+        step /= self.span_
+        step *= self.offset_
+        if out is None:
+            step += v0
+            return step
+        np.add(v0, step, out=out)
+        return out
+
+
 def interpolate_series(
     values: np.ndarray,
     valid: np.ndarray,
@@ -93,67 +184,44 @@ def interpolate_series(
     fill_edges: bool = False,
     out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolate many series at once.
+    """Interpolate the ``(T, P)`` series ``values`` (valid where ``valid``) at ``new_times``:
+    the ``(N, P)`` result (float64, or written into ``out``; NaN where there is no value) and the
+    ``(P,)`` number of valid observation times."""
+    plan = InterpolationPlan(valid, times, new_times, fill_edges)
+    return plan.apply(values, out), plan.count_
 
-    ``values`` and ``valid`` are ``(T, P)`` (T acquisitions, any order; P series), ``times`` the
-    acquisitions' whole hours, ``new_times`` the hours to evaluate. Returns the ``(N, P)`` result
-    (float64, or written into ``out``; NaN where there is no value) and the ``(P,)`` number of
-    valid observation times. Two sweeps over the observation times carry, for every series, the
-    last valid value and time so far (and the next ones, backwards); each new date then needs only
-    two rows of each, so the work is a few passes over ``P`` per date, with no gathers.
+
+def interpolate_block(
+    values: np.ndarray,
+    nodata: float | None,
+    clear: np.ndarray | None,
+    times: np.ndarray,
+    new_times: np.ndarray,
+    fill_edges: bool,
+    out: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Interpolate a block's ``(T, B, P)`` values into ``out`` ``(N, B, P)`` and their valid
+    observation counts into ``counts`` ``(B, P)``.
+
+    Valid = not nodata/NaN and, with ``clear`` ``(T, 1 or B, P)``, clear. Series go in chunks of
+    :data:`CHUNK_SERIES` so a plan stays in cache while every band sharing its validity uses it.
     """
-    order = np.argsort(times, kind="stable")
-    unique_times, starts = np.unique(times[order], return_index=True)
-    n_unique, n_series = len(unique_times), values.shape[1]
-    if n_unique == len(times):
-        # invalid values are never picked below, so they need no cleaning
-        in_order = bool(np.all(order[1:] > order[:-1]))
-        ok = valid if in_order else valid[order]
-        means = values if in_order else values[order]
-    else:
-        # acquisitions in the same hour: average of their valid values (eo-learn's nanmean)
-        sums = np.add.reduceat(np.where(valid, values, 0.0).astype(np.float64)[order], starts, axis=0)
-        counts = np.add.reduceat(valid[order].astype(np.int32), starts, axis=0)
-        ok = counts > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums / np.maximum(counts, 1)
-        del sums, counts
-    value_type = np.float64 if means.dtype == np.float64 else np.float32
-    # hours are whole numbers far below 2**24, exact in float32; NaN = no valid observation
-    hours = unique_times.astype(np.float32)
-    last_value = np.empty((n_unique, n_series), value_type)
-    last_time = np.empty((n_unique, n_series), np.float32)
-    next_value = np.empty((n_unique, n_series), value_type)
-    next_time = np.empty((n_unique, n_series), np.float32)
-    nothing = np.full(n_series, np.nan, np.float32)
-    for u in range(n_unique):
-        last_value[u] = np.where(ok[u], means[u], last_value[u - 1] if u else nothing)
-        last_time[u] = np.where(ok[u], hours[u], last_time[u - 1] if u else nothing)
-        k = n_unique - 1 - u
-        next_value[k] = np.where(ok[k], means[k], next_value[k + 1] if u else nothing)
-        next_time[k] = np.where(ok[k], hours[k], next_time[k + 1] if u else nothing)
-    count = ok.sum(axis=0)
-    del ok, means
-
-    result = np.empty((len(new_times), n_series), np.float64) if out is None else out
-    at_or_before = np.searchsorted(unique_times, new_times, side="right") - 1
-    at_or_after = np.searchsorted(unique_times, new_times, side="left")
-    for n, x in enumerate(new_times.astype(np.float64)):
-        k0, k1 = at_or_before[n], at_or_after[n]
-        v0 = (last_value[k0] if k0 >= 0 else nothing).astype(np.float64)
-        t0 = (last_time[k0] if k0 >= 0 else nothing).astype(np.float64)
-        v1 = (next_value[k1] if k1 < n_unique else nothing).astype(np.float64)
-        t1 = (next_time[k1] if k1 < n_unique else nothing).astype(np.float64)
-        # np.interp's formula: slope * (x - x0) + y0, and y0 itself on an observation's time;
-        # a missing neighbour (NaN time) makes the value NaN
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = (v1 - v0) / (t1 - t0) * (x - t0) + v0
-        np.copyto(value, v0, where=t0 == t1)
-        if fill_edges:
-            np.copyto(value, v1, where=np.isnan(t0))
-            np.copyto(value, v0, where=np.isnan(t1))
-        result[n] = value
-    return result, count
+    n_bands, n_series = values.shape[1], values.shape[2]
+    for start in range(0, n_series, CHUNK_SERIES):
+        part = slice(start, start + CHUNK_SERIES)
+        plans: list[tuple[np.ndarray, InterpolationPlan]] = []
+        for b in range(n_bands):
+            series = values[:, b, part]
+            valid = ~_invalid_data(series, nodata)
+            if clear is not None:
+                valid &= clear[:, b if clear.shape[1] > 1 else 0, part]
+            plan = next((p for v, p in plans if np.array_equal(v, valid)), None)
+            if plan is None:
+                plan = InterpolationPlan(valid, times, new_times, fill_edges)
+                plans.append((valid, plan))
+            plan.apply(series, out=out[:, b, part])
+            np.minimum(plan.count_, COUNT_NODATA, out=counts[b, part], casting="unsafe")
 
 
 # ---------------------------------------------------------------------------- stacks
@@ -362,41 +430,41 @@ def _write(
                            tags={TAG_REPORT: tags[TAG_REPORT]})
     n_kept, n_new, n_bands = len(kept), len(new_times), info.n_bands
     mask_bands = mask_reader.info.n_bands if mask_reader else 0
-    n_unique = len(np.unique(times))
-    # the block's output (and the writer's copy of it) for all bands; the mask; then one band at a
-    # time: its dates read (and rasterio's copy), validity, float64 sums, the sweeps, float64 result
-    per_pixel = (n_new * n_bands * (np.dtype(out_dtype).itemsize * 2 + 2) + n_kept * mask_bands * 2
-                 + n_kept * 21 + n_unique * 24 + n_new * 8 + 128)
+    # the block's values, mask and clear flags, its output and counts, each twice (the next block
+    # is read and the last one written while this one is computed); plans work on fixed-size chunks
+    per_pixel = 2 * (n_kept * n_bands * np.dtype(info.dtype).itemsize + n_kept * mask_bands * 2
+                     + n_new * n_bands * np.dtype(out_dtype).itemsize + n_bands * 2) + 64
     kept_arg = None if n_kept == info.n_dates else kept
     with atomic_outputs([output_path, output_count, output_report]) as (temp, temp_count, temp_report):
         writer = StackWriter(str(temp), out_info)
         count_writer = StackWriter(str(temp_count), count_info) if temp_count is not None else None
+
+        def read(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+            # (T, h, w, B) views of rasterio's (T * B, h, w) arrays: (T, B, pixels) without a copy
+            values = reader.read(block.window, dates=kept_arg).transpose(0, 3, 1, 2).reshape(n_kept, n_bands, -1)
+            clear = None
+            if mask_reader is not None:
+                mask = mask_reader.read(block.window, dates=kept_arg).transpose(0, 3, 1, 2)
+                clear = _clear_mask(mask, mask_reader.info.nodata).reshape(n_kept, mask_bands, -1)
+            return values, clear
+
+        def write(block: Block, result: np.ndarray, counts: np.ndarray) -> None:
+            writer.write(result.transpose(0, 2, 3, 1), block.window)
+            if count_writer is not None:
+                count_writer.write(counts.transpose(0, 2, 3, 1), block.window)
+
+        blocks = iter_blocks(info.grid.height, info.grid.width, per_pixel, budget_bytes, progress=progress)
         try:
-            for block in iter_blocks(info.grid.height, info.grid.width, per_pixel, budget_bytes, progress=progress):
-                h, w = block.height, block.width
-                clear = None
-                if mask_reader is not None:
-                    mask = mask_reader.read(block.window, dates=kept_arg)
-                    clear = _clear_mask(mask, mask_reader.info.nodata)
-                    del mask
-                result = np.empty((n_new, h, w, n_bands), out_dtype)
-                counts = np.empty((1, h, w, n_bands), np.uint16)
-                for b in range(n_bands):
-                    data = reader.read(block.window, dates=kept_arg, bands=[b])
-                    valid = ~_invalid_data(data, info.nodata)
-                    if clear is not None:
-                        valid &= clear[..., b if mask_bands > 1 else 0, None]
-                    band_result, count = interpolate_series(
-                        data.reshape(n_kept, -1), valid.reshape(n_kept, -1), times, new_times, fill_edges
-                    )
-                    del data, valid
-                    result[..., b] = band_result.reshape(n_new, h, w)
-                    counts[0, ..., b] = np.minimum(count, COUNT_NODATA).reshape(h, w)
-                    del band_result
-                writer.write(result, block.window)
-                if count_writer is not None:
-                    count_writer.write(counts, block.window)
-                del result
+            # closing: the read thread must be done before the caller closes the input
+            with closing(read_ahead(blocks, read)) as blocks_read, WriteBehind() as behind:
+                for block, (values, clear) in blocks_read:
+                    result = np.empty((n_new, n_bands, block.height, block.width), out_dtype)
+                    counts = np.empty((1, n_bands, block.height, block.width), np.uint16)
+                    interpolate_block(values, info.nodata, clear, times, new_times, fill_edges,
+                                      result.reshape(n_new, n_bands, -1), counts.reshape(n_bands, -1))
+                    del values, clear
+                    behind.submit(write, block, result, counts)
+                    del result, counts
         finally:
             writer.close()
             if count_writer is not None:

@@ -214,3 +214,58 @@ def test_cancel_leaves_no_output(ndvi_stacks, tmp_path: Path):
                           output_count=tmp_path / "n.tif", output_report=tmp_path / "r.json",
                           budget_bytes=20_000, progress=progress)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_block_kernel_equals_np_interp_per_pixel_and_band():
+    """Bands with their own gaps (NaN in one band only), unsorted times and same-hour duplicates,
+    pixels never valid or valid once: the shared-plan kernel equals one np.interp per series."""
+    from eolulc.core.interpolate import CHUNK_SERIES, interpolate_block
+
+    rng = np.random.default_rng(3)
+    times = np.array([50, 0, 20, 20, 90, 70, 120, 30], dtype=np.int64)
+    new_times = np.array([-10, 0, 5, 20, 33, 60, 95, 120, 130], dtype=np.int64)
+    n_bands, n_pixels = 3, CHUNK_SERIES + 37  # two chunks
+    values = rng.normal(size=(len(times), n_bands, n_pixels)).astype(np.float32)
+    clear = rng.random((len(times), 1, n_pixels)) > 0.4
+    clear[:, 0, 0] = False  # never valid
+    clear[:, 0, 1] = False
+    clear[2, 0, 1] = True  # valid once, on a duplicated hour
+    values[rng.random(values.shape) < 0.05] = np.nan  # gaps of single bands
+    for fill in (False, True):
+        out = np.empty((len(new_times), n_bands, n_pixels), np.float32)
+        counts = np.empty((n_bands, n_pixels), np.uint16)
+        interpolate_block(values, float("nan"), clear, times, new_times, fill, out, counts)
+        for b in range(n_bands):
+            for p in range(n_pixels):
+                ok = clear[:, 0, p] & ~np.isnan(values[:, b, p])
+                hours = np.unique(times[ok])
+                assert counts[b, p] == len(hours)
+                if not len(hours):
+                    assert np.isnan(out[:, b, p]).all()
+                    continue
+                means = np.array([values[ok & (times == h), b, p].astype(np.float64).mean() for h in hours])
+                expected = np.interp(new_times, hours, means).astype(np.float32)
+                if not fill:
+                    expected[(new_times < hours[0]) | (new_times > hours[-1])] = np.nan
+                np.testing.assert_array_equal(out[:, b, p], expected)
+
+
+def test_read_ahead_and_write_behind_keep_order_and_raise():
+    from eolulc.core.blocks import WriteBehind, iter_blocks, read_ahead
+
+    blocks = list(iter_blocks(300, 300, 4, budget_bytes=4 * 100 * 100, align=16))
+    written = []
+    with WriteBehind() as behind:
+        for block, data in read_ahead(iter(blocks), lambda b: b.index * 10):
+            assert data == block.index * 10
+            behind.submit(written.append, block.index)
+    assert written == [b.index for b in blocks]
+
+    def fail(_):
+        raise OSError("disk full")
+
+    behind = WriteBehind()
+    behind.submit(fail, None)
+    with pytest.raises(OSError, match="disk full"):
+        behind.submit(written.append, 99)  # the earlier write's error comes out at the next one
+    behind.close()
