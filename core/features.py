@@ -18,6 +18,7 @@ import json
 import math
 import re
 import warnings
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import atomic_outputs
-from .blocks import iter_blocks
+from .blocks import WriteBehind, iter_blocks, read_ahead
 from .progress import Progress, ensure_progress
 from .sentinel2 import Radiometry, find_bands, radiometry_from_scale
 from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
@@ -190,40 +191,52 @@ def plan_features(info: StackInfo, spec: FeatureSpec) -> Plan:
 
 
 def reflectance(raw: np.ndarray, plan: Plan, nodata: float | None) -> np.ndarray:
-    """Raw ``(t, h, w, k)`` values of the read bands -> float32 reflectance, NaN where no data."""
-    out = np.empty(raw.shape, np.float32)
+    """Raw ``(t, h, w, k)`` values of the read bands -> float32 reflectance, NaN where no data.
+
+    Works on (and returns a view of) band planes ``(t, k, h, w)``, the order rasterio reads: a
+    band's values are then contiguous, while band-last slices would drag every band through the cache.
+    """
+    planes = raw.transpose(0, 3, 1, 2)
+    out = np.empty(planes.shape, np.float32)
     check_nodata = nodata is not None and not math.isnan(nodata)
     for j, radiometry in enumerate(plan.radiometry):
-        values = raw[..., j]
-        band = radiometry.apply(values)
-        invalid = ~np.isfinite(band)
+        values = planes[:, j]
+        band = out[:, j]
+        radiometry.apply(values, out=band)
+        if values.dtype.kind == "f":
+            np.copyto(band, np.nan, where=~np.isfinite(band))
         if check_nodata:
-            invalid |= values == nodata
-        band[invalid] = np.nan
-        out[..., j] = band
-    return out
+            np.copyto(band, np.nan, where=values == nodata)
+    return out.transpose(0, 2, 3, 1)
 
 
-def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(a - b) / (a + b)`` in float64, as float32; NaN where undefined (never inf)."""
+def normalized_difference(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``(a - b) / (a + b)`` in float64, as float32 (into ``out`` if given); NaN where undefined
+    (never inf; the inputs are finite or NaN)."""
     a64 = a.astype(np.float64)
     b64 = b.astype(np.float64)
     total = a64 + b64
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = (a64 - b64) / total
-    result[(total == 0) | ~np.isfinite(result)] = np.nan
-    return result.astype(np.float32)
+    a64 -= b64
+    defined = total != 0
+    a64 = np.divide(a64, total, out=a64, where=defined)
+    a64[~defined] = np.nan
+    if out is None:
+        return a64.astype(np.float32)
+    out[...] = a64
+    return out
 
 
 def per_date_features(raw: np.ndarray, plan: Plan, nodata: float | None) -> np.ndarray:
-    """Features ``(t, h, w, F)`` float32 of one block's raw read bands."""
-    values = reflectance(raw, plan, nodata)
-    out = np.empty(values.shape[:3] + (plan.n_features,), np.float32)
+    """Features ``(t, h, w, F)`` float32 of one block's raw read bands (a view of ``(t, F, h, w)``
+    planes, which the stack writer takes without a copy)."""
+    values = reflectance(raw, plan, nodata).transpose(0, 3, 1, 2)
+    t, _, h, w = values.shape
+    out = np.empty((t, plan.n_features, h, w), np.float32)
     for f, j in enumerate(plan.kept):
-        out[..., f] = values[..., j]
+        out[:, f] = values[:, j]
     for f, (a, b) in enumerate(plan.pairs, start=len(plan.kept)):
-        out[..., f] = normalized_difference(values[..., a], values[..., b])
-    return out
+        normalized_difference(values[:, a], values[:, b], out=out[:, f])
+    return out.transpose(0, 2, 3, 1)
 
 
 def temporal_statistics(features: np.ndarray, statistics: Sequence[str]) -> np.ndarray:
@@ -310,11 +323,17 @@ def compute_features(
             # float64 copy and its sort, counts, statistics out
             bytes_per_pixel += info.n_dates * plan.n_features * 16 + plan.n_features * (24 + 4 * len(spec.statistics))
         grid = info.grid
+        # the next block is read and the last one written while this one is computed
+        bytes_per_pixel += info.n_dates * len(plan.read) * itemsize + len(dates) * len(names) * 4
+        blocks = iter_blocks(grid.height, grid.width, bytes_per_pixel, budget_bytes, progress=progress)
         with atomic_outputs([output_path]) as (temp,), StackWriter(str(temp), out_info) as writer:
-            for block in iter_blocks(grid.height, grid.width, bytes_per_pixel, budget_bytes, progress=progress):
-                raw = reader.read(block.window, bands=plan.read)
-                features = per_date_features(raw, plan, info.nodata)
-                if spec.statistics:
-                    features = temporal_statistics(features, spec.statistics)
-                writer.write(features, block.window)
+            with closing(read_ahead(blocks, lambda b: reader.read(b.window, bands=plan.read))) as blocks_read, \
+                    WriteBehind() as behind:
+                for block, raw in blocks_read:
+                    features = per_date_features(raw, plan, info.nodata)
+                    del raw
+                    if spec.statistics:
+                        features = temporal_statistics(features, spec.statistics)
+                    behind.submit(writer.write, features, block.window)
+                    del features
     return FeaturesResult(names=names, n_dates=len(dates))

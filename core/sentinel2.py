@@ -65,8 +65,11 @@ class Radiometry:
     shift: float = 0.0
     reason: str = "values are reflectance"
 
-    def apply(self, values: np.ndarray) -> np.ndarray:
-        out = values.astype(np.float32, copy=True)
+    def apply(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Reflectance as float32 (a new array, or written into ``out``)."""
+        if out is None:
+            out = np.empty(values.shape, np.float32)
+        out[...] = values
         if self.shift:
             out += np.float32(self.shift)
         if self.divisor != 1.0:
