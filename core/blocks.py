@@ -22,6 +22,7 @@ DEFAULT_BUDGET_MB = 256
 ALIGN = 128
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def default_budget_bytes() -> int:
@@ -159,7 +160,7 @@ def iter_blocks(
             progress.report(index / count)
 
 
-def read_ahead(blocks: Iterable[Block], read: Callable[[Block], T]) -> Iterator[tuple[Block, T]]:
+def read_ahead(blocks: Iterable[K], read: Callable[[K], T]) -> Iterator[tuple[K, T]]:
     """Yield ``(block, read(block))``, reading the next block in a thread while the caller works
     on this one. GDAL decodes without the GIL, so on two cores reading and computing overlap.
 
@@ -167,7 +168,7 @@ def read_ahead(blocks: Iterable[Block], read: Callable[[Block], T]) -> Iterator[
     are in memory at once: count both in the bytes per pixel.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eolulc-read") as pool:
-        pending: tuple[Block, Future] | None = None
+        pending: tuple[K, Future] | None = None
         for block in blocks:
             future = pool.submit(read, block)
             if pending is not None:

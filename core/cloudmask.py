@@ -17,13 +17,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_outputs
-from .blocks import default_budget_bytes, iter_blocks
+from .blocks import Block, WriteBehind, default_budget_bytes, iter_blocks, read_ahead
 from .progress import Progress, ensure_progress
 from .sentinel2 import (
     S2CLOUDLESS_BANDS,
@@ -219,9 +220,9 @@ class CloudDetector:
         valid_counts = np.zeros(n_dates, np.int64)
         cloud_counts = np.zeros(n_dates, np.int64)
         halo = self._halo(factor)
-        # per date: raw bands, float32 reflectance and its cell sums, probabilities, upsampling
-        # weights, masks and the output copies
-        per_date = len(band_indices) * (np.dtype(info.dtype).itemsize + 8) + 60
+        # per date: raw bands (twice: the next part is read meanwhile), float32 reflectance (10 m
+        # processing) or cell sums, probabilities, upsampling weights, masks and the output copies
+        per_date = len(band_indices) * (2 * np.dtype(info.dtype).itemsize + 8) + 60
         # dates are independent: a block holds a group of dates, so blocks stay wide (the halo is
         # read again for every block; narrow blocks of all 68 dates read the data several times)
         budget = self.budget_bytes or default_budget_bytes()
@@ -238,24 +239,36 @@ class CloudDetector:
                 writers.append(mask_writer)
                 blocks = iter_blocks(grid.height, grid.width, bytes_per_pixel, self.budget_bytes, halo=halo,
                                      progress=progress, multiple_of=factor)
-                for block in blocks:
-                    for dates in date_groups:
+                parts = ((block, dates) for block in blocks for dates in date_groups)
+
+                def read(part: tuple[Block, list[int]]) -> np.ndarray:
+                    block, dates = part
+                    return reader.read(block.read_window, dates=dates, bands=band_indices)
+
+                def write(block: Block, dates: list[int], probability: np.ndarray | None, mask: np.ndarray) -> None:
+                    if prob_writer is not None:
+                        prob_writer.write(probability[..., None], block.window, dates=dates)
+                    if mask_writer is not None:
+                        mask_writer.write(mask[..., None], block.window, dates=dates)
+
+                # the next part is read and the last one written while this one is computed
+                with closing(read_ahead(parts, read)) as parts_read, WriteBehind() as behind:
+                    for (block, dates), raw in parts_read:
                         progress.check()
-                        raw = reader.read(block.read_window, dates=dates, bands=band_indices)
                         valid = _valid_pixels(raw, info.nodata)
                         probability = self._block_probability(raw, valid, result.radiometry, factor, block, grid)
+                        del raw
                         rows, cols = block.inner
                         inner_valid = valid[:, rows, cols]
-                        inner_probability = probability[:, rows, cols]
                         mask = self.mask_from_probabilities(probability)[:, rows, cols]
                         valid_counts[dates] += np.count_nonzero(inner_valid & (mask == 0), axis=(1, 2))
                         cloud_counts[dates] += np.count_nonzero(inner_valid & (mask == 1), axis=(1, 2))
+                        inner_probability = None
                         if prob_writer is not None:
-                            prob_writer.write(np.where(inner_valid, inner_probability, np.nan)[..., None],
-                                              block.window, dates=dates)
-                        if mask_writer is not None:
-                            mask_writer.write(np.where(inner_valid, mask, MASK_NODATA)[..., None], block.window,
-                                              dates=dates)
+                            inner_probability = np.where(inner_valid, probability[:, rows, cols], np.float32(np.nan))
+                        behind.submit(write, block, dates, inner_probability,
+                                      np.where(inner_valid, mask, np.uint8(MASK_NODATA)))
+                        del probability, mask, inner_probability
                 pixels = grid.width * grid.height
                 result.valid_fraction = [float(c) / pixels for c in valid_counts]
                 result.cloud_fraction = [float(c) / pixels for c in cloud_counts]
@@ -271,12 +284,12 @@ class CloudDetector:
 
     def _block_probability(self, raw, valid, radiometry, factor, block, grid) -> np.ndarray:
         """Probabilities ``(time, h, w)`` of a block read with its halo (NaN where invalid)."""
-        reflectance = radiometry.apply(raw)
         if factor == 1:
+            reflectance = radiometry.apply(raw)
             probability = np.full(valid.shape, np.nan, np.float32)
             probability[valid] = self.probabilities(reflectance[valid])
             return probability
-        coarse, coarse_valid = _downsample(reflectance, valid, factor)
+        coarse, coarse_valid = _downsample(raw, valid, factor, radiometry)
         coarse_probability = np.full(coarse_valid.shape, np.nan, np.float32)
         coarse_probability[coarse_valid] = self.probabilities(coarse[coarse_valid])
         return _upsample(coarse_probability, factor, block, grid)
@@ -284,49 +297,68 @@ class CloudDetector:
 
 def _valid_pixels(raw: np.ndarray, nodata: float | None) -> np.ndarray:
     """Pixels ``(time, h, w)`` where every cloud band has a value."""
-    if raw.dtype.kind == "f":
-        valid = np.isfinite(raw).all(axis=-1)
-    else:
-        valid = np.ones(raw.shape[:-1], bool)
-    if nodata is not None and not math.isnan(nodata):
-        valid &= (raw != nodata).all(axis=-1)
+    planes = raw.transpose(0, 3, 1, 2)  # rasterio's band planes: contiguous per band
+    valid = np.ones((raw.shape[0],) + raw.shape[1:3], bool)
+    for b in range(planes.shape[1]):
+        if raw.dtype.kind == "f":
+            valid &= np.isfinite(planes[:, b])
+        if nodata is not None and not math.isnan(nodata):
+            valid &= planes[:, b] != nodata
     return valid
 
 
-def _downsample(values: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of the valid pixels of each ``factor`` x ``factor`` cell (cells are aligned to the
-    block's origin, which is aligned to the raster's)."""
-    t, h, w, b = values.shape
+def _downsample(raw: np.ndarray, valid: np.ndarray, factor: int, radiometry) -> tuple[np.ndarray, np.ndarray]:
+    """Reflectance ``(t, cells_h, cells_w, b)`` as the mean of the valid pixels of each ``factor``
+    x ``factor`` cell (cells are aligned to the block's origin, which is aligned to the raster's).
+
+    The radiometry is linear, so it is applied to the cells' mean raw values: the 10 m work is
+    one masked copy and two partial sums of the raw integers, band plane by band plane.
+    """
+    t, h, w, b = raw.shape
+    planes = raw.transpose(0, 3, 1, 2)
     ch, cw = math.ceil(h / factor), math.ceil(w / factor)
-    padded = np.zeros((t, ch * factor, cw * factor, b), np.float32)
-    weight = np.zeros((t, ch * factor, cw * factor), np.float32)
-    np.copyto(padded[:, :h, :w], values, where=valid[..., None])
+    integer = raw.dtype.kind in "ui"
+    padded = np.zeros((t, ch * factor, cw * factor), raw.dtype)
+    sums = np.empty((t, b, ch, cw), np.float64)
+    for band in range(b):
+        np.copyto(padded[:, :h, :w], planes[:, band], where=valid)
+        # columns first (contiguous runs of ``factor``), then rows; integers add up exactly
+        partial = padded.reshape(t, ch * factor, cw, factor).sum(axis=3, dtype=np.int64 if integer else np.float64)
+        sums[:, band] = partial.reshape(t, ch, factor, cw).sum(axis=2)
+    weight = np.zeros((t, ch * factor, cw * factor), np.int32)
     weight[:, :h, :w] = valid
-    sums = padded.reshape(t, ch, factor, cw, factor, b).sum(axis=(2, 4), dtype=np.float64)
-    del padded
-    counts = weight.reshape(t, ch, factor, cw, factor).sum(axis=(2, 4))
+    counts = weight.reshape(t, ch * factor, cw, factor).sum(axis=3).reshape(t, ch, factor, cw).sum(axis=2)
     coarse_valid = counts > 0
-    mean = np.zeros(sums.shape, np.float32)
-    mean[coarse_valid] = (sums[coarse_valid] / counts[coarse_valid][:, None]).astype(np.float32)
-    return mean, coarse_valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts[:, None]
+    reflectance = np.zeros((t, ch, cw, b), np.float32)
+    shifted = (means + radiometry.shift) / radiometry.divisor
+    reflectance[:] = np.where(coarse_valid[:, None], shifted, 0.0).transpose(0, 2, 3, 1)
+    return reflectance, coarse_valid
 
 
 def _upsample(coarse: np.ndarray, factor: int, block, grid) -> np.ndarray:
     """Bilinear interpolation of coarse cell values back to the block's pixels, in the raster's
-    global coordinates (so any block gives the same values); missing cells are skipped."""
-    t, ch, cw = coarse.shape
-    rows = _axis_weights(block.read_row, block.read_height, factor, grid.height, ch)
-    cols = _axis_weights(block.read_col, block.read_width, factor, grid.width, cw)
+    global coordinates (so any block gives the same values); missing cells are skipped.
+
+    Separable: rows first on the coarse columns (small), then columns at full resolution, for
+    both the weighted values and the weights of the present cells (their ratio is the value).
+    """
+    rows = _axis_weights(block.read_row, block.read_height, factor, grid.height, coarse.shape[1])
+    cols = _axis_weights(block.read_col, block.read_width, factor, grid.width, coarse.shape[2])
     (r0, r1, wr), (c0, c1, wc) = rows, cols
-    values = np.nan_to_num(coarse, nan=0.0).astype(np.float32)
     present = np.isfinite(coarse).astype(np.float32)
-    total = np.zeros((t, r0.size, c0.size), np.float32)
-    weight = np.zeros_like(total)
-    for ri, rw in ((r0, 1.0 - wr), (r1, wr)):
-        for ci, cwt in ((c0, 1.0 - wc), (c1, wc)):
-            w = (rw[:, None] * cwt[None, :]).astype(np.float32)
-            total += values[:, ri][:, :, ci] * w
-            weight += present[:, ri][:, :, ci] * w
+    values = np.nan_to_num(coarse, nan=0.0).astype(np.float32)
+    wr1 = wr.astype(np.float32)[None, :, None]
+    wr0 = np.float32(1.0) - wr1
+    wc1 = wc.astype(np.float32)
+    wc0 = np.float32(1.0) - wc1
+    by_rows = values[:, r0] * wr0 + values[:, r1] * wr1
+    present_rows = present[:, r0] * wr0 + present[:, r1] * wr1
+    total = by_rows[:, :, c0] * wc0
+    total += by_rows[:, :, c1] * wc1
+    weight = present_rows[:, :, c0] * wc0
+    weight += present_rows[:, :, c1] * wc1
     with np.errstate(invalid="ignore", divide="ignore"):
         total /= weight
     total[weight <= 0] = np.nan
