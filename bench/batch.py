@@ -6,8 +6,9 @@ different dates and clouds; touching, on one pixel grid) are written once. For e
 the whole batch runs in a fresh output folder (no resume); reported: the wall time of phase 1
 (cloud mask -> features -> interpolation -> samples, per tile in parallel), of the whole run
 (with the pooled training in this process and the per-tile classification), the tiles per second
-of phase 1 and of the whole run, and the ratio to 1 worker. The worker processes are started
-inside the timed run (as they are for a user), so small tiles understate the scaling.
+of phase 1 and of the whole run, and the ratio to 1 worker. Every count runs on loky worker
+processes (1 worker = one process, as for a user), started inside the timed run, so small tiles
+understate the scaling.
 
 Usage, from the repository root::
 

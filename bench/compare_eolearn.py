@@ -212,7 +212,7 @@ def w_sampling(spec: dict) -> dict:
     from eolulc.core.featureset import FeatureSet
     from eolulc.core.progress import ensure_progress
     from eolulc.core.reference import NO_CLASS
-    from eolulc.core.train import TrainSettings, _touching, erode, gather_rows, sample_pixels, split_mask
+    from eolulc.core.train import TrainSettings, erode, gather_rows, sample_pixels, split_mask, touching
 
     settings = TrainSettings(threads=spec["threads"])
     reference = _reference(spec["reference"])
@@ -221,7 +221,7 @@ def w_sampling(spec: dict) -> dict:
     classes = erode(reference.classes, settings.erosion)
     labelled = classes != NO_CLASS
     test = split_mask(reference, labelled, settings, rng, [])
-    candidates = labelled & ~test & ~_touching(test)
+    candidates = labelled & ~test & ~touching(test)
     index = sample_pixels(candidates, classes, settings.samples, settings.sampling, rng)
     with FeatureSet([spec["interpolated"]]) as features:
         rows = gather_rows(features, index, ensure_progress(None))

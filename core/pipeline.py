@@ -111,7 +111,7 @@ def run_pipeline(
 
     progress.log("Step 4/6: training")
     trained = train_model([outputs.interpolated], reference, legend, settings.train, parts[3], budget_bytes)
-    trained.model.metadata["pipeline"] = _describe(settings)
+    trained.model.metadata["pipeline"] = describe_settings(settings)
     trained.model.save(outputs.model)
     notes.extend(trained.notes)
 
@@ -124,7 +124,7 @@ def run_pipeline(
     _write_reference_and_agreement(reference, outputs, info, model_legend, classified.nodata, budget_bytes, parts[5])
     report = assess(trained.test_truth, trained.test_predicted, model_legend,
                     map_pixel_counts=classified.class_pixels, pixel_area_m2=pixel_area_m2(info.grid))
-    report.update(split=settings.train.split, pipeline=_describe(settings),
+    report.update(split=settings.train.split, pipeline=describe_settings(settings),
                   interpolation=interpolation.as_dict(), feature_importance=trained.report["feature_importance"])
     write_report(outputs.report, outputs.report_json, report,
                  "EO LULC pipeline: accuracy on the held-out test part", notes=notes)
@@ -140,7 +140,8 @@ def _step_progress(progress: Progress) -> list[Progress]:
     return steps
 
 
-def _describe(settings: PipelineSettings) -> dict:
+def describe_settings(settings: PipelineSettings) -> dict:
+    """The settings as JSON, for model metadata, reports and resume markers (core.batch)."""
     return {
         "scene_filter": settings.scene_filter,
         "min_valid_fraction": settings.min_valid_fraction,

@@ -237,7 +237,7 @@ def train_model(
         train_candidates = labelled & ~test
         if settings.split != "random":
             # a one-pixel gap: training pixels touching test pixels would share their spectra
-            train_candidates &= ~_touching(test)
+            train_candidates &= ~touching(test)
         train_ids = sorted(int(c) for c in np.unique(classes[train_candidates]))
         if len(train_ids) < 2:
             raise ValueError(f"the training part holds only class(es) {train_ids}; a classifier needs two or more. "
@@ -268,7 +268,7 @@ def train_model(
         if tiny:
             notes.append(f"Class(es) {tiny} have fewer than 5 training pixels; their results are unreliable.")
 
-        booster, parameters = _fit(x_train, y_train_ids, class_ids, features.names, settings, rng, progress)
+        booster, parameters = fit_booster(x_train, y_train_ids, class_ids, features.names, settings, rng, progress)
         model_legend = legend.with_names(reference.names).restricted(set(class_ids) | set(reference.class_ids))
         model = LulcModel(
             model_text=booster.model_to_string(),
@@ -283,7 +283,7 @@ def train_model(
                 "settings": {k: v for k, v in vars(settings).items() if k != "threads"},
                 "samples": {"train": {str(k): v for k, v in counts.items()},
                             "test": {str(int(c)): int((y_test_ids == c).sum()) for c in np.unique(y_test_ids)}},
-                "versions": _versions(),
+                "versions": library_versions(),
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
         )
@@ -305,15 +305,18 @@ def train_model(
                        test_truth=y_test_ids.astype(int), test_predicted=y_pred.astype(int))
 
 
-def _touching(mask: np.ndarray) -> np.ndarray:
+def touching(mask: np.ndarray) -> np.ndarray:
     """Pixels in or next to (8 neighbours) the mask."""
     from scipy.ndimage import binary_dilation
 
     return binary_dilation(mask, structure=np.ones((3, 3), bool))
 
 
-def _fit(x: np.ndarray, y_ids: np.ndarray, class_ids: list[int], names: list[str], settings: TrainSettings,
-         rng: np.random.Generator, progress: Progress):
+def fit_booster(x: np.ndarray, y_ids: np.ndarray, class_ids: list[int], names: list[str],
+                settings: TrainSettings, rng: np.random.Generator, progress: Progress):
+    """LightGBM on sampled rows (class ids ``y_ids``), early-stopped on a validation part of them;
+    shared by :func:`train_model` and the pooled training of many tiles (``core.batch``) so both
+    fit the same way. Returns the booster and its parameters."""
     import lightgbm
 
     index_of = {c: i for i, c in enumerate(class_ids)}
@@ -359,7 +362,8 @@ def _fit(x: np.ndarray, y_ids: np.ndarray, class_ids: list[int], names: list[str
     return booster, parameters
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Versions recorded in a model file (a model may predict differently under others)."""
     import lightgbm
 
     return {"lightgbm": lightgbm.__version__, "numpy": np.__version__, "python": platform.python_version()}

@@ -1,6 +1,6 @@
-"""``eolulc:batchpipeline``: a folder of tiles (L1C stack + reference each) -> one model trained on
-samples pooled from all tiles, every tile classified, a styled VRT mosaic and one accuracy report;
-on local processes or on a Dask cluster."""
+"""``eolulc:batchpipeline``: a folder of tiles (L1C stack + reference, or EOPatches), or one large
+stack split into tiles -> one model trained on samples pooled from all tiles, every tile
+classified, a styled VRT mosaic and one accuracy report; on local processes or on a Dask cluster."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     GROUP_ID = "pipeline"
     GROUP = "Pipeline"
     DESCRIPTION = (
-        "The LULC pipeline over a folder of tiles, in parallel. Each tile is a subfolder with l1c.tif and "
-        "reference.tif (or a pair <name>_l1c.tif and <name>_reference.tif). Per tile, in parallel: cloud mask, "
+        "The LULC pipeline over many tiles, in parallel. Tiles are the subfolders of a folder (l1c.tif and "
+        "reference.tif, or an eo-learn EOPatch), pairs <name>_l1c.tif and <name>_reference.tif in it, or windows "
+        "of one large L1C stack (Large L1C stack, Reference, Tile size). Per tile, in parallel: cloud mask, "
         "features and interpolation onto one date grid shared by all tiles, and a spatial train/test split; then "
         "one LightGBM model trained on samples pooled from all tiles; then every tile classified in parallel, "
         "a VRT mosaic styled with the legend and one accuracy report over the held-out pixels of all tiles. A "
@@ -42,6 +43,10 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless", "joblib")
 
     INPUT_FOLDER = "INPUT_FOLDER"
+    INPUT_STACK = "INPUT_STACK"
+    REFERENCE = "REFERENCE"
+    TILE_SIZE = "TILE_SIZE"
+    EOPATCH_FEATURES = "EOPATCH_FEATURES"
     SCHEDULER = "SCHEDULER"
     WORKERS = "WORKERS"
     INTERVAL_DAYS = "INTERVAL_DAYS"
@@ -58,9 +63,36 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         integer = QgsProcessingParameterNumber.Type.Integer
         self.add(
             QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Folder of tiles"),
-                                       behavior=QgsProcessingParameterFile.Behavior.Folder),
+                                       behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True),
             "One subfolder per tile holding l1c.tif (the L1C time stack) and reference.tif (its reference "
-            "classes), or pairs <name>_l1c.tif and <name>_reference.tif. All tiles in one CRS and pixel size.",
+            "classes), or an eo-learn EOPatch (bbox.geojson, data/, mask/, mask_timeless/LULC), or pairs "
+            "<name>_l1c.tif and <name>_reference.tif. All tiles in one CRS and pixel size. Leave empty to split "
+            "one large stack instead.",
+        )
+        self.add(
+            QgsProcessingParameterFile(self.INPUT_STACK, self.tr("Large L1C stack (instead of a folder)"),
+                                       optional=True, fileFilter="GeoTIFF (*.tif *.tiff);;All files (*)"),
+            "One L1C time stack too large for one run, split into tiles of Tile size pixels. Each tile's cloud "
+            "mask reads a halo around it and the scene filter decides over the whole stack, so the map equals "
+            "the LULC pipeline's on the whole stack with the same model.",
+        )
+        self.add(
+            QgsProcessingParameterFile(self.REFERENCE, self.tr("Reference of the large stack"), optional=True,
+                                       fileFilter="GeoTIFF (*.tif *.tiff);;All files (*)"),
+            "Class raster (0 = no data) for the large stack; needed with Large L1C stack.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size (pixels)"),
+                                         type=QgsProcessingParameterNumber.Type.Integer, defaultValue=1000,
+                                         minValue=16),
+            "Side of the tiles a large stack is split into, rounded up to whole cells of the cloud mask's "
+            "processing grid (16 px for 160 m on 10 m pixels).",
+        )
+        self.add(
+            QgsProcessingParameterString(self.EOPATCH_FEATURES, self.tr("EOPatch data features"), optional=True),
+            "EOPatches without L1C bands (data/BANDS-S2-L1C): the comma-separated temporal data features "
+            "the model learns from, interpolated with mask/CLM as the cloud mask (no cloud detection). Empty: "
+            "all data features except cloud probabilities (CLP...).", advanced=True,
         )
         add_legend_parameter(self)
         self.add(
@@ -112,12 +144,10 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
-        from ..core.batch import discover_tiles, run_batch
+        from ..core.batch import run_batch
         from ..core.pipeline import PipelineSettings
         from ..core.train import TrainSettings
 
-        with self.about(self.INPUT_FOLDER):
-            tiles = discover_tiles(self.parameterAsFile(parameters, self.INPUT_FOLDER, context))
         legend = legend_from_parameters(self, parameters, context)
         scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
         settings = PipelineSettings(
@@ -125,6 +155,7 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
             train=TrainSettings(samples=self.parameterAsInt(parameters, self.SAMPLES, context),
                                 seed=self.parameterAsInt(parameters, self.SEED, context)),
         )
+        tiles = self._tiles(parameters, context, settings)
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         mosaic = self.parameterAsFileOutput(parameters, self.OUTPUT_MOSAIC, context)
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
@@ -132,9 +163,8 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
             raise self.parameter_error(self.OUTPUT_FOLDER, self.tr("give a folder"))
         Path(folder).mkdir(parents=True, exist_ok=True)
         feedback.pushInfo(self.tr("{} tile(s) found.").format(len(tiles)))
-        if not scheduler:
-            _use_qgis_python_for_workers()
-        with self.about(self.SCHEDULER if scheduler else self.INPUT_FOLDER):
+        source = self.INPUT_FOLDER if tiles[0].kind != "window" else self.INPUT_STACK
+        with self.about(self.SCHEDULER if scheduler else source):
             result = run_batch(tiles, folder, legend, settings, executor="dask" if scheduler else "local",
                                workers=self.parameterAsInt(parameters, self.WORKERS, context), scheduler=scheduler,
                                progress=progress, mosaic=mosaic or None, report=report or None)
@@ -147,21 +177,25 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
                 self.OUTPUT_MODEL: result.model, self.TILES: len(result.tiles),
                 self.FAILED_TILES: ", ".join(f.name for f in result.failed), **score_results(result.report_data)}
 
+    def _tiles(self, parameters: dict[str, Any], context: QgsProcessingContext, settings) -> list:
+        """The tiles of the folder, or the windows of the large stack; exactly one of them."""
+        from ..core.batch import discover_tiles, split_stack
 
-def _use_qgis_python_for_workers() -> None:
-    """Inside QGIS ``sys.executable`` may be the QGIS program itself: start the local worker
-    processes with QGIS's Python interpreter instead. Effective on Windows, where loky reads its
-    executable from this module attribute (no public setter); on Linux and macOS loky starts
-    ``sys.executable``."""
-    import sys
-
-    from ..plugin.dependencies import python_executable
-
-    executable = python_executable()
-    if executable == sys.executable:
-        return
-    try:
-        from joblib.externals.loky.backend import spawn
-    except ImportError:
-        return
-    spawn._python_exe = executable
+        folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
+        stack = self.parameterAsFile(parameters, self.INPUT_STACK, context)
+        if folder and stack:
+            raise self.parameter_error(self.INPUT_STACK, self.tr(
+                "give either a folder of tiles or a large stack, not both; clear one of them"))
+        if stack:
+            reference = self.parameterAsFile(parameters, self.REFERENCE, context)
+            if not reference:
+                raise self.parameter_error(self.REFERENCE, self.tr("give the large stack's reference class raster"))
+            with self.about(self.INPUT_STACK):
+                return split_stack(stack, reference, self.parameterAsInt(parameters, self.TILE_SIZE, context), settings)
+        if not folder:
+            raise self.parameter_error(self.INPUT_FOLDER, self.tr(
+                "give a folder of tiles (or a large L1C stack and its reference)"))
+        names = [n.strip() for n in self.parameterAsString(parameters, self.EOPATCH_FEATURES, context).split(",")
+                 if n.strip()]
+        with self.about(self.INPUT_FOLDER):
+            return discover_tiles(folder, names)

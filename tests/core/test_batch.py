@@ -1,16 +1,23 @@
-"""core.batch: many synthetic tiles in parallel, resume, a failing tile, and the same run on a Dask
-LocalCluster."""
+"""core.batch: many synthetic tiles in parallel, resume, a failing tile, worker processes killed
+mid-run (local pool and Dask), the same run on a Dask LocalCluster, one large stack split into
+windows (equal to the whole-stack pipeline), EOPatch tiles, and the workers' interpreter."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 
-from eolulc.core.batch import TileInput, discover_tiles, run_batch
+from eolulc.core.batch import TileInput, discover_tiles, run_batch, split_stack, worker_python
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings
 from eolulc.core.synthetic import SyntheticScene
@@ -19,17 +26,17 @@ from eolulc.core.train import TrainSettings
 pytest.importorskip("joblib")
 rasterio = pytest.importorskip("rasterio")
 
-SIZE, DATES, PIXEL = 64, 8, 10.0
+SIZE, DATES, PIXEL, N_TILES, COLUMNS = 48, 8, 10.0, 8, 4
 
 
 def settings() -> PipelineSettings:
     return PipelineSettings(interval_days=30, train=TrainSettings(samples=2000, n_estimators=60, threads=1))
 
 
-def write_tiles(folder: Path, n: int = 4) -> Path:
-    """``n`` tiles of a 2-column layout, touching, on one pixel grid; different seeds (and so dates)."""
+def write_tiles(folder: Path, n: int = N_TILES) -> Path:
+    """``n`` tiles of a 4-column layout, touching, on one pixel grid; different seeds (and so dates)."""
     for i in range(n):
-        row, col = divmod(i, 2)
+        row, col = divmod(i, COLUMNS)
         origin = (455000.0 + col * SIZE * PIXEL, 5105000.0 - row * SIZE * PIXEL)
         SyntheticScene(SIZE, SIZE, DATES, seed=i, origin=origin).write(folder / f"tile{i}")
     return folder
@@ -58,12 +65,14 @@ def local_run(tiles_folder, tmp_path_factory):
 
 def test_mosaic_covers_all_tiles_and_equals_the_tile_maps(local_run):
     out, result, _ = local_run
-    assert result.failed == [] and result.tiles == ["tile0", "tile1", "tile2", "tile3"]
+    assert result.failed == [] and result.tiles == [f"tile{i}" for i in range(N_TILES)]
     mosaic, bounds, nodata = read(result.mosaic)
-    assert mosaic.shape == (2 * SIZE, 2 * SIZE)
-    assert bounds == pytest.approx((455000.0, 5105000.0 - 2 * SIZE * PIXEL, 455000.0 + 2 * SIZE * PIXEL, 5105000.0))
+    rows = N_TILES // COLUMNS
+    assert mosaic.shape == (rows * SIZE, COLUMNS * SIZE)
+    assert bounds == pytest.approx((455000.0, 5105000.0 - rows * SIZE * PIXEL, 455000.0 + COLUMNS * SIZE * PIXEL,
+                                    5105000.0))
     for i, name in enumerate(result.tiles):
-        row, col = divmod(i, 2)
+        row, col = divmod(i, COLUMNS)
         tile, _, _ = read(result.classifications[name])
         np.testing.assert_array_equal(mosaic[row * SIZE:(row + 1) * SIZE, col * SIZE:(col + 1) * SIZE], tile)
     assert (mosaic != nodata).mean() > 0.95  # pixels never seen clear stay nodata
@@ -80,8 +89,11 @@ def test_mosaic_covers_all_tiles_and_equals_the_tile_maps(local_run):
 def test_resume_does_no_tile_work(local_run, tiles_folder):
     out, first, _ = local_run
     markers = sorted((out / "tiles").glob("*/done.json"))
-    assert len(markers) == 4
-    before = {p: p.stat().st_mtime_ns for p in markers + sorted((out / "tiles").glob("*/features_interpolated.tif"))}
+    assert len(markers) == N_TILES
+    products = [p for pattern in ("features_interpolated.tif", "classification.tif", "confidence.tif", "samples.npz")
+                for p in sorted((out / "tiles").glob(f"*/{pattern}"))]
+    assert len(products) == 4 * N_TILES
+    before = {p: p.stat().st_mtime_ns for p in markers + products}
     again = run_batch(discover_tiles(tiles_folder), out, read_legend(), settings(), workers=2)
     assert again.skipped == first.tiles
     assert {p: p.stat().st_mtime_ns for p in before} == before
@@ -98,7 +110,7 @@ def test_other_sample_size_only_samples_again(local_run, tiles_folder):
     assert result.skipped == [] and result.failed == []
     assert {p: p.stat().st_mtime_ns for p in interpolated} == before
     marker = json.loads((out / "tiles" / "tile0" / "done.json").read_text())
-    assert marker["quota"]["train"] == 500
+    assert marker["quota"]["train"] == 2 * 1000 // N_TILES
 
 
 def test_failing_tile_is_retried_reported_and_the_others_finish(tiles_folder, tmp_path):
@@ -136,12 +148,231 @@ def test_bad_inputs(tmp_path, tiles_folder):
         run_batch([tile], tmp_path, read_legend(), settings(), executor="slurm")
 
 
-def test_dask_local_cluster_gives_the_local_mosaic(local_run, tiles_folder, tmp_path):
-    distributed = pytest.importorskip("dask.distributed")
+# ------------------------------------------------------------------ worker processes killed mid-run
+def kill_during(folder: Path, pids: Callable[[], list[int]], pattern: str = "tiles/*/features.tif") -> list[int]:
+    """Start a thread that SIGKILLs one worker process as soon as a tile is half-way (``pattern``
+    exists under ``folder``); the killed pid is appended to the returned list."""
+    killed: list[int] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if any(folder.glob(pattern)):
+                candidates = pids()
+                if candidates:
+                    os.kill(candidates[0], signal.SIGKILL)
+                    killed.append(candidates[0])
+                    return
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return killed
+
+
+def loky_workers() -> list[int]:
+    """This process's loky worker processes (not its resource tracker)."""
+    psutil = pytest.importorskip("psutil")
+    workers = []
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if any("popen_loky" in part for part in child.cmdline()):
+                workers.append(child.pid)
+    return workers
+
+
+def test_local_worker_killed_mid_run_is_retried(local_run, tiles_folder, tmp_path):
     _, local, local_mosaic = local_run
+    logs: list[str] = []
+    from eolulc.core.progress import Progress
+
+    killed = kill_during(tmp_path, loky_workers)
+    result = run_batch(discover_tiles(tiles_folder), tmp_path, read_legend(), settings(), workers=2,
+                       progress=Progress(on_log=logs.append))
+    assert killed, "no worker was killed"
+    assert result.failed == [] and result.tiles == local.tiles
+    # the tiles the dead worker's pool was running were run again, one at a time
+    assert any("succeeded on attempt 2" in line for line in logs), logs
+    np.testing.assert_array_equal(read(result.mosaic)[0], local_mosaic)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        result = run_batch(discover_tiles(tiles_folder), tmp_path, read_legend(), settings(),
-                           scheduler=cluster.scheduler_address)
+                                  dashboard_address=None) as local_cluster:
+        yield local_cluster
+
+
+def test_dask_local_cluster_gives_the_local_mosaic(local_run, tiles_folder, tmp_path, cluster):
+    _, local, local_mosaic = local_run
+    assert len(local.tiles) == 8
+    result = run_batch(discover_tiles(tiles_folder), tmp_path, read_legend(), settings(),
+                       scheduler=cluster.scheduler_address)
     assert result.failed == [] and result.tiles == local.tiles
     np.testing.assert_array_equal(read(result.mosaic)[0], local_mosaic)
+
+
+def test_dask_worker_killed_mid_run_the_run_completes(local_run, tiles_folder, tmp_path, cluster):
+    from dask.distributed import Client
+
+    _, local, local_mosaic = local_run
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        before = set(client.run(os.getpid).values())
+        killed = kill_during(tmp_path, lambda: sorted(before))
+        result = run_batch(discover_tiles(tiles_folder), tmp_path, read_legend(), settings(),
+                           scheduler=cluster.scheduler_address)
+        assert killed and killed[0] in before
+        client.wait_for_workers(2, timeout=60)
+        assert killed[0] not in set(client.run(os.getpid).values())  # the nanny started a new worker
+    # the scheduler moved the dead worker's tile to a live worker: nothing lost, same map
+    assert result.failed == [] and result.tiles == local.tiles
+    np.testing.assert_array_equal(read(result.mosaic)[0], local_mosaic)
+
+
+# ------------------------------------------------------------------ one large stack split into windows
+def test_split_stack_equals_the_whole_stack_pipeline(tmp_path):
+    """Windows with a halo give the cloud mask, the interpolated features and the map of the
+    single-stack steps on the whole stack (same model), pixel for pixel: no seams."""
+    from eolulc.core.classify import classify
+    from eolulc.core.cloudmask import CloudDetector
+    from eolulc.core.features import compute_features
+    from eolulc.core.interpolate import interpolate_stack
+    from eolulc.core.model import load_model
+
+    scene = SyntheticScene(112, 112, DATES, seed=3).write(tmp_path / "big")
+    l1c, reference = tmp_path / "big" / "l1c.tif", tmp_path / "big" / "reference.tif"
+    config = settings()
+    tiles = split_stack(l1c, reference, 40, config)  # 40 px -> 48 (whole 160 m cells of the cloud mask)
+    assert [t.window for t in tiles[:3]] == [(0, 0, 48, 48), (0, 48, 48, 48), (0, 96, 48, 16)]
+    assert len(tiles) == 9 and tiles[0].halo == 48
+    result = run_batch(tiles, tmp_path / "out", read_legend(), config, workers=2)
+    assert result.failed == [] and len(result.tiles) == 9
+    del scene
+
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    CloudDetector(processing_resolution=config.processing_resolution).run(str(l1c), None, str(whole / "mask.tif"))
+    compute_features(str(l1c), str(whole / "features.tif"), config.features)
+    interpolation = interpolate_stack(str(whole / "features.tif"), str(whole / "interpolated.tif"),
+                                      interval_days=config.interval_days, mask_path=str(whole / "mask.tif"),
+                                      min_valid_fraction=config.min_valid_fraction)
+    assert len(interpolation.kept) < DATES  # the scene filter dropped dates: decided over all windows alike
+    classify([str(whole / "interpolated.tif")], load_model(result.model), str(whole / "map.tif"))
+
+    mosaic, bounds, _ = read(result.mosaic)
+    expected, expected_bounds, _ = read(whole / "map.tif")
+    assert bounds == pytest.approx(expected_bounds)
+    np.testing.assert_array_equal(mosaic, expected)
+    with rasterio.open(whole / "mask.tif") as ds:
+        mask = ds.read()
+    with rasterio.open(whole / "interpolated.tif") as ds:
+        interpolated = ds.read()
+    for tile in tiles:
+        row, col, height, width = tile.window
+        folder = tmp_path / "out" / "tiles" / tile.name
+        with rasterio.open(folder / "cloud_mask.tif") as ds:
+            np.testing.assert_array_equal(ds.read(), mask[:, row:row + height, col:col + width], err_msg=tile.name)
+        with rasterio.open(folder / "features_interpolated.tif") as ds:
+            np.testing.assert_array_equal(ds.read(), interpolated[:, row:row + height, col:col + width],
+                                          err_msg=tile.name)
+    # resume: nothing is computed again
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "tiles").glob("*/*.tif")}
+    again = run_batch(tiles, tmp_path / "out", read_legend(), config, workers=2)
+    assert again.skipped == sorted(t.name for t in tiles)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_split_stack_bad_inputs(tmp_path, tiles_folder):
+    with pytest.raises(ValueError, match="tile size"):
+        split_stack(tiles_folder / "tile0" / "l1c.tif", tiles_folder / "tile0" / "reference.tif", 0)
+    with pytest.raises(ValueError, match="reference raster"):
+        split_stack(tiles_folder / "tile0" / "l1c.tif", tmp_path / "missing.tif", 32)
+
+
+# ------------------------------------------------------------------ EOPatch tiles
+def test_eopatch_tiles_use_their_features_and_cloud_mask(eopatch_dir, tmp_path):
+    """Two tiles from the real TestEOPatch (NDVI + CLM, no L1C bands): the second is the same
+    arrays with the bbox moved one patch east. Their NDVI is interpolated with CLM as the mask."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "east").mkdir()
+    (inputs / "west").symlink_to(eopatch_dir, target_is_directory=True)
+    for name in ("data", "mask", "mask_timeless", "timestamps.json"):
+        (inputs / "east" / name).symlink_to(eopatch_dir / name)
+    bbox = json.loads((eopatch_dir / "bbox.geojson").read_text())
+    ring = bbox["coordinates"][0]
+    width = max(p[0] for p in ring) - min(p[0] for p in ring)
+    for point in ring:
+        point[0] += width
+    (inputs / "east" / "bbox.geojson").write_text(json.dumps(bbox))
+
+    tiles = discover_tiles(inputs)
+    assert [(t.name, t.kind) for t in tiles] == [("east", "eopatch"), ("west", "eopatch")]
+    result = run_batch(tiles, tmp_path / "out", read_legend(), settings(), workers=2)
+    assert result.failed == [] and result.tiles == ["east", "west"]
+    model = json.loads(Path(result.model).read_text())["metadata"]
+    assert {name.split(" ")[1] for name in model["feature_names"]} == {"NDVI"}  # not CLP, CLP_S2C
+    assert set(model["class_ids"]) <= {1, 2, 3, 4, 8}
+    mosaic, bounds, nodata = read(result.mosaic)
+    assert mosaic.shape == (101, 200) and bounds[2] - bounds[0] == pytest.approx(2 * width)
+    np.testing.assert_array_equal(mosaic[:, :100], mosaic[:, 100:])  # same arrays, same model
+    # the cloud mask is the patch's CLM (nodata where IS_DATA is 0), not a new detection
+    clm = np.load(eopatch_dir / "mask" / "CLM.npy")[..., 0]
+    is_data = np.load(eopatch_dir / "mask" / "IS_DATA.npy")[..., 0]
+    with rasterio.open(tmp_path / "out" / "tiles" / "west" / "cloud_mask.tif") as ds:
+        np.testing.assert_array_equal(ds.read(), np.where(is_data == 1, clm, ds.nodata))
+    assert json.loads(Path(result.report_json).read_text())["overall_accuracy"] > 0.5
+    with pytest.raises(ValueError, match="no data feature 'B04'"):
+        run_batch(discover_tiles(inputs, ["B04"]), tmp_path / "bad", read_legend(), settings(), workers=1,
+                  retries=0)
+
+
+# ------------------------------------------------------------------ the workers' interpreter
+def make_program(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_worker_python_is_a_real_interpreter_not_qgis(tmp_path):
+    import sys
+
+    # this interpreter, when it is one
+    assert worker_python() == sys.executable
+    # QGIS desktop on Linux: sys.executable is /usr/bin/qgis, Python lives in the prefix
+    qgis = make_program(tmp_path / "usr" / "bin" / "qgis")
+    python = make_program(tmp_path / "usr" / "bin" / "python3.11")
+    assert worker_python(qgis, str(tmp_path / "usr"), "", "linux", (3, 11)) == python
+    # macOS bundle: Contents/MacOS/QGIS with bin/python3 beside it, another prefix
+    bundle = make_program(tmp_path / "QGIS.app" / "Contents" / "MacOS" / "QGIS")
+    python3 = make_program(tmp_path / "QGIS.app" / "Contents" / "MacOS" / "bin" / "python3")
+    assert worker_python(bundle, str(tmp_path / "nowhere"), "", "darwin", (3, 12)) == python3
+    # Windows (OSGeo4W): qgis-bin.exe, python.exe in sys.exec_prefix
+    exe = make_program(tmp_path / "osgeo4w" / "bin" / "qgis-bin.exe")
+    python_exe = make_program(tmp_path / "osgeo4w" / "apps" / "Python312" / "python.exe")
+    assert worker_python(exe, str(tmp_path / "osgeo4w" / "apps" / "Python312"), "", "win32", (3, 12)) == python_exe
+    # QGIS's embedded Python (qgis_process): sys.executable is the python3 first on PATH, from
+    # another installation (a pyenv shim here) that cannot load QGIS's modules
+    shim = make_program(tmp_path / "pyenv" / "shims" / "python3")
+    assert worker_python(shim, str(tmp_path / "usr"), shim, "linux", (3, 11)) == python
+    # a virtual environment: its own python, inside its prefix
+    venv_python = make_program(tmp_path / "venv" / "bin" / "python")
+    assert worker_python(venv_python, str(tmp_path / "venv"), python, "linux", (3, 11),
+                         str(tmp_path / "usr")) == venv_python
+    # none: the caller falls back to threads
+    lonely = make_program(tmp_path / "opt" / "qgis")
+    assert worker_python(lonely, str(tmp_path / "empty"), "", "linux", (3, 11)) is None
+    (tmp_path / "usr" / "bin" / "python3.11").chmod(0o644)  # not executable: not a candidate
+    assert worker_python(lonely, str(tmp_path / "usr"), "", "linux", (3, 11)) is None
+
+
+def test_without_a_python_the_tiles_run_in_threads():
+    """The fallback when no interpreter is found: the same engine on threads of this process."""
+    from eolulc.core.batch import _run_tasks
+    from eolulc.core.progress import Progress
+
+    tasks = [(name, threading.get_ident, ()) for name in ("a", "b", "c")]
+    outcomes = list(_run_tasks(tasks, "local", 2, 0, Progress(), python=None))
+    assert sorted(o["name"] for o in outcomes) == ["a", "b", "c"] and all(o["ok"] for o in outcomes)
+    assert threading.get_ident() not in {o["result"] for o in outcomes}

@@ -1,4 +1,5 @@
-"""eolulc:batchpipeline through processing.run and qgis_process.bin on small synthetic tiles."""
+"""eolulc:batchpipeline through processing.run (a folder of tiles) and qgis_process.bin (one large
+stack split into windows, on worker processes started from qgis_process.bin, which is no Python)."""
 
 from __future__ import annotations
 
@@ -56,11 +57,29 @@ def test_folder_without_tiles_names_the_parameter(registered, run_alg, tmp_path)
                              "OUTPUT_MOSAIC": str(tmp_path / "map.vrt"), "OUTPUT_REPORT": str(tmp_path / "r.html")})
 
 
-def test_qgis_process_batch_pipeline(qgis_process, tiles, tmp_path):
+def test_both_inputs_name_the_parameter(registered, run_alg, tiles, tmp_path):
+    with pytest.raises(QgsProcessingException, match="INPUT_STACK.*either a folder"):
+        run_alg(registered, {"INPUT_FOLDER": str(tiles), "INPUT_STACK": str(tiles / "t0" / "l1c.tif"),
+                             "REFERENCE": str(tiles / "t0" / "reference.tif"), "OUTPUT_FOLDER": str(tmp_path / "w"),
+                             "OUTPUT_MOSAIC": str(tmp_path / "map.vrt"), "OUTPUT_REPORT": str(tmp_path / "r.html")})
+    with pytest.raises(QgsProcessingException, match="REFERENCE"):
+        run_alg(registered, {"INPUT_STACK": str(tiles / "t0" / "l1c.tif"), "OUTPUT_FOLDER": str(tmp_path / "w"),
+                             "OUTPUT_MOSAIC": str(tmp_path / "map.vrt"), "OUTPUT_REPORT": str(tmp_path / "r.html")})
+
+
+def test_qgis_process_batch_pipeline_splits_a_large_stack(qgis_process, tiles, tmp_path):
+    """The main path from the command line: one 96 x 64 px stack in windows of 40 px, rounded up to
+    48 (whole 160 m cells of the cloud mask) -> 2 x 2 windows."""
+    from eolulc.core.synthetic import SyntheticScene
+
+    SyntheticScene(96, 64, 6, seed=5).write(tmp_path / "large")
     rc, result, text = qgis_process.run(ALG, {
-        "INPUT_FOLDER": tiles, "WORKERS": 1, "INTERVAL_DAYS": 30, "SAMPLES": 1000,
+        "INPUT_STACK": tmp_path / "large" / "l1c.tif", "REFERENCE": tmp_path / "large" / "reference.tif",
+        "TILE_SIZE": 40, "WORKERS": 2, "INTERVAL_DAYS": 30, "SAMPLES": 1000,
         "OUTPUT_FOLDER": tmp_path / "work", "OUTPUT_MOSAIC": tmp_path / "map.vrt",
         "OUTPUT_REPORT": tmp_path / "report.html"})
     assert rc == 0, text
-    assert result["results"]["TILES"] == 2
+    assert result["results"]["TILES"] == 4 and result["results"]["FAILED_TILES"] == ""  # 2 x 2 windows of 48 px
+    assert "Local processes: 2 worker(s)" in text  # worker processes, not threads, under qgis_process.bin
     assert (tmp_path / "map.vrt").is_file() and (tmp_path / "map.qml").is_file()
+    assert sorted(p.name for p in (tmp_path / "work" / "tiles").iterdir()) == ["r00c00", "r00c01", "r01c00", "r01c01"]
