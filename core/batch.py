@@ -153,14 +153,6 @@ def _detector(settings: PipelineSettings, budget_bytes: int | None = None, threa
                          threads=threads)
 
 
-def cloud_halo(average_over: int, dilation_size: int, factor: int) -> int:
-    """Pixels a window needs around it so its cloud mask equals the whole stack's: the averaging
-    and dilation disks, two coarse cells for the bilinear upsampling, rounded up to whole coarse
-    cells (the rule :class:`core.cloudmask.CloudDetector` reads its blocks with)."""
-    halo = average_over + dilation_size + (2 * factor if factor > 1 else 0)
-    return factor * math.ceil(halo / factor)
-
-
 def split_stack(l1c: str | Path, reference: str | Path, tile_size: int,
                 settings: PipelineSettings | None = None) -> list[TileInput]:
     """``window`` tiles of ``tile_size`` px (rounded up to whole cells of the cloud mask's
@@ -179,7 +171,7 @@ def split_stack(l1c: str | Path, reference: str | Path, tile_size: int,
     detector = _detector(settings)
     factor = detector.factor_for(info)
     size = factor * math.ceil(tile_size / factor)
-    halo = cloud_halo(detector.average_over, detector.dilation_size, factor)
+    halo = detector.halo(factor)
     height, width = info.grid.height, info.grid.width
     rows, cols = math.ceil(height / size), math.ceil(width / size)
     digits = max(2, len(str(max(rows, cols) - 1)))

@@ -201,7 +201,9 @@ class CloudDetector:
             self._process(reader, band_indices, factor, result, output_probability, output_mask, progress)
         return result
 
-    def _halo(self, factor: int) -> int:
+    def halo(self, factor: int) -> int:
+        """Pixels a window needs around it so its mask equals the whole stack's: the averaging and
+        dilation disks, two coarse cells for the bilinear upsampling, in whole coarse cells."""
         halo = self.average_over + self.dilation_size + (2 * factor if factor > 1 else 0)
         return factor * math.ceil(halo / factor)
 
@@ -219,7 +221,7 @@ class CloudDetector:
                               nodata=MASK_NODATA, tags={TAG_SETTINGS: settings})
         valid_counts = np.zeros(n_dates, np.int64)
         cloud_counts = np.zeros(n_dates, np.int64)
-        halo = self._halo(factor)
+        halo = self.halo(factor)
         # per date: raw bands (twice: the next part is read meanwhile), float32 reflectance (10 m
         # processing) or cell sums, probabilities, upsampling weights, masks and the output copies
         per_date = len(band_indices) * (2 * np.dtype(info.dtype).itemsize + 8) + 60
