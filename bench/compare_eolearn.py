@@ -17,7 +17,7 @@ What it does, for each ``--sizes`` N:
    ``bench/setup_eolearn.sh`` when missing; never a plugin dependency) runs
    ``bench/eolearn_side.py``: ``CloudMaskTask`` at 10 m on the first ``--dates-10m`` dates (own
    process), and the whole workflow in one process with each task timed and its peak RSS:
-   ``EOPatch.load``; cloud mask at the plugin's default processing resolution (40 m: eo-learn 1.5
+   ``EOPatch.load``; cloud mask at the plugin's default processing resolution (160 m: eo-learn 1.5
    has no such option, so ``SpatialResizeTask`` down, ``CloudMaskTask``, ``SpatialResizeTask``
    up, s2cloudless's mask at 10 m); ``NormalizedDifferenceIndexTask`` x3 + band extract/merge;
    ``SimpleFilterTask`` (valid fraction 0.8); ``LinearInterpolationTask`` (16-day grid);
@@ -25,7 +25,7 @@ What it does, for each ``--sizes`` N:
    ``LGBMClassifier`` fit; reshape + predict over the patch. "Whole" is the wall time from the
    load to the predicted map.
 3. **Ours**: each step through the core functions in a fresh subprocess (peak RSS = that
-   process's ``VmHWM``): ``CloudDetector`` at 10 m (same date subset) and at 40 m,
+   process's ``VmHWM``): ``CloudDetector`` at 10 m (same date subset) and at 160 m,
    ``compute_features``, ``valid_fractions`` (the scene filter), ``interpolate_stack``, pixel
    sampling (erosion, spatial split, ``sample_pixels``, ``gather_rows``), ``train_model``,
    ``classify``, and ``run_pipeline`` for the whole chain; GeoTIFF in and out everywhere. Then
@@ -34,7 +34,7 @@ What it does, for each ``--sizes`` N:
    cloud mask, so its agreement figure compares like with like.
 4. **Table**: per step and whole pipeline, seconds each side (min and median of ``--repeats``),
    ratio (eo-learn / ours: > 1 means we are faster), peak RSS each side, agreement (cloud
-   probability max |dp| at 10 m, 40 m mask agreement, interpolation max |d| NaN-aware,
+   probability max |dp| at 10 m, 160 m mask agreement, interpolation max |d| NaN-aware,
    classification agreement %), the machine floor (a numpy pass over the float32 stack, GB/s),
    the load average before and after (the machine may be shared: a loaded machine slows both
    sides). Written to ``bench/out/compare_eolearn.json`` too.
@@ -69,7 +69,19 @@ DEFAULT_OUT = BENCH / "out" / "compare_eolearn.json"
 DEFAULT_VENV = Path("/tmp/eolearn-venv")
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 RESULT = "OURS-RESULT "
-PROCESSING_RESOLUTION = 40.0
+
+
+def _default_processing_resolution() -> float:
+    """The plugin's default cloud-mask grid (core.cloudmask.DEFAULT_PROCESSING_RESOLUTION), read
+    without importing the plugin (the bench imports it through a temporary package folder)."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "core" / "cloudmask.py").read_text(encoding="utf-8")
+    return float(re.search(r"^DEFAULT_PROCESSING_RESOLUTION\s*=\s*([0-9.]+)", text, re.M).group(1))
+
+
+PROCESSING_RESOLUTION = _default_processing_resolution()  # 160 m: 16x coarser, as eo-learn's LULC example
+COARSE = f"cloud mask {PROCESSING_RESOLUTION:g} m"
 INTERVAL_DAYS = 16
 MIN_VALID_FRACTION = 0.8
 SAMPLES = 20000  # our TrainSettings default; eo-learn samples as many
@@ -382,7 +394,7 @@ def bench_size(size: int, args: argparse.Namespace, runner: Runner, root: Path) 
         eo_last = r
         s = r["steps"]
         add("load", "eo", s["load"]["seconds"], s["load"]["peak_rss_mb"])
-        add("cloud mask 40 m", "eo", s["cloud_mask"]["seconds"], s["cloud_mask"]["peak_rss_mb"])
+        add(COARSE, "eo", s["cloud_mask"]["seconds"], s["cloud_mask"]["peak_rss_mb"])
         add("features (bands + NDI x3)", "eo", s["indices"]["seconds"] + s["merge"]["seconds"],
             max(s["indices"]["peak_rss_mb"], s["merge"]["peak_rss_mb"]))
         add("scene filter", "eo", s["scene_filter"]["seconds"], s["scene_filter"]["peak_rss_mb"])
@@ -399,9 +411,9 @@ def bench_size(size: int, args: argparse.Namespace, runner: Runner, root: Path) 
         r = runner.ours("cloud", {"l1c": files["subset"], "resolution": None, "probability": p("clp10.tif"),
                                   "mask": p("clm10.tif")})
         add("cloud mask 10 m", "ours", r["seconds"], r["peak_rss_mb"])
-        r = runner.ours("cloud", {"l1c": l1c, "resolution": PROCESSING_RESOLUTION, "probability": p("clp40.tif"),
-                                  "mask": p("clm40.tif")})
-        add("cloud mask 40 m", "ours", r["seconds"], r["peak_rss_mb"])
+        r = runner.ours("cloud", {"l1c": l1c, "resolution": PROCESSING_RESOLUTION, "probability": p("clp_coarse.tif"),
+                                  "mask": p("clm_coarse.tif")})
+        add(COARSE, "ours", r["seconds"], r["peak_rss_mb"])
         r = runner.ours("features", {"l1c": l1c, "features": p("features.tif")})
         add("features (bands + NDI x3)", "ours", r["seconds"], r["peak_rss_mb"])
         r = runner.ours("filter", {"features": p("features.tif"), "mask": p("eo_clm.tif")})
@@ -437,13 +449,13 @@ def bench_size(size: int, args: argparse.Namespace, runner: Runner, root: Path) 
     ours10 = read_stack(p("clp10.tif"))[..., 0].astype(np.float64)
     eo10 = np.load(p("eo_clp10.npy")).astype(np.float64)
     agreement["cloud_probability_10m_max_abs_dp"] = float(np.nanmax(np.abs(ours10 - eo10)))
-    with open_stack(p("clm40.tif")) as reader:
+    with open_stack(p("clm_coarse.tif")) as reader:
         ours_clm = reader.read()[..., 0]
     eo_clm = np.load(p("eo_clm.npy"))
-    agreement["cloud_mask_40m_agree_pct"] = 100.0 * float(np.mean((ours_clm == 1) == (eo_clm == 1)))
-    ours_clp = read_stack(p("clp40.tif"))[..., 0].astype(np.float64)
-    agreement["cloud_probability_40m_max_abs_dp"] = float(np.nanmax(np.abs(ours_clp - np.load(p("eo_clp.npy")))))
-    agreement["cloud_probability_40m_mean_abs_dp"] = float(np.nanmean(np.abs(ours_clp - np.load(p("eo_clp.npy")))))
+    agreement["cloud_mask_coarse_agree_pct"] = 100.0 * float(np.mean((ours_clm == 1) == (eo_clm == 1)))
+    ours_clp = read_stack(p("clp_coarse.tif"))[..., 0].astype(np.float64)
+    agreement["cloud_probability_coarse_max_abs_dp"] = float(np.nanmax(np.abs(ours_clp - np.load(p("eo_clp.npy")))))
+    agreement["cloud_probability_coarse_mean_abs_dp"] = float(np.nanmean(np.abs(ours_clp - np.load(p("eo_clp.npy")))))
     del ours_clp, ours_clm, eo_clm
     ours_i = read_stack(p("interp.tif"))
     eo_i = np.load(p("eo_interp.npy"))
@@ -478,7 +490,7 @@ def bench_size(size: int, args: argparse.Namespace, runner: Runner, root: Path) 
             "ours": ours_last, "planted_cloud_pct": 100.0 * float(np.mean(made.cloud_fraction))}
 
 
-ORDER = ("load", "cloud mask 10 m", "cloud mask 40 m", "features (bands + NDI x3)", "scene filter", "interpolation",
+ORDER = ("load", "cloud mask 10 m", COARSE, "features (bands + NDI x3)", "scene filter", "interpolation",
          "sampling", "training", "prediction", "WHOLE PIPELINE", "WHOLE via qgis_process")
 
 
@@ -486,8 +498,8 @@ def format_result(result: dict, repeats: int, dates_10m: int) -> str:
     a = result["agreement"]
     notes = {
         "cloud mask 10 m": f"max|dp| {a['cloud_probability_10m_max_abs_dp']:.1e} ({dates_10m} dates)",
-        "cloud mask 40 m": f"mask = {a['cloud_mask_40m_agree_pct']:.2f} %, mean|dp| "
-                           f"{a['cloud_probability_40m_mean_abs_dp']:.3f}",
+        COARSE: f"mask = {a['cloud_mask_coarse_agree_pct']:.2f} %, mean|dp| "
+                           f"{a['cloud_probability_coarse_mean_abs_dp']:.3f}",
         "interpolation": (f"max|d| {a['interpolation_max_abs_d']:.1e}, NaN same: {a['interpolation_same_nan']}"
                           if "interpolation_max_abs_d" in a else f"shape {a.get('interpolation_shape_mismatch')}"),
         "prediction": f"maps = {a['classification_agree_steps_pct']:.3f} %",
@@ -612,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
           "vs classify (GeoTIFF in, class + confidence out); eo-learn step RSS is the process's peak during the step "
           "(what earlier steps left in memory included), WHOLE its peak over the workflow; ours is each fresh "
           "process's peak. Our interpolation step uses eo-learn's cloud mask (so its max|d| compares like with "
-          "like); our WHOLE PIPELINE uses our own 40 m cloud mask. WHOLE via qgis_process: ratio against eo-learn's "
+          "like); our WHOLE PIPELINE uses our own 160 m cloud mask. WHOLE via qgis_process: ratio against eo-learn's "
           "whole workflow.")
     print(f"(total {total:.0f} s)")
     doc = {"settings": vars(args) | {"out": str(args.out), "eolearn_venv": str(args.eolearn_venv),
