@@ -53,6 +53,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .atomic import atomic_outputs
+from .blocks import available_memory
 from .legend import Legend
 from .pipeline import PipelineSettings, describe_settings
 from .progress import Cancelled, Progress, ensure_progress
@@ -179,18 +180,6 @@ def split_stack(l1c: str | Path, reference: str | Path, tile_size: int,
                       window=(r * size, c * size, min(size, height - r * size), min(size, width - c * size)),
                       halo=halo)
             for r in range(rows) for c in range(cols)]
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux, macOS); ``None`` when unknown."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return None
 
 
 def local_workers(requested: int, worker_budget: int = DEFAULT_WORKER_BUDGET) -> int:

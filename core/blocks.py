@@ -8,6 +8,7 @@ dilation). Progress is reported and cancel checked once per block, here and nowh
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,19 @@ ALIGN = 128
 
 T = TypeVar("T")
 K = TypeVar("K")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (``MemAvailable`` on Linux, free pages elsewhere); ``None``
+    when unknown. Sizes pools of parallel workers, each holding its own block budget."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
 
 
 def default_budget_bytes() -> int:
