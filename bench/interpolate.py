@@ -239,7 +239,8 @@ def main() -> None:
                 theirs = figures["eolearn_memory"] = timed(output)
                 theirs_file = figures["eolearn_file"] = timed({**output, "runs": output["file_runs"]})
                 line("eo-learn", theirs, "in memory, SimpleFilterTask + LinearInterpolationTask")
-                line("eo-learn", theirs_file, "file to file: EOPatch.load + the same + EOPatch.save, default gzipped .npy")
+                line("eo-learn", theirs_file,
+                     "file to file: EOPatch.load + the same + EOPatch.save, default gzipped .npy")
                 figures["speedup_in_memory"] = theirs["min_s"] / kernel["min_s"]
                 figures["speedup_file_to_file"] = theirs_file["min_s"] / ours["min_s"]
                 figures["speedup_ours_file_vs_eolearn_memory"] = theirs["min_s"] / ours["min_s"]

@@ -57,6 +57,7 @@ from .blocks import available_memory
 from .legend import Legend
 from .pipeline import PipelineSettings, describe_settings
 from .progress import Cancelled, Progress, ensure_progress
+from .workers import interpreter_for_workers, worker_python
 
 EXECUTORS = ("local", "dask")
 KINDS = ("stack", "eopatch", "window")
@@ -190,80 +191,6 @@ def local_workers(requested: int, worker_budget: int = DEFAULT_WORKER_BUDGET) ->
     memory = available_memory()
     by_memory = max(1, memory // (worker_budget + WORKER_OVERHEAD)) if memory else wanted
     return int(max(1, min(wanted, cpus, by_memory)))
-
-
-def _is_python(path: str | Path) -> bool:
-    name = Path(path).name.lower()
-    return name.startswith("python") and not name.startswith("pythonw") and "config" not in name
-
-
-def _runnable(path: str | Path) -> bool:
-    return Path(path).is_file() and os.access(path, os.X_OK)
-
-
-def worker_python(executable: str | None = None, exec_prefix: str | None = None,
-                  base_executable: str | None = None, platform: str | None = None,
-                  version: tuple[int, int] | None = None, base_prefix: str | None = None) -> str | None:
-    """The Python interpreter to start local worker processes with; ``None`` when there is none.
-
-    Inside QGIS ``sys.executable`` is unreliable: the QGIS program on Linux and macOS
-    (``qgis-bin.exe`` on Windows), or, for QGIS's embedded Python, whatever ``python3`` comes
-    first on PATH (a pyenv or conda one that cannot load QGIS's modules). So a Python-named
-    ``sys.executable`` or ``sys._base_executable`` is taken only when it lies inside
-    ``sys.exec_prefix`` or ``sys.base_exec_prefix``; then the interpreter inside those prefixes
-    (QGIS's own), then one beside the executable. Arguments default to this interpreter's
-    values (they are parameters for the tests).
-    """
-    executable = sys.executable if executable is None else executable
-    if exec_prefix is None:
-        exec_prefix = sys.exec_prefix
-        base_prefix = getattr(sys, "base_exec_prefix", exec_prefix) if base_prefix is None else base_prefix
-    base_prefix = exec_prefix if base_prefix is None else base_prefix
-    if base_executable is None:
-        base_executable = getattr(sys, "_base_executable", "") or ""
-    platform = sys.platform if platform is None else platform
-    major, minor = version or sys.version_info[:2]
-    prefixes = [Path(p) for p in dict.fromkeys((exec_prefix, base_prefix)) if p]
-    candidates: list[Path] = []
-    for given in (executable, base_executable):
-        if given and _is_python(given) and any(p in Path(given).parents for p in prefixes):
-            candidates.append(Path(given))
-    if platform == "win32":
-        names: tuple[str, ...] = ("python.exe", "python3.exe")
-        folders = list(prefixes)
-    else:
-        names = (f"python{major}.{minor}", f"python{major}", "python")
-        folders = [p / "bin" for p in prefixes]
-    if executable and not _is_python(executable):
-        here = Path(executable).parent
-        folders += [here / "bin", here]
-    candidates += [folder / name for folder in folders for name in names]
-    return next((str(c) for c in candidates if _runnable(c)), None)
-
-
-@contextlib.contextmanager
-def _interpreter_for_workers(python: str) -> Iterator[None]:
-    """Start loky's worker processes (and its resource tracker) with ``python``. loky starts
-    ``sys.executable`` on Linux and macOS and its own module attribute on Windows, and has no
-    setter, so both are swapped while the pool runs and restored afterwards."""
-    try:
-        from joblib.externals.loky.backend import spawn
-    except ImportError:
-        spawn = None
-    saved_executable = sys.executable
-    saved_spawn = getattr(spawn, "_python_exe", None)
-    if python == saved_executable:
-        yield
-        return
-    sys.executable = python
-    if spawn is not None:
-        spawn._python_exe = python
-    try:
-        yield
-    finally:
-        sys.executable = saved_executable
-        if spawn is not None and saved_spawn is not None:
-            spawn._python_exe = saved_spawn
 
 
 # ---------------------------------------------------------------------------- the tile tasks
@@ -684,7 +611,7 @@ def _run_local(tasks: Sequence[Task], workers: int, retries: int, go_on: Callabl
     suspects: deque[Task] = deque()
     charged: dict[str, int] = {}
     stopped = False
-    context = _interpreter_for_workers(python) if python else contextlib.nullcontext()
+    context = interpreter_for_workers(python) if python else contextlib.nullcontext()
     with context:
         while (queue or suspects) and not stopped:
             alone = bool(suspects)

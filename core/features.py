@@ -285,6 +285,58 @@ class FeaturesResult:
     n_dates: int
 
 
+def features_info(info: StackInfo, plan: Plan, spec: FeatureSpec) -> StackInfo:
+    """What the feature stack of a stack ``info`` holds (float32, NaN nodata, how it was made)."""
+    if spec.statistics:
+        names = statistic_names(plan.names, spec.statistics)
+        dates: tuple = (None,)
+    else:
+        names, dates = plan.names, info.dates
+    description = {
+        "bands": [info.bands[plan.read[j]] for j in plan.kept],
+        "indices": {i.name: {"a": i.a, "b": i.b, "formula": i.definition} for i in spec.indices},
+        "statistics": list(spec.statistics),
+        "statistics_over_dates": [d.isoformat() if d else "" for d in info.dates] if spec.statistics else [],
+    }
+    return StackInfo(grid=info.grid, dates=dates, bands=names, dtype="float32", nodata=float("nan"),
+                     tags={TAG_FEATURES: json.dumps(description)})
+
+
+class FeatureReader:
+    """Reads the per-date features of a band stack as if they were a stack on disk: the same
+    ``info`` and ``read`` as :class:`~.timestack.StackReader` (and the same values as reading
+    :func:`compute_features`' output), computed from the bands when read. Steps that only need
+    the features on some dates (interpolation after the scene filter) then skip writing and
+    re-reading a feature stack of every date."""
+
+    def __init__(self, path: str | Path, spec: FeatureSpec) -> None:
+        if spec.statistics:
+            raise ValueError("features computed on the fly are per date; temporal statistics need compute_features")
+        self._reader = open_stack(str(path))
+        try:
+            self.plan = plan_features(self._reader.info, spec)
+        except Exception:
+            self._reader.close()
+            raise
+        self.info = features_info(self._reader.info, self.plan, spec)
+        #: working bytes per pixel and date besides the features: raw bands, reflectance, index temporaries
+        self.extra_bytes_per_date = len(self.plan.read) * (np.dtype(self._reader.info.dtype).itemsize + 4) + 40
+
+    def read(self, window=None, dates=None, bands=None) -> np.ndarray:
+        features = per_date_features(self._reader.read(window, dates=dates, bands=self.plan.read), self.plan,
+                                     self._reader.info.nodata)
+        return features if bands is None else features[..., list(bands)]
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> FeatureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @bounded_gdal_cache()
 def compute_features(
     input_path: str | Path,
@@ -298,24 +350,13 @@ def compute_features(
     with open_stack(str(input_path)) as reader:
         info = reader.info
         plan = plan_features(info, spec)
-        if spec.statistics:
-            names = statistic_names(plan.names, spec.statistics)
-            dates: tuple = (None,)
-        else:
-            names, dates = plan.names, info.dates
+        out_info = features_info(info, plan, spec)
+        names, dates = out_info.bands, out_info.dates
         scaled = sorted({r.reason for r in plan.radiometry if r.divisor != 1.0 or r.shift})
         progress.log(f"Values: {'; '.join(scaled) if scaled else 'reflectance as stored'}.")
         progress.log(f"Features: {', '.join(names)} ({len(dates)} date(s)).")
         if spec.statistics and info.n_dates == 1:
             progress.log("Warning: the input has a single date, so the statistics are that date's values.")
-        description = {
-            "bands": [info.bands[plan.read[j]] for j in plan.kept],
-            "indices": {i.name: {"a": i.a, "b": i.b, "formula": i.definition} for i in spec.indices},
-            "statistics": list(spec.statistics),
-            "statistics_over_dates": [d.isoformat() if d else "" for d in info.dates] if spec.statistics else [],
-        }
-        out_info = StackInfo(grid=info.grid, dates=dates, bands=names, dtype="float32", nodata=float("nan"),
-                             tags={TAG_FEATURES: json.dumps(description)})
         itemsize = np.dtype(info.dtype).itemsize
         # raw + float32 reflectance of the read bands, float32 features and float64 index temporaries
         bytes_per_pixel = info.n_dates * (len(plan.read) * (itemsize + 4) + plan.n_features * 4 + 40)

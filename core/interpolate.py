@@ -29,6 +29,7 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import Block, WriteBehind, iter_blocks, read_ahead
+from .features import FeatureReader, FeatureSpec
 from .progress import Progress, ensure_progress
 from .timestack import (
     StackInfo,
@@ -305,19 +306,27 @@ def valid_fractions(
     mask_path: str | Path | None = None,
     budget_bytes: int | None = None,
     progress: Progress | None = None,
+    features: FeatureSpec | None = None,
 ) -> np.ndarray:
     """Share of valid values of each date over the whole stack, as the scene filter sees them:
-    from the mask when there is one (0 and not nodata), else from the input (not nodata)."""
-    with open_stack(str(mask_path or input_path)) as reader:
+    from the mask when there is one (0 and not nodata), else from the input (not nodata; with
+    ``features``, the features computed from the input's bands)."""
+    with _open_input(mask_path or input_path, None if mask_path else features) as reader:
         info = reader.info
         clear_counts = np.zeros(info.n_dates, dtype=np.int64)
-        per_pixel = info.count * (np.dtype(info.dtype).itemsize + 2)
+        per_pixel = info.count * (np.dtype(info.dtype).itemsize + 2) + info.n_dates * getattr(
+            reader, "extra_bytes_per_date", 0)
         for block in iter_blocks(info.grid.height, info.grid.width, per_pixel, budget_bytes, progress=progress):
             data = reader.read(block.window)
             ok = _clear_mask(data, info.nodata) if mask_path else ~_invalid_data(data, info.nodata)
             clear_counts += ok.reshape(info.n_dates, -1).sum(axis=1)
     total = info.grid.height * info.grid.width * info.n_bands
     return clear_counts / total
+
+
+def _open_input(path: str | Path, features: FeatureSpec | None) -> StackReader | FeatureReader:
+    """The stack itself, or with ``features`` the features computed from its bands as they are read."""
+    return FeatureReader(path, features) if features is not None else open_stack(str(path))
 
 
 def default_range(info: StackInfo) -> tuple[datetime, datetime]:
@@ -345,9 +354,14 @@ def interpolate_stack(
     output_report: str | Path | None = None,
     budget_bytes: int | None = None,
     progress: Progress | None = None,
+    features: FeatureSpec | None = None,
 ) -> InterpolationReport:
     """Interpolate ``input_path`` onto a regular grid (``start``/``end``/``interval_days``) or the
     explicit dates ``grid``, writing a float stack with NaN as nodata.
+
+    ``features``: ``input_path`` is a band stack and these per-date features of it are
+    interpolated, computed block by block for the kept dates only; the result equals
+    :func:`~.features.compute_features` followed by this function, without the feature stack.
 
     ``mask_path``: a mask stack on the input's dates, 0 = clear, anything else (and nodata) = invalid.
     ``min_valid_fraction`` > 0 drops dates whose valid share is not above it before interpolating.
@@ -364,7 +378,7 @@ def interpolate_stack(
     if not grid:
         raise ValueError("the list of dates is empty")
 
-    with open_stack(str(input_path)) as reader:
+    with _open_input(input_path, features) as reader:
         info = reader.info
         mask_reader = open_stack(str(mask_path)) if mask_path else None
         try:
@@ -372,7 +386,7 @@ def interpolate_stack(
             fractions = None
             kept = list(range(info.n_dates))
             if min_valid_fraction > 0:
-                fractions = valid_fractions(input_path, mask_path, budget_bytes, progress.scaled(0.0, 0.25))
+                fractions = valid_fractions(input_path, mask_path, budget_bytes, progress.scaled(0.0, 0.25), features)
                 kept = [i for i, f in enumerate(fractions) if f > min_valid_fraction]
                 if not kept:
                     best = int(np.argmax(fractions))
@@ -404,7 +418,7 @@ def interpolate_stack(
 
 
 def _write(
-    reader: StackReader,
+    reader: StackReader | FeatureReader,
     mask_reader: StackReader | None,
     kept: list[int],
     times: np.ndarray,
@@ -434,6 +448,8 @@ def _write(
     # is read and the last one written while this one is computed); plans work on fixed-size chunks
     per_pixel = 2 * (n_kept * n_bands * np.dtype(info.dtype).itemsize + n_kept * mask_bands * 2
                      + n_new * n_bands * np.dtype(out_dtype).itemsize + n_bands * 2) + 64
+    # features computed while reading: their bands and temporaries, in the read thread
+    per_pixel += n_kept * getattr(reader, "extra_bytes_per_date", 0)
     kept_arg = None if n_kept == info.n_dates else kept
     with atomic_outputs([output_path, output_count, output_report]) as (temp, temp_count, temp_report):
         writer = StackWriter(str(temp), out_info)

@@ -52,11 +52,12 @@ class PipelineSettings:
 
 @dataclass
 class PipelineOutputs:
-    """Where each product goes; every path is required (callers pass temporary files for the
-    products the user does not keep)."""
+    """Where each product goes; every path but ``features`` is required (callers pass temporary
+    files for the products the user does not keep). Without ``features`` no per-date feature
+    stack is written: they are computed for the kept dates during the interpolation."""
 
     cloud_mask: str
-    features: str
+    features: str | None
     interpolated: str
     model: str
     classification: str
@@ -93,18 +94,24 @@ def run_pipeline(
     CloudDetector(processing_resolution=settings.processing_resolution, budget_bytes=budget_bytes).run(
         l1c_stack, None, outputs.cloud_mask, parts[0])
 
-    progress.log("Step 2/6: features (bands and indices per date)")
-    compute_features(l1c_stack, outputs.features, settings.features, parts[1], budget_bytes)
+    if outputs.features:
+        progress.log("Step 2/6: features (bands and indices per date)")
+        compute_features(l1c_stack, outputs.features, settings.features, parts[1], budget_bytes)
+        source, computed = outputs.features, None
+    else:
+        progress.log("Step 2/6: features: computed for the kept dates during the interpolation (not kept)")
+        source, computed = l1c_stack, settings.features
+        parts[1].report(1.0)
 
     progress.log("Step 3/6: temporal interpolation"
                  f" (scene filter {'on' if settings.scene_filter else 'off'},"
                  f" cloud mask {'used' if settings.cloud_mask_in_interpolation else 'not used'})")
     interpolation = interpolate_stack(
-        outputs.features, outputs.interpolated, start=settings.start, end=settings.end,
+        source, outputs.interpolated, start=settings.start, end=settings.end,
         interval_days=settings.interval_days,
         mask_path=outputs.cloud_mask if settings.cloud_mask_in_interpolation else None,
         min_valid_fraction=settings.min_valid_fraction if settings.scene_filter else 0.0,
-        budget_bytes=budget_bytes, progress=parts[2],
+        budget_bytes=budget_bytes, progress=parts[2], features=computed,
     )
     notes = [f"Interpolation: {len(interpolation.kept)} of {len(interpolation.input_dates)} dates kept, "
              f"{len(interpolation.dates)} dates on the {settings.interval_days}-day grid."]
@@ -178,11 +185,12 @@ def _write_reference_and_agreement(reference: Reference, outputs: PipelineOutput
     write_sidecar_qml(outputs.agreement, AGREEMENT_LEGEND, nodata=0)
 
 
-def default_outputs(folder: str | Path) -> PipelineOutputs:
-    """All products in one folder, with the names the demo and scripts use."""
+def default_outputs(folder: str | Path, keep_features: bool = False) -> PipelineOutputs:
+    """All products in one folder, with the names the demo and scripts use; the per-date feature
+    stack only with ``keep_features``."""
     folder = Path(folder)
     return PipelineOutputs(
-        cloud_mask=str(folder / "cloud_mask.tif"), features=str(folder / "features.tif"),
+        cloud_mask=str(folder / "cloud_mask.tif"), features=str(folder / "features.tif") if keep_features else None,
         interpolated=str(folder / "features_interpolated.tif"), model=str(folder / "model.json"),
         classification=str(folder / "classification.tif"), confidence=str(folder / "confidence.tif"),
         reference=str(folder / "reference.tif"), agreement=str(folder / "agreement.tif"),

@@ -43,8 +43,11 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         "default settings except the switches, repeated over several seeds (each seed fixes the spatial split, the "
         "samples and LightGBM for all variants), so the report gives mean ± std and paired comparisons and says in "
         "words whether cloud handling changes accuracy beyond the seed-to-seed noise and what halving the interval "
-        "costs and gains. The cloud mask and features are computed once and shared; variants run one after the "
-        "other; a failed variant is reported and the others go on. Only the best variant is classified."
+        "costs and gains. Optional extra factors: cloud-mask processing resolutions and classifiers (each value "
+        "multiplies the variants). The cloud mask and features are computed once and shared; variants run in "
+        "parallel worker processes as far as the CPUs and the memory allow; a failed variant is reported and the "
+        "others go on. The report also shows, per variant, how its confusion matrix differs from the baseline's. "
+        "Only the best variant is classified."
     )
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless")
 
@@ -52,6 +55,9 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
     EXPERIMENT = "EXPERIMENT"
     INTERVALS = "INTERVALS"
     SEEDS = "SEEDS"
+    PROCESSING_RESOLUTIONS = "PROCESSING_RESOLUTIONS"
+    CLASSIFIERS = "CLASSIFIERS"
+    PARALLEL_VARIANTS = "PARALLEL_VARIANTS"
     OUTPUT_HTML = "OUTPUT_HTML"
     OUTPUT_CSV = "OUTPUT_CSV"
     OUTPUT_JSON = "OUTPUT_JSON"
@@ -81,6 +87,29 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             "variant the same split and samples. Two or more are needed to tell a difference from noise.",
         )
         self.add(
+            QgsProcessingParameterString(self.PROCESSING_RESOLUTIONS, self.tr("Cloud mask processing resolutions (m)"),
+                                         defaultValue="", optional=True),
+            "Extra factor: comma-separated resolutions the cloud mask is computed at, e.g. 160,40. Several values "
+            "repeat every variant that uses the cloud mask once per resolution (names end in ', cloud mask at 40 m') "
+            "and compare each with the first. Empty: the pipeline's default (160 m).",
+        )
+        self.add(
+            QgsProcessingParameterString(self.CLASSIFIERS, self.tr("Classifiers"), defaultValue="gbdt"),
+            "Extra factor: gbdt (LightGBM gradient boosting, the pipeline's default) and/or rf (LightGBM's random "
+            "forest), comma-separated. Several repeat every variant once per classifier (names end in ', rf') and "
+            "compare each with the first.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(self.PARALLEL_VARIANTS, self.tr("Variants in parallel"),
+                                         type=QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0,
+                                         maxValue=256),
+            "0: automatic, as many worker processes as the CPUs allow and the available memory holds, each "
+            "budgeted at the block budget (EOLULC_BLOCK_BUDGET_MB) plus its training arrays and interpreter. 1: one "
+            "after the other in this process. Each worker gets CPUs / workers LightGBM threads; the accuracies do "
+            "not depend on it.",
+            advanced=True,
+        )
+        self.add(
             QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("Experiment report (HTML)"),
                                                   fileFilter="HTML files (*.html)"),
             "Tables (mean ± std per variant, paired comparisons, every run), the accuracy-vs-time plot and the "
@@ -99,8 +128,8 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Best variant's land-cover map")),
-            "The classification of the variant with the highest mean overall accuracy (its first seed's model), "
-            "styled with the legend.",
+            "The classification of the variant with the highest mean overall accuracy (ties: higher weighted F1, "
+            "then fewer features, then the earlier variant), with its first seed's model, styled with the legend.",
         )
         self.addOutput(QgsProcessingOutputString("BEST_VARIANT", self.tr("Best variant")))
         self.addOutput(QgsProcessingOutputNumber("BEST_OVERALL_ACCURACY", self.tr("Best mean overall accuracy")))
@@ -109,7 +138,16 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
-        from ..core.experiment import cloud_variants, interval_variants, parse_intervals, run_experiment
+        from ..core.experiment import (
+            cloud_variants,
+            interval_variants,
+            parse_classifiers,
+            parse_intervals,
+            parse_resolutions,
+            run_experiment,
+            with_factors,
+        )
+        from ..core.pipeline import PipelineSettings
         from ..core.timestack import read_info
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -119,6 +157,10 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             info = read_info(layer.source())
         with self.about(self.INTERVALS):
             intervals = parse_intervals(self.parameterAsString(parameters, self.INTERVALS, context))
+        with self.about(self.PROCESSING_RESOLUTIONS):
+            resolutions = parse_resolutions(self.parameterAsString(parameters, self.PROCESSING_RESOLUTIONS, context))
+        with self.about(self.CLASSIFIERS):
+            classifiers = parse_classifiers(self.parameterAsString(parameters, self.CLASSIFIERS, context))
         kind = EXPERIMENTS[self.parameterAsEnum(parameters, self.EXPERIMENT, context)][0]
         variants = []
         if kind in ("cloud", "both"):
@@ -127,6 +169,8 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             # filter and mask on at 16 days is also the cloud study's baseline: run it once
             variants += [v for v in interval_variants(intervals)
                          if not (kind == "both" and v.changes["interval_days"] == 16)]
+        base = PipelineSettings()
+        variants = with_factors(variants, base, resolutions, classifiers)
         # 42 first: the first seed's numbers equal 'LULC pipeline' with its default seed
         seeds = list(range(42, 42 + self.parameterAsInt(parameters, self.SEEDS, context)))
         reference = reference_on_grid(self, parameters, context, info.grid)
@@ -139,14 +183,15 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
                 raise self.parameter_error(name, self.tr("give a file (or leave the temporary output)"))
         if not output:
             raise self.parameter_error(self.OUTPUT, self.tr("give a file (or leave the temporary output)"))
+        workers = self.parameterAsInt(parameters, self.PARALLEL_VARIANTS, context)
         folder = tempfile.mkdtemp(prefix="experiment_", dir=QgsProcessingUtils.tempFolder())
         try:
             with self.about(self.INPUT):
                 result = run_experiment(
-                    layer.source(), reference, legend, variants, seeds, folder, progress,
+                    layer.source(), reference, legend, variants, seeds, folder, progress, base=base,
                     html_path=files[self.OUTPUT_HTML], csv_path=files[self.OUTPUT_CSV],
                     json_path=files[self.OUTPUT_JSON] or None, classification=output,
-                    title=f"EO LULC experiment: {dict(EXPERIMENTS)[kind].lower()}")
+                    title=f"EO LULC experiment: {dict(EXPERIMENTS)[kind].lower()}", workers=workers)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         for sentence in result.sentences:

@@ -221,7 +221,9 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             if not path:
                 raise self.parameter_error(name, self.tr("give a file (or leave the temporary output)"))
         outputs = PipelineOutputs(
-            cloud_mask=rasters[self.OUTPUT_CLOUD_MASK], features=rasters[self.OUTPUT_FEATURES],
+            cloud_mask=rasters[self.OUTPUT_CLOUD_MASK],
+            # not asked for: the features are computed for the kept dates while interpolating
+            features=kept.get(self.OUTPUT_FEATURES),
             interpolated=rasters[self.OUTPUT_INTERPOLATED], model=files[self.OUTPUT_MODEL],
             classification=rasters[self.OUTPUT], confidence=rasters[self.OUTPUT_CONFIDENCE],
             reference=rasters[self.OUTPUT_REFERENCE], agreement=rasters[self.OUTPUT_AGREEMENT],

@@ -17,11 +17,12 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from eolulc.core.batch import TileInput, discover_tiles, run_batch, split_stack, worker_python
+from eolulc.core.batch import TileInput, discover_tiles, run_batch, split_stack
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings
 from eolulc.core.synthetic import SyntheticScene
 from eolulc.core.train import TrainSettings
+from eolulc.core.workers import worker_python
 
 pytest.importorskip("joblib")
 rasterio = pytest.importorskip("rasterio")

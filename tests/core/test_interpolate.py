@@ -269,3 +269,28 @@ def test_read_ahead_and_write_behind_keep_order_and_raise():
     with pytest.raises(OSError, match="disk full"):
         behind.submit(written.append, 99)  # the earlier write's error comes out at the next one
     behind.close()
+
+
+@pytest.mark.parametrize("digital_numbers", [False, True])
+def test_features_computed_while_interpolating_equal_the_two_steps(
+        scene_stack, scene_stack_dn, tmp_path: Path, digital_numbers: bool):
+    """``features=`` interpolates the features of a band stack without writing them first: the
+    same stack as compute_features then interpolate_stack, with the cloud mask or from nodata."""
+    from eolulc.core.cloudmask import CloudDetector
+    from eolulc.core.features import FeatureSpec, compute_features
+
+    stack = scene_stack_dn if digital_numbers else scene_stack
+    mask = tmp_path / "clm.tif"
+    CloudDetector(processing_resolution=None).run(str(stack), None, mask)
+    spec = FeatureSpec()
+    compute_features(stack, tmp_path / "features.tif", spec)
+    for name, mask_path, fraction in (("masked", mask, 0.3), ("nodata", None, 0.5)):
+        two_steps = interpolate_stack(tmp_path / "features.tif", tmp_path / f"{name}_a.tif", mask_path=mask_path,
+                                      interval_days=3, min_valid_fraction=fraction)
+        fused = interpolate_stack(stack, tmp_path / f"{name}_b.tif", mask_path=mask_path, interval_days=3,
+                                  min_valid_fraction=fraction, features=spec, budget_bytes=200_000)
+        assert fused.as_dict() == two_steps.as_dict()
+        with open_stack(str(tmp_path / f"{name}_a.tif")) as a, open_stack(str(tmp_path / f"{name}_b.tif")) as b:
+            assert a.info.bands == b.info.bands and a.info.dates == b.info.dates
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert np.isfinite(a.read()).any()

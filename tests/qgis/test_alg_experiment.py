@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,82 @@ def test_qgis_process_experiment(qgis_process, scene_stack, eopatch_dir, tmp_pat
     assert rc == 0, text
     assert (tmp_path / "best.qml").is_file() and (tmp_path / "experiment.html").is_file()
     assert result["results"]["BEST_VARIANT"].endswith("interval")
+
+
+# ---------------------------------------------------------------- the demo data (core/synthetic.py)
+def _demo_params(data: Path, out: Path, **extra) -> dict:
+    params = {"INPUT": str(data / "l1c.tif"), "REFERENCE": str(data / "reference.gpkg"), "CLASS_FIELD": "LULC_ID",
+              "NAME_FIELD": "LULC_NAME", "EXPERIMENT": 1, "INTERVALS": "16,32", "SEEDS": 1,
+              "OUTPUT_HTML": str(out / "experiment.html"), "OUTPUT_CSV": str(out / "experiment.csv"),
+              "OUTPUT_JSON": str(out / "experiment.json"), "OUTPUT": str(out / "best.tif")}
+    params.update(extra)
+    return params
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A small demo scene (what tools/demo.py makes, 96 x 96 px, 8 dates) and the experiment on it
+    through processing.run, two variants in parallel."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    import processing
+    from eolulc.core.synthetic import SyntheticScene
+
+    root = tmp_path_factory.mktemp("demo")
+    data = SyntheticScene(height=96, width=96, n_dates=8, seed=1).write(root / "data", polygons=True)
+    out = root / "toolbox"
+    result = processing.run(ALG, _demo_params(Path(data.l1c).parent, out, PARALLEL_VARIANTS=2),
+                            context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    return Path(data.l1c).parent, out, result
+
+
+def test_demo_experiment_equals_lulcpipeline(run_alg, demo, tmp_path):
+    data, out, result = demo
+    document = json.loads((out / "experiment.json").read_text())
+    assert document["parallel"]["workers"] == min(2, os.cpu_count() or 1)
+    assert {r["variant"]: r["status"] for r in document["runs"]} == {"16-day interval": "ok", "32-day interval": "ok"}
+    assert any(s.startswith("Halving the interval from 32 to 16 days costs") for s in document["conclusions"])
+    assert QgsRasterLayer(str(out / "best.tif"), "best").renderer().type() == "paletted"
+    pipeline = run_alg("eolulc:lulcpipeline", {
+        "INPUT": str(data / "l1c.tif"), "REFERENCE": str(data / "reference.gpkg"), "CLASS_FIELD": "LULC_ID",
+        "NAME_FIELD": "LULC_NAME", "INTERVAL_DAYS": 32,
+        **{name: str(tmp_path / f"{name.lower()}.tif") for name in (
+            "OUTPUT", "OUTPUT_REFERENCE", "OUTPUT_AGREEMENT", "OUTPUT_CONFIDENCE")},
+        "OUTPUT_MODEL": str(tmp_path / "model.json"), "OUTPUT_REPORT": str(tmp_path / "r.html")})
+    row = next(r for r in document["runs"] if r["variant"] == "32-day interval")
+    for key, metric in (("OVERALL_ACCURACY", "overall_accuracy"), ("F1_WEIGHTED", "f1_weighted"), ("KAPPA", "kappa")):
+        assert row[metric] == pytest.approx(pipeline[key], abs=1e-12), metric
+
+
+def test_demo_experiment_through_qgis_process(qgis_process, demo, tmp_path):
+    """The same experiment from qgis_process.bin, variants one after the other: the same numbers."""
+    data, out, result = demo
+    rc, parsed, text = qgis_process.run(ALG, _demo_params(data, tmp_path, PARALLEL_VARIANTS=1))
+    assert rc == 0, text
+    assert parsed["results"]["BEST_VARIANT"] == result["BEST_VARIANT"]
+    ours = json.loads((tmp_path / "experiment.json").read_text())
+    theirs = json.loads((out / "experiment.json").read_text())
+    assert ours["sequential"] is True
+    key = ("variant", "seed", "status", "n_features", "overall_accuracy", "f1_weighted", "kappa", "confusion")
+    assert [[r.get(k) for k in key] for r in ours["runs"]] == [[r.get(k) for k in key] for r in theirs["runs"]]
+    assert ours["confusion_differences"] == theirs["confusion_differences"]
+    assert (tmp_path / "best.qml").is_file()
+    assert "Confusion differences against the baseline" in (tmp_path / "experiment.html").read_text()
+
+
+def test_extra_factor_parameters(run_alg, scene_stack, eopatch_dir, tmp_path):
+    result = run_alg(ALG, _params(scene_stack, eopatch_dir, tmp_path, INTERVALS="32", SEEDS=1,
+                                  PROCESSING_RESOLUTIONS="160,80", CLASSIFIERS="gbdt"))
+    rows = list(csv.DictReader((tmp_path / "experiment.csv").read_text().splitlines()))
+    assert [(r["variant"], r["processing_resolution"], r["classifier"]) for r in rows] == [
+        ("32-day interval, cloud mask at 160 m", "160.0", "gbdt"),
+        ("32-day interval, cloud mask at 80 m", "80.0", "gbdt")]
+    assert result["BEST_VARIANT"] in {r["variant"] for r in rows}
+    document = json.loads((tmp_path / "experiment.json").read_text())
+    assert [c["study"] for c in document["comparisons"]] == ["cloud mask resolution"]
+
+
+@pytest.mark.parametrize("name, value", [("CLASSIFIERS", "gbdt,svm"), ("PROCESSING_RESOLUTIONS", "160,fine")])
+def test_bad_extra_factors(run_alg, scene_stack, eopatch_dir, tmp_path, name, value):
+    with pytest.raises(QgsProcessingException, match=rf"\({name}\)"):
+        run_alg(ALG, _params(scene_stack, eopatch_dir, tmp_path, **{name: value}))
