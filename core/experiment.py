@@ -55,7 +55,7 @@ from .classify import classify
 from .cloudmask import CloudDetector
 from .features import compute_features
 from .featureset import FeatureSet
-from .interpolate import date_grid, default_range, interpolate_stack
+from .interpolate import check_inputs, date_grid, default_range, interpolate_stack
 from .legend import Legend
 from .model import LulcModel, predict_probabilities
 from .pipeline import PipelineSettings
@@ -479,11 +479,17 @@ def run_experiment(
     budget_bytes: int | None = None,
     title: str = "EO LULC experiment",
     workers: int = 1,
+    cloud_mask: str | Path | None = None,
 ) -> ExperimentResult:
     """Run the variants over the seeds; write the report (HTML, CSV, JSON) and the best variant's
     styled classification. Intermediate stacks go to ``folder``; outputs default to it too.
     ``workers``: variants at once (1 = one after the other in this process, 0 = as many as the
-    CPUs and the memory allow, see :func:`plan_workers`)."""
+    CPUs and the memory allow, see :func:`plan_workers`).
+
+    ``cloud_mask``: ``l1c_stack`` is then a prepared per-date feature stack (for example NDVI
+    imported from an eo-learn EOPatch) and this its cloud mask on the same dates (1 = cloud):
+    the cloud-mask and feature steps are skipped, so the variants differ only in the scene
+    filter, the mask's use in the interpolation, the grid and the classifier."""
     progress = ensure_progress(progress)
     base = base or PipelineSettings()
     seeds = [int(s) for s in seeds]
@@ -503,7 +509,7 @@ def run_experiment(
     classification = Path(classification) if classification else folder / "best_classification.tif"
     info = read_info(l1c_stack)
     if reference.classes.shape != (info.grid.height, info.grid.width):
-        raise ValueError("the reference is not on the L1C stack's grid")
+        raise ValueError("the reference is not on the input stack's grid")
     settings = [v.settings(base) for v in variants]
     for s in settings:
         s.train.validate()
@@ -514,8 +520,18 @@ def run_experiment(
     features: dict[str, str] = {}
     needed_masks = sorted({s.processing_resolution for s in settings if s.cloud_mask_in_interpolation}, key=str)
     needed_features = {repr(s.features): s.features for s in settings}
+    if cloud_mask is not None:  # the user brings the shared steps' products
+        if len(needed_masks) > 1:
+            raise ValueError("with a prepared cloud mask there is no cloud-mask step: compare processing "
+                             "resolutions on an L1C stack instead")
+        check_inputs(info, read_info(str(cloud_mask)))
+        settings = [replace(s, processing_resolution=None) for s in settings]
+        masks, features = {None: str(cloud_mask)}, {key: str(l1c_stack) for key in needed_features}
+        needed_masks, needed_features = [], {}
+        shared["prepared"] = {"features": str(l1c_stack), "cloud_mask": str(cloud_mask)}
+        progress.log(f"Prepared features ({', '.join(info.bands)}) and cloud mask: no cloud-mask or feature step.")
     share = progress.scaled(0.0, 0.35)
-    steps = len(needed_masks) + len(needed_features)
+    steps = max(1, len(needed_masks) + len(needed_features))
     for k, resolution in enumerate(needed_masks):
         progress.log(f"Cloud mask (s2cloudless, processing resolution {_resolution_text(resolution)}), "
                      "shared by the variants")

@@ -52,6 +52,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless")
 
     INPUT = "INPUT"
+    CLOUD_MASK = "CLOUD_MASK"
     EXPERIMENT = "EXPERIMENT"
     INTERVALS = "INTERVALS"
     SEEDS = "SEEDS"
@@ -66,7 +67,15 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
-            "A time stack with the 13 L1C bands, as for 'LULC pipeline'.",
+            "A time stack with the 13 L1C bands, as for 'LULC pipeline'; or, with a cloud mask below, a prepared "
+            "per-date feature stack (e.g. NDVI from 'Import eo-learn EOPatch').",
+        )
+        self.add(
+            QgsProcessingParameterRasterLayer(self.CLOUD_MASK, self.tr("Cloud mask of a prepared feature stack"),
+                                              optional=True),
+            "Only for a prepared feature stack as input: its cloud mask on the same dates (1 = cloud), e.g. CLM "
+            "from 'Import eo-learn EOPatch'. The cloud-mask and feature steps are then skipped (no processing "
+            "resolutions to compare). Empty: the input is an L1C stack and both steps run.",
         )
         add_reference_parameters(self)
         add_legend_parameter(self)
@@ -147,6 +156,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             run_experiment,
             with_factors,
         )
+        from ..core.interpolate import check_inputs
         from ..core.pipeline import PipelineSettings
         from ..core.timestack import read_info
 
@@ -155,12 +165,21 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             raise self.parameter_error(self.INPUT, self.tr("choose the L1C time stack"))
         with self.about(self.INPUT):
             info = read_info(layer.source())
+        mask_layer = self.parameterAsRasterLayer(parameters, self.CLOUD_MASK, context)
+        cloud_mask = mask_layer.source() if mask_layer is not None else None
+        if cloud_mask is not None:
+            with self.about(self.CLOUD_MASK):
+                check_inputs(info, read_info(cloud_mask))
         with self.about(self.INTERVALS):
             intervals = parse_intervals(self.parameterAsString(parameters, self.INTERVALS, context))
         with self.about(self.PROCESSING_RESOLUTIONS):
             resolutions = parse_resolutions(self.parameterAsString(parameters, self.PROCESSING_RESOLUTIONS, context))
         with self.about(self.CLASSIFIERS):
             classifiers = parse_classifiers(self.parameterAsString(parameters, self.CLASSIFIERS, context))
+        if cloud_mask is not None and len(resolutions or ()) > 1:
+            raise self.parameter_error(self.PROCESSING_RESOLUTIONS, self.tr(
+                "a prepared cloud mask has no processing resolution: leave it empty, or give an L1C stack "
+                "without the cloud mask"))
         kind = EXPERIMENTS[self.parameterAsEnum(parameters, self.EXPERIMENT, context)][0]
         variants = []
         if kind in ("cloud", "both"):
@@ -191,7 +210,8 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
                     layer.source(), reference, legend, variants, seeds, folder, progress, base=base,
                     html_path=files[self.OUTPUT_HTML], csv_path=files[self.OUTPUT_CSV],
                     json_path=files[self.OUTPUT_JSON] or None, classification=output,
-                    title=f"EO LULC experiment: {dict(EXPERIMENTS)[kind].lower()}", workers=workers)
+                    title=f"EO LULC experiment: {dict(EXPERIMENTS)[kind].lower()}", workers=workers,
+                    cloud_mask=cloud_mask)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         for sentence in result.sentences:

@@ -278,3 +278,37 @@ def test_parse_factors():
             parse_resolutions(bad)
     with pytest.raises(ValueError, match="unknown classifier"):
         parse_classifiers("gbdt,svm")
+
+
+def test_real_test_eopatch_ndvi_with_its_cloud_mask(eopatch_dir, tmp_path):
+    """The seed's own data: TestEOPatch's 68-date NDVI with its CLM and LULC, imported as stacks;
+    the cloud experiment then skips the cloud-mask and feature steps. Each variant's numbers
+    equal the steps run by hand (interpolation with or without the mask and filter, training)."""
+    from eolulc.core.eopatch import import_eopatch
+    from eolulc.core.interpolate import interpolate_stack
+    from eolulc.core.reference import read_reference_raster
+    from eolulc.core.train import train_model
+
+    ndvi, clm, lulc = tmp_path / "ndvi.tif", tmp_path / "clm.tif", tmp_path / "lulc.tif"
+    import_eopatch(eopatch_dir, ["NDVI"], ndvi, "CLM", clm, "LULC", lulc)
+    reference = read_reference_raster(str(lulc), read_info(str(ndvi)).grid)
+    base = replace(_base(), start="2016-01-01", end="2016-12-31")
+    result = run_experiment(str(ndvi), reference, read_legend(), cloud_variants(), SEEDS, tmp_path / "run",
+                            base=base, cloud_mask=clm)
+    assert [s["n_ok"] for s in result.summary] == [2, 2, 2, 2]
+    assert all(s["overall_accuracy_mean"] > 0.8 for s in result.summary)
+    assert any("noise" in sentence for sentence in result.sentences)
+    for variant in cloud_variants():
+        settings = variant.settings(base)
+        interpolated = tmp_path / f"{variant.name}.tif"
+        interpolate_stack(ndvi, interpolated, start=settings.start, end=settings.end,
+                          interval_days=settings.interval_days,
+                          mask_path=clm if settings.cloud_mask_in_interpolation else None,
+                          min_valid_fraction=settings.min_valid_fraction if settings.scene_filter else 0.0)
+        trained = train_model([str(interpolated)], reference, read_legend(),
+                              replace(settings.train, seed=SEEDS[0]))
+        row = next(r for r in result.runs if r["variant"] == variant.name and r["seed"] == SEEDS[0])
+        assert row["overall_accuracy"] == pytest.approx(trained.report["overall_accuracy"], abs=1e-12)
+    with pytest.raises(ValueError, match="processing resolutions"):
+        run_experiment(str(ndvi), reference, read_legend(), with_factors(cloud_variants(), base, [160, 40]),
+                       SEEDS, tmp_path / "bad", base=base, cloud_mask=clm)

@@ -15,14 +15,7 @@ ALG = "eolulc:experiment"
 
 @pytest.fixture(scope="module", autouse=True)
 def registered(qgis_app):
-    """Add the algorithm to the provider when the provider does not list it (yet)."""
-    from eolulc.processing.experiment import ExperimentAlgorithm
-
-    registry = QgsApplication.processingRegistry()
-    if registry.algorithmById(ALG) is None:
-        provider = registry.providerById("eolulc")
-        provider.addAlgorithm(ExperimentAlgorithm())
-    assert registry.algorithmById(ALG) is not None
+    assert QgsApplication.processingRegistry().algorithmById(ALG) is not None
 
 
 def _params(scene_stack: Path, eopatch_dir: Path, out: Path, **extra) -> dict:
@@ -66,8 +59,6 @@ def test_bad_intervals(run_alg, scene_stack, eopatch_dir, tmp_path):
 
 
 def test_qgis_process_experiment(qgis_process, scene_stack, eopatch_dir, tmp_path):
-    if ALG not in qgis_process("list").stdout:
-        pytest.skip(f"{ALG} is not registered in processing/provider.py yet")
     rc, result, text = qgis_process.run(ALG, _params(scene_stack, eopatch_dir, tmp_path, SEEDS=1))
     assert rc == 0, text
     assert (tmp_path / "best.qml").is_file() and (tmp_path / "experiment.html").is_file()
@@ -151,3 +142,34 @@ def test_extra_factor_parameters(run_alg, scene_stack, eopatch_dir, tmp_path):
 def test_bad_extra_factors(run_alg, scene_stack, eopatch_dir, tmp_path, name, value):
     with pytest.raises(QgsProcessingException, match=rf"\({name}\)"):
         run_alg(ALG, _params(scene_stack, eopatch_dir, tmp_path, **{name: value}))
+
+
+def test_real_test_eopatch_ndvi_through_qgis_process(qgis_process, eopatch_dir, tmp_path):
+    """The seed's data as the user has it after 'Import eo-learn EOPatch': 68 dates of NDVI, the
+    CLM cloud mask and the LULC raster; the cloud study runs without cloud-mask or feature step."""
+    from eolulc.core.eopatch import import_eopatch
+
+    ndvi, clm, lulc = tmp_path / "ndvi.tif", tmp_path / "clm.tif", tmp_path / "lulc.tif"
+    import_eopatch(eopatch_dir, ["NDVI"], ndvi, "CLM", clm, "LULC", lulc)
+    params = {"INPUT": str(ndvi), "CLOUD_MASK": str(clm), "REFERENCE": str(lulc), "EXPERIMENT": 0, "SEEDS": 2,
+              "OUTPUT_HTML": str(tmp_path / "experiment.html"), "OUTPUT_CSV": str(tmp_path / "experiment.csv"),
+              "OUTPUT_JSON": str(tmp_path / "experiment.json"), "OUTPUT": str(tmp_path / "best.tif")}
+    rc, result, text = qgis_process.run(ALG, params)
+    assert rc == 0, text
+    document = json.loads((tmp_path / "experiment.json").read_text())
+    assert [v["n_ok"] for v in document["variants"]] == [2, 2, 2, 2]
+    assert {v["processing_resolution"] for v in document["variants"]} == {None}
+    assert document["shared_steps"]["prepared"]["cloud_mask"] == str(clm)
+    assert result["results"]["BEST_OVERALL_ACCURACY"] > 0.8
+    assert (tmp_path / "best.qml").is_file()
+
+
+def test_prepared_cloud_mask_on_other_dates_is_refused(run_alg, eopatch_dir, scene_stack, tmp_path):
+    from eolulc.core.eopatch import import_eopatch
+
+    ndvi, lulc = tmp_path / "ndvi.tif", tmp_path / "lulc.tif"
+    import_eopatch(eopatch_dir, ["NDVI"], ndvi, None, None, "LULC", lulc)
+    with pytest.raises(QgsProcessingException, match=r"\(CLOUD_MASK\)"):
+        run_alg(ALG, {"INPUT": str(ndvi), "CLOUD_MASK": str(scene_stack), "REFERENCE": str(lulc), "SEEDS": 1,
+                      "OUTPUT_HTML": str(tmp_path / "e.html"), "OUTPUT_CSV": str(tmp_path / "e.csv"),
+                      "OUTPUT": str(tmp_path / "best.tif")})
