@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="splits/seeds to average over")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "TestEOPatch")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="prediction threads")
+    parser.add_argument("--recipe", action="append", default=[], metavar="NAME=KEY:VALUE,...",
+                        help="another recipe to compare, TrainSettings changes, e.g. lr02=learning_rate:0.2")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         plugins = Path(tmp) / "plugins"
@@ -54,7 +56,7 @@ def main() -> None:
                       "polygons LULC.gpkg": _polygons(args.data / "vector_timeless" / "LULC.gpkg", grid,
                                                       rasterize_polygons)}
         recipes = {"eo-learn recipe": dict(n_estimators=100, early_stopping=False),
-                   "EO LULC defaults": {}}
+                   "EO LULC defaults": {}, **dict(_recipe(text) for text in args.recipe)}
         with FeatureSet([str(folder / "ndvi16.tif")]) as features:
             table = features.read_rows((0, 0, grid.height, grid.width))
         # about one million pixels for the prediction timing: the patch's rows repeated
@@ -88,6 +90,16 @@ def main() -> None:
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_quality.json").write_text(json.dumps(rows, indent=2))
+
+
+def _recipe(text: str) -> tuple[str, dict]:
+    """``name=key:value,key:value`` -> (name, TrainSettings changes) with numbers and booleans parsed."""
+    name, _, changes = text.partition("=")
+    parsed = {}
+    for item in filter(None, changes.split(",")):
+        key, _, value = item.partition(":")
+        parsed[key] = json.loads(value) if value not in ("gbdt", "rf") else value
+    return name, parsed
 
 
 def _polygons(path: Path, grid, rasterize):

@@ -33,6 +33,57 @@ def describe_stack(info: StackInfo) -> dict:
     }
 
 
+def block_rows(block: np.ndarray, info: StackInfo, pixels: np.ndarray | None = None) -> np.ndarray:
+    """Feature rows ``(pixels, t * b)`` of a block ``(t, h, w, b)`` of a stack described by
+    ``info``: float32, nodata as NaN, scaled to physical values. ``pixels``: flat indices into the
+    block (row by row) to take only those rows; all pixels without it."""
+    t, h, w, b = block.shape
+    if pixels is not None:
+        block = block.reshape(t, h * w, b)[:, pixels, None, :]  # (t, n, 1, b)
+    values = block.astype(np.float32)
+    if info.nodata is not None and not math.isnan(info.nodata):
+        values[block == info.nodata] = np.nan
+    if info.has_scaling:
+        values = values * np.asarray(info.scales, np.float32) + np.asarray(info.offsets, np.float32)
+    t, h, w, b = values.shape
+    return values.transpose(1, 2, 0, 3).reshape(h * w, t * b)
+
+
+class RowCollector:
+    """Collects the feature rows of chosen pixels from blocks as they pass (e.g. while the
+    interpolation writes them), so training needs no second read of the stack."""
+
+    def __init__(self, flat_indices: np.ndarray, width: int) -> None:
+        self.flat = np.asarray(flat_indices)
+        self.width = width
+        self.rows: np.ndarray | None = None
+        self._row_of = self.flat // width
+        self._col_of = self.flat % width
+        self._seen = np.zeros(self.flat.size, bool)
+
+    def pixels_in(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (in ``flat_indices``) of the chosen pixels inside ``window`` (row, col,
+        height, width) and their flat indices within the window."""
+        row, col, height, width = window
+        inside = np.flatnonzero((self._row_of >= row) & (self._row_of < row + height)
+                                & (self._col_of >= col) & (self._col_of < col + width))
+        return inside, (self._row_of[inside] - row) * width + (self._col_of[inside] - col)
+
+    def __call__(self, window: Window, block: np.ndarray, info: StackInfo) -> None:
+        """Take the chosen pixels inside ``window`` from ``block`` ``(t, h, w, b)`` of a stack
+        described by ``info``."""
+        if self.rows is None:
+            self.rows = np.empty((self.flat.size, block.shape[0] * block.shape[3]), np.float32)
+        inside, local = self.pixels_in(window)
+        if inside.size:
+            self.rows[inside] = block_rows(block, info, local)
+            self._seen[inside] = True
+
+    @property
+    def complete(self) -> bool:
+        return self.rows is not None and bool(self._seen.all())
+
+
 class FeatureSet:
     """Opens aligned stacks (same grid) and reads their windows as feature rows."""
 
@@ -74,16 +125,7 @@ class FeatureSet:
 
     def read_rows(self, window: Window) -> np.ndarray:
         """``(height * width, features)`` float32 rows of a window, pixel-major (row by row)."""
-        parts = []
-        for reader, info in zip(self.readers, self.infos):
-            block = reader.read(window)  # (t, h, w, b)
-            values = block.astype(np.float32)
-            if info.nodata is not None and not math.isnan(info.nodata):
-                values[block == info.nodata] = np.nan
-            if info.has_scaling:
-                values = values * np.asarray(info.scales, np.float32) + np.asarray(info.offsets, np.float32)
-            t, h, w, b = values.shape
-            parts.append(values.transpose(1, 2, 0, 3).reshape(h * w, t * b))
+        parts = [block_rows(reader.read(window), info) for reader, info in zip(self.readers, self.infos)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def close(self) -> None:

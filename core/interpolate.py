@@ -23,7 +23,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from .timestack import (
     StackInfo,
     StackReader,
     StackWriter,
+    Window,
     bounded_gdal_cache,
     format_datetime,
     open_stack,
@@ -355,6 +356,7 @@ def interpolate_stack(
     budget_bytes: int | None = None,
     progress: Progress | None = None,
     features: FeatureSpec | None = None,
+    on_block: Callable[[Window, np.ndarray, StackInfo], None] | None = None,
 ) -> InterpolationReport:
     """Interpolate ``input_path`` onto a regular grid (``start``/``end``/``interval_days``) or the
     explicit dates ``grid``, writing a float stack with NaN as nodata.
@@ -366,6 +368,8 @@ def interpolate_stack(
     ``mask_path``: a mask stack on the input's dates, 0 = clear, anything else (and nodata) = invalid.
     ``min_valid_fraction`` > 0 drops dates whose valid share is not above it before interpolating.
     ``output_count``: valid observation times per pixel and band (uint16). ``output_report``: JSON.
+    ``on_block(window, values, info)`` sees each block of the result as it is written, ``(t, h, w, b)``
+    values of the output stack described by ``info`` (e.g. to collect training rows on the way).
     All outputs are written, or none.
     """
     progress = ensure_progress(progress)
@@ -410,7 +414,7 @@ def interpolate_stack(
                     f"{format_datetime(max(kept_dates))}"
                 )
             _write(reader, mask_reader, kept, times, new_times, report, output_path, output_count,
-                   output_report, fill_edges, budget_bytes, progress)
+                   output_report, fill_edges, budget_bytes, progress, on_block)
         finally:
             if mask_reader is not None:
                 mask_reader.close()
@@ -430,6 +434,7 @@ def _write(
     fill_edges: bool,
     budget_bytes: int | None,
     progress: Progress,
+    on_block: Callable[[Window, np.ndarray, StackInfo], None] | None = None,
 ) -> None:
     info = reader.info
     out_dtype = "float64" if np.dtype(info.dtype) == np.float64 else "float32"
@@ -479,6 +484,8 @@ def _write(
                     interpolate_block(values, info.nodata, clear, times, new_times, fill_edges,
                                       result.reshape(n_new, n_bands, -1), counts.reshape(n_bands, -1))
                     del values, clear
+                    if on_block is not None:
+                        on_block(block.window, result.transpose(0, 2, 3, 1), out_info)
                     behind.submit(write, block, result, counts)
                     del result, counts
         finally:

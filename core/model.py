@@ -45,8 +45,9 @@ class LulcModel:
     def is_random_forest(self) -> bool:
         return self.metadata.get("parameters", {}).get("boosting") == "rf"
 
-    def ensemble(self, threads: int | None = None) -> TreeEnsemble:
-        return TreeEnsemble(self.model_text, threads, average=self.is_random_forest)
+    def ensemble(self, threads: int | None = None, early_stop_margin: float | None = None) -> TreeEnsemble:
+        return TreeEnsemble(self.model_text, threads, average=self.is_random_forest,
+                            early_stop_margin=early_stop_margin)
 
     def save(self, path: str | Path) -> None:
         document = {"format": FORMAT, "version": VERSION, "metadata": self.metadata, "lightgbm": self.model_text}

@@ -18,6 +18,7 @@ from .blocks import iter_blocks
 from .classify import classify
 from .cloudmask import DEFAULT_PROCESSING_RESOLUTION, CloudDetector
 from .features import FeatureSpec, compute_features
+from .featureset import FeatureSet, RowCollector
 from .interpolate import interpolate_stack
 from .legend import Legend, LegendClass
 from .progress import Progress, ensure_progress
@@ -25,7 +26,7 @@ from .reference import NO_CLASS, Reference
 from .report import write_report
 from .style import write_sidecar_qml
 from .timestack import StackInfo, StackWriter, open_stack, read_info
-from .train import TrainSettings, train_model
+from .train import TrainSettings, fit_model, plan_samples
 
 #: Agreement raster values.
 AGREE, DISAGREE = 1, 2
@@ -103,6 +104,13 @@ def run_pipeline(
         source, computed = l1c_stack, settings.features
         parts[1].report(1.0)
 
+    # the training and test pixels depend on the reference only: the training rows are taken from
+    # the interpolated blocks as they are written, and the test pixels are judged on the map
+    settings.train.validate()
+    rng = np.random.default_rng(settings.train.seed)
+    plan = plan_samples(reference, settings.train, rng)
+    training_rows = RowCollector(plan.train, info.grid.width)
+
     progress.log("Step 3/6: temporal interpolation"
                  f" (scene filter {'on' if settings.scene_filter else 'off'},"
                  f" cloud mask {'used' if settings.cloud_mask_in_interpolation else 'not used'})")
@@ -111,28 +119,38 @@ def run_pipeline(
         interval_days=settings.interval_days,
         mask_path=outputs.cloud_mask if settings.cloud_mask_in_interpolation else None,
         min_valid_fraction=settings.min_valid_fraction if settings.scene_filter else 0.0,
-        budget_bytes=budget_bytes, progress=parts[2], features=computed,
+        budget_bytes=budget_bytes, progress=parts[2], features=computed, on_block=training_rows,
     )
     notes = [f"Interpolation: {len(interpolation.kept)} of {len(interpolation.input_dates)} dates kept, "
              f"{len(interpolation.dates)} dates on the {settings.interval_days}-day grid."]
 
     progress.log("Step 4/6: training")
-    trained = train_model([outputs.interpolated], reference, legend, settings.train, parts[3], budget_bytes)
-    trained.model.metadata["pipeline"] = describe_settings(settings)
-    trained.model.save(outputs.model)
-    notes.extend(trained.notes)
+    with FeatureSet([outputs.interpolated]) as features:
+        progress.log(f"{plan.train.size} training and {plan.test.size} test pixels; {features.n_features} features.")
+        model, importances = fit_model(training_rows.rows, plan, features, reference, legend, settings.train, rng,
+                                       parts[3])
+    del training_rows
+    model.metadata["pipeline"] = describe_settings(settings)
+    model.save(outputs.model)
+    notes.extend(plan.notes)
 
     progress.log("Step 5/6: classification")
-    classified = classify([outputs.interpolated], trained.model, outputs.classification, outputs.confidence,
+    classified = classify([outputs.interpolated], model, outputs.classification, outputs.confidence,
                           parts[4], budget_bytes, settings.train.threads)
 
     progress.log("Step 6/6: reference, agreement and accuracy report")
-    model_legend = trained.model.legend
-    _write_reference_and_agreement(reference, outputs, info, model_legend, classified.nodata, budget_bytes, parts[5])
-    report = assess(trained.test_truth, trained.test_predicted, model_legend,
+    model_legend = model.legend
+    mapped_test = _write_reference_and_agreement(reference, outputs, info, model_legend, classified.nodata,
+                                                 budget_bytes, parts[5], plan.test)
+    judged = mapped_test != classified.nodata
+    if not judged.all():
+        notes.append(f"{int((~judged).sum())} test pixels have no features (nodata on the map) and are not judged.")
+    truth = plan.classes.ravel()[plan.test]
+    report = assess(truth[judged].astype(int), mapped_test[judged].astype(int), model_legend,
                     map_pixel_counts=classified.class_pixels, pixel_area_m2=pixel_area_m2(info.grid))
     report.update(split=settings.train.split, pipeline=describe_settings(settings),
-                  interpolation=interpolation.as_dict(), feature_importance=trained.report["feature_importance"])
+                  interpolation=interpolation.as_dict(),
+                  feature_importance=[{"feature": n, "gain_share": round(g, 6)} for n, g in importances])
     write_report(outputs.report, outputs.report_json, report,
                  "EO LULC pipeline: accuracy on the held-out test part", notes=notes)
     parts[5].report(1.0)
@@ -163,11 +181,15 @@ def describe_settings(settings: PipelineSettings) -> dict:
 
 
 def _write_reference_and_agreement(reference: Reference, outputs: PipelineOutputs, info: StackInfo, legend: Legend,
-                                   class_nodata: int, budget_bytes: int | None, progress: Progress) -> None:
-    """The reference on the map's grid (styled with the model's legend) and where they agree."""
+                                   class_nodata: int, budget_bytes: int | None, progress: Progress,
+                                   test_pixels: np.ndarray) -> np.ndarray:
+    """The reference on the map's grid (styled with the model's legend) and where they agree;
+    returns the map's classes at ``test_pixels`` (flat indices)."""
     grid = info.grid
     ref_info = StackInfo(grid=grid, dates=(None,), bands=("reference",), dtype="uint16", nodata=NO_CLASS)
     agreement_info = StackInfo(grid=grid, dates=(None,), bands=("agreement",), dtype="uint8", nodata=0)
+    test = RowCollector(test_pixels, grid.width)
+    mapped_test = np.full(test_pixels.size, class_nodata, np.int64)
     with atomic_outputs([outputs.reference, outputs.agreement]) as (ref_path, agreement_path):
         with StackWriter(str(ref_path), ref_info) as ref_writer, \
                 StackWriter(str(agreement_path), agreement_info) as agreement_writer, \
@@ -177,12 +199,15 @@ def _write_reference_and_agreement(reference: Reference, outputs: PipelineOutput
                 cols = slice(block.col, block.col + block.width)
                 truth = reference.classes[rows, cols]
                 mapped = classes.read(block.window)[0, ..., 0]
+                inside, local = test.pixels_in(block.window)
+                mapped_test[inside] = mapped.ravel()[local]
                 agreement = np.where(truth == NO_CLASS, 0, np.where(truth == mapped, AGREE, DISAGREE))
                 agreement[mapped == class_nodata] = 0
                 ref_writer.write(truth[None, ..., None], block.window)
                 agreement_writer.write(agreement.astype(np.uint8)[None, ..., None], block.window)
     write_sidecar_qml(outputs.reference, legend.restricted(reference.class_ids), nodata=NO_CLASS)
     write_sidecar_qml(outputs.agreement, AGREEMENT_LEGEND, nodata=0)
+    return mapped_test
 
 
 def default_outputs(folder: str | Path, keep_features: bool = False) -> PipelineOutputs:

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .blocks import iter_blocks
-from .featureset import FeatureSet
+from .featureset import FeatureSet, RowCollector
 from .legend import Legend
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
@@ -52,7 +52,10 @@ class TrainSettings:
     classifier: str = "gbdt"
     n_estimators: int = 500
     learning_rate: float = 0.1
-    num_leaves: int = 31
+    num_leaves: int = 15
+    #: share of the features each boosted tree may split on (LightGBM's feature_fraction): the
+    #: dates and bands are redundant, so half of them per tree keeps the accuracy and fits faster
+    feature_fraction: float = 0.5
     early_stopping: bool = True
     class_weight: str = "none"  # or "balanced"
     seed: int = 42
@@ -71,6 +74,8 @@ class TrainSettings:
             raise ValueError("ask for at least 10 training samples")
         if self.n_estimators < 1 or self.num_leaves < 2 or self.learning_rate <= 0:
             raise ValueError("LightGBM needs at least 1 tree, 2 leaves and a positive learning rate")
+        if not 0.0 < self.feature_fraction <= 1.0:
+            raise ValueError(f"the feature fraction must be above 0 and at most 1, not {self.feature_fraction}")
 
 
 @dataclass
@@ -192,17 +197,118 @@ def gather_rows(features: FeatureSet, flat_indices: np.ndarray, progress: Progre
     """Feature rows of the given pixels, reading the stacks block by block."""
     grid = features.grid
     out = np.empty((flat_indices.size, features.n_features), np.float32)
-    rows_of = flat_indices // grid.width
-    cols_of = flat_indices % grid.width
+    chosen = RowCollector(flat_indices, grid.width)
     for block in iter_blocks(grid.height, grid.width, features.bytes_per_pixel(), budget_bytes, progress=progress):
-        inside = np.flatnonzero((rows_of >= block.row) & (rows_of < block.row + block.height)
-                                & (cols_of >= block.col) & (cols_of < block.col + block.width))
-        if inside.size == 0:
-            continue
-        table = features.read_rows(block.window)
-        local = (rows_of[inside] - block.row) * block.width + (cols_of[inside] - block.col)
-        out[inside] = table[local]
+        inside, local = chosen.pixels_in(block.window)
+        if inside.size:
+            out[inside] = features.read_rows(block.window)[local]
     return out
+
+
+@dataclass
+class SamplePlan:
+    """Which pixels train the model and which test it (flat indices into the grid), decided from
+    the reference alone, so the rows can be collected while the features are being made."""
+
+    classes: np.ndarray  # the eroded reference (h, w)
+    train: np.ndarray  # sorted flat indices of the sampled training pixels
+    test: np.ndarray  # sorted flat indices of the test pixels (at most MAX_TEST_PIXELS)
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_samples(reference: Reference, settings: TrainSettings, rng: np.random.Generator) -> SamplePlan:
+    """Erosion, spatial split (with a one-pixel gap) and sampling; raises ``ValueError`` when the
+    reference cannot train a classifier."""
+    notes: list[str] = []
+    classes = erode(reference.classes, settings.erosion)
+    lost = sorted(set(reference.class_ids) - set(int(c) for c in np.unique(classes) if c != NO_CLASS))
+    if lost:
+        notes.append(f"Erosion removed every pixel of class(es) {lost}; lower the erosion for them "
+                     f"(e.g. '1, {lost[0]}:0').")
+    labelled = classes != NO_CLASS
+    if not labelled.any():
+        raise ValueError("no reference pixels are left after erosion; lower the erosion radius")
+    test = split_mask(reference, labelled, settings, rng, notes)
+    train_candidates = labelled & ~test
+    if settings.split != "random":
+        # a one-pixel gap: training pixels touching test pixels would share their spectra
+        train_candidates &= ~touching(test)
+    train_ids = sorted(int(c) for c in np.unique(classes[train_candidates]))
+    if len(train_ids) < 2:
+        raise ValueError(f"the training part holds only class(es) {train_ids}; a classifier needs two or more. "
+                         "Check the reference, lower the erosion or the test fraction")
+    test_only = sorted(set(int(c) for c in np.unique(classes[test])) - set(train_ids))
+    if test_only:
+        notes.append(f"Class(es) {test_only} occur only in the test part: the model cannot predict them.")
+    train_idx = sample_pixels(train_candidates, classes, settings.samples, settings.sampling, rng)
+    test_idx = np.flatnonzero(test)
+    if test_idx.size > MAX_TEST_PIXELS:
+        test_idx = np.sort(rng.choice(test_idx, MAX_TEST_PIXELS, replace=False))
+    return SamplePlan(classes=classes, train=train_idx, test=test_idx, notes=notes)
+
+
+def fit_model(
+    x_train: np.ndarray,
+    plan: SamplePlan,
+    features: FeatureSet,
+    reference: Reference,
+    legend: Legend,
+    settings: TrainSettings,
+    rng: np.random.Generator,
+    progress: Progress,
+) -> tuple[LulcModel, list[tuple[str, float]]]:
+    """The model fitted on the rows of ``plan.train`` (in that order) and its feature importances
+    (gain shares, largest first); notes about the training data go to ``plan.notes``."""
+    flat_classes = plan.classes.ravel()
+    y_train_ids = flat_classes[plan.train]
+    usable = ~np.all(np.isnan(x_train), axis=1)
+    if not usable.any():
+        raise ValueError("the features hold only nodata where the reference has classes")
+    x_train, y_train_ids = x_train[usable], y_train_ids[usable]
+    class_ids = sorted(int(c) for c in np.unique(y_train_ids))
+    if len(class_ids) < 2:
+        raise ValueError("the features have data for only one reference class; a classifier needs two or more")
+    counts = {c: int((y_train_ids == c).sum()) for c in class_ids}
+    tiny = [c for c, n in counts.items() if n < 5]
+    if tiny:
+        plan.notes.append(f"Class(es) {tiny} have fewer than 5 training pixels; their results are unreliable.")
+    booster, parameters = fit_booster(x_train, y_train_ids, class_ids, features.names, settings, rng, progress)
+    y_test_ids = flat_classes[plan.test]
+    grid = features.grid
+    model_legend = legend.with_names(reference.names).restricted(set(class_ids) | set(reference.class_ids))
+    model = LulcModel(
+        model_text=booster.model_to_string(),
+        metadata={
+            "feature_names": features.names,
+            "inputs": features.describe(),
+            "crs_wkt": grid.crs_wkt,
+            "resolution": list(grid.resolution),
+            "class_ids": class_ids,
+            "legend": model_legend.to_json(),
+            "parameters": parameters,
+            "settings": {k: v for k, v in vars(settings).items() if k != "threads"},
+            "samples": {"train": {str(k): v for k, v in counts.items()},
+                        "test": {str(int(c)): int((y_test_ids == c).sum()) for c in np.unique(y_test_ids)}},
+            "versions": library_versions(),
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    )
+    gains = booster.feature_importance(importance_type="gain")
+    total_gain = float(gains.sum()) or 1.0
+    importances = sorted(((n, float(g) / total_gain) for n, g in zip(features.names, gains)), key=lambda t: -t[1])
+    return model, importances
+
+
+def held_out_report(truth: np.ndarray, predicted: np.ndarray, legend: Legend, split: str, notes: list[str],
+                importances: list[tuple[str, float]]) -> dict:
+    """The accuracy report of the test pixels, with the split, the notes and the importances."""
+    from .accuracy import assess
+
+    report = assess(truth.astype(int), predicted.astype(int), legend)
+    report["split"] = split
+    report["notes"] = notes
+    report["feature_importance"] = [{"feature": n, "gain_share": round(g, 6)} for n, g in importances]
+    return report
 
 
 def train_model(
@@ -214,94 +320,31 @@ def train_model(
     budget_bytes: int | None = None,
 ) -> TrainResult:
     """Train and evaluate; returns the model (not yet saved), the test report and notes."""
-    from .accuracy import assess
-
     settings = settings or TrainSettings()
     settings.validate()
     progress = ensure_progress(progress)
     rng = np.random.default_rng(settings.seed)
-    notes: list[str] = []
     with FeatureSet(feature_paths) as features:
         grid = features.grid
         if reference.classes.shape != (grid.height, grid.width):
             raise ValueError("the reference is not on the features' grid")
-        classes = erode(reference.classes, settings.erosion)
-        lost = sorted(set(reference.class_ids) - set(int(c) for c in np.unique(classes) if c != NO_CLASS))
-        if lost:
-            notes.append(f"Erosion removed every pixel of class(es) {lost}; lower the erosion for them "
-                         f"(e.g. '1, {lost[0]}:0').")
-        labelled = classes != NO_CLASS
-        if not labelled.any():
-            raise ValueError("no reference pixels are left after erosion; lower the erosion radius")
-        test = split_mask(reference, labelled, settings, rng, notes)
-        train_candidates = labelled & ~test
-        if settings.split != "random":
-            # a one-pixel gap: training pixels touching test pixels would share their spectra
-            train_candidates &= ~touching(test)
-        train_ids = sorted(int(c) for c in np.unique(classes[train_candidates]))
-        if len(train_ids) < 2:
-            raise ValueError(f"the training part holds only class(es) {train_ids}; a classifier needs two or more. "
-                             "Check the reference, lower the erosion or the test fraction")
-        test_only = sorted(set(int(c) for c in np.unique(classes[test])) - set(train_ids))
-        if test_only:
-            notes.append(f"Class(es) {test_only} occur only in the test part: the model cannot predict them.")
-
-        train_idx = sample_pixels(train_candidates, classes, settings.samples, settings.sampling, rng)
-        test_idx = np.flatnonzero(test)
-        if test_idx.size > MAX_TEST_PIXELS:
-            test_idx = np.sort(rng.choice(test_idx, MAX_TEST_PIXELS, replace=False))
-        progress.log(f"{train_idx.size} training and {test_idx.size} test pixels; {features.n_features} features.")
-        all_idx = np.concatenate([train_idx, test_idx])
-        rows = gather_rows(features, all_idx, progress.scaled(0.0, 0.4), budget_bytes)
-        x_train, x_test = rows[: train_idx.size], rows[train_idx.size:]
-        flat_classes = classes.ravel()
-        y_train_ids, y_test_ids = flat_classes[train_idx], flat_classes[test_idx]
-        usable = ~np.all(np.isnan(x_train), axis=1)
-        if not usable.any():
-            raise ValueError("the features hold only nodata where the reference has classes")
-        x_train, y_train_ids = x_train[usable], y_train_ids[usable]
-        class_ids = sorted(int(c) for c in np.unique(y_train_ids))
-        if len(class_ids) < 2:
-            raise ValueError("the features have data for only one reference class; a classifier needs two or more")
-        counts = {c: int((y_train_ids == c).sum()) for c in class_ids}
-        tiny = [c for c, n in counts.items() if n < 5]
-        if tiny:
-            notes.append(f"Class(es) {tiny} have fewer than 5 training pixels; their results are unreliable.")
-
-        booster, parameters = fit_booster(x_train, y_train_ids, class_ids, features.names, settings, rng, progress)
-        model_legend = legend.with_names(reference.names).restricted(set(class_ids) | set(reference.class_ids))
-        model = LulcModel(
-            model_text=booster.model_to_string(),
-            metadata={
-                "feature_names": features.names,
-                "inputs": features.describe(),
-                "crs_wkt": grid.crs_wkt,
-                "resolution": list(grid.resolution),
-                "class_ids": class_ids,
-                "legend": model_legend.to_json(),
-                "parameters": parameters,
-                "settings": {k: v for k, v in vars(settings).items() if k != "threads"},
-                "samples": {"train": {str(k): v for k, v in counts.items()},
-                            "test": {str(int(c)): int((y_test_ids == c).sum()) for c in np.unique(y_test_ids)}},
-                "versions": library_versions(),
-                "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        )
+        plan = plan_samples(reference, settings, rng)
+        progress.log(f"{plan.train.size} training and {plan.test.size} test pixels; {features.n_features} features.")
+        rows = gather_rows(features, np.concatenate([plan.train, plan.test]), progress.scaled(0.0, 0.4), budget_bytes)
+        x_train, x_test = rows[: plan.train.size], rows[plan.train.size:]
+        model, importances = fit_model(x_train, plan, features, reference, legend, settings, rng, progress)
+        del x_train
         progress.report(0.9)
+        class_ids = model.class_ids
         if x_test.size:
             probabilities = predict_probabilities(model.ensemble(settings.threads), x_test)
             y_pred = np.asarray(class_ids)[np.argmax(probabilities, axis=1)]
         else:
             y_pred = np.zeros(0, int)
-        report = assess(y_test_ids.astype(int), y_pred.astype(int), model_legend)
-        report["split"] = settings.split
-        report["notes"] = notes
-        gains = booster.feature_importance(importance_type="gain")
-        total_gain = float(gains.sum()) or 1.0
-        importances = sorted(((n, float(g) / total_gain) for n, g in zip(features.names, gains)), key=lambda t: -t[1])
-        report["feature_importance"] = [{"feature": n, "gain_share": round(g, 6)} for n, g in importances]
+        y_test_ids = plan.classes.ravel()[plan.test]
+        report = held_out_report(y_test_ids, y_pred, model.legend, settings.split, plan.notes, importances)
         progress.report(1.0)
-    return TrainResult(model=model, report=report, notes=notes, importances=importances,
+    return TrainResult(model=model, report=report, notes=plan.notes, importances=importances,
                        test_truth=y_test_ids.astype(int), test_predicted=y_pred.astype(int))
 
 
@@ -327,6 +370,7 @@ def fit_booster(x: np.ndarray, y_ids: np.ndarray, class_ids: list[int], names: l
         "boosting": settings.classifier,
         "learning_rate": settings.learning_rate,
         "num_leaves": settings.num_leaves,
+        "feature_fraction": settings.feature_fraction,
         "seed": settings.seed,
         "deterministic": True,
         "num_threads": settings.threads or os.cpu_count() or 1,

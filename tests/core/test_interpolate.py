@@ -294,3 +294,28 @@ def test_features_computed_while_interpolating_equal_the_two_steps(
             assert a.info.bands == b.info.bands and a.info.dates == b.info.dates
             np.testing.assert_array_equal(a.read(), b.read())
             assert np.isfinite(a.read()).any()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_rows_collected_while_interpolating_equal_the_rows_read_back(
+        ndvi_stacks, scene_stack_dn, tmp_path: Path, fused: bool):
+    """The pipeline takes its training rows from the interpolated blocks as they are written
+    (``on_block``): they must equal the rows read back from the written stack, over many blocks."""
+    from eolulc.core.features import FeatureSpec
+    from eolulc.core.featureset import FeatureSet, RowCollector
+    from eolulc.core.progress import Progress
+    from eolulc.core.train import gather_rows
+
+    source = scene_stack_dn if fused else ndvi_stacks[0]
+    with open_stack(str(source)) as reader:
+        grid = reader.info.grid
+    pixels = np.sort(np.random.default_rng(3).choice(grid.height * grid.width, 500, replace=False))
+    collector = RowCollector(pixels, grid.width)
+    interpolate_stack(source, tmp_path / "out.tif", interval_days=16, min_valid_fraction=0.0, budget_bytes=60_000,
+                      features=FeatureSpec() if fused else None, on_block=collector)
+    assert collector.complete
+    with FeatureSet([str(tmp_path / "out.tif")]) as features:
+        expected = gather_rows(features, pixels, Progress())
+    assert collector.rows.shape == expected.shape
+    np.testing.assert_array_equal(collector.rows, expected)
+    assert np.isfinite(expected).any()
