@@ -21,31 +21,14 @@ Writes ``bench/out/batch.json``.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import platform
 import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def package_dir() -> Path:
-    """A temporary folder holding an ``eolulc`` symlink to this checkout (removed at exit)."""
-    link_dir = Path(tempfile.mkdtemp(prefix="eolulc_pkg_"))
-    link = link_dir / "eolulc"
-    link.symlink_to(REPO, target_is_directory=True)
-
-    def _remove_link() -> None:
-        link.unlink(missing_ok=True)
-        link_dir.rmdir()
-
-    atexit.register(_remove_link)
-    return link_dir
+from _common import REPO, import_package, temp_dir
 
 
 def main() -> None:
@@ -57,7 +40,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--keep", help="folder to keep the tiles and outputs in (default: temporary)")
     args = parser.parse_args()
-    sys.path.insert(0, str(package_dir()))
+    import_package()
     from eolulc.core.batch import discover_tiles, run_batch
     from eolulc.core.legend import read_legend
     from eolulc.core.pipeline import PipelineSettings
@@ -65,9 +48,7 @@ def main() -> None:
     from eolulc.core.synthetic import SyntheticScene
     from eolulc.core.train import TrainSettings
 
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="eolulc_batch_bench_"))
-    if not args.keep:
-        atexit.register(shutil.rmtree, root, True)
+    root = Path(args.keep) if args.keep else temp_dir("eolulc_batch_bench_")
     inputs = root / "tiles"
     started = time.perf_counter()
     for i in range(args.tiles):

@@ -43,16 +43,12 @@ Usage, from the repository root (the defaults run in about 7 minutes on 2 cores)
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import math
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -60,8 +56,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from _common import REPO, import_package, peak_rss_kb, print_result, proc_status_kb, run_json, temp_dir
 
-REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 DEFAULT_OUT = REPO / "bench" / "out" / "cloudmask.json"
 
@@ -87,40 +83,6 @@ AGREEMENT_TARGET = 99.0
 
 
 # --- plumbing ------------------------------------------------------------------------------------
-
-
-def package_dir() -> Path:
-    """A temporary folder holding an ``eolulc`` symlink to this checkout (removed at exit), so
-    ``eolulc.core`` imports whatever the checkout's folder is called."""
-    link_dir = Path(tempfile.mkdtemp(prefix="eolulc_pkg_"))
-    link = link_dir / "eolulc"
-    link.symlink_to(REPO, target_is_directory=True)
-
-    def _remove_link() -> None:
-        link.unlink(missing_ok=True)
-        link_dir.rmdir()
-
-    atexit.register(_remove_link)
-    return link_dir
-
-
-def import_package(link_dir: Path) -> None:
-    if str(link_dir) not in sys.path:
-        sys.path.insert(0, str(link_dir))
-
-
-def proc_status_kb(key: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``); ``ru_maxrss`` elsewhere."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def mb(kilobytes: float) -> float:
@@ -226,7 +188,7 @@ def worker_detector(spec: dict[str, Any]) -> dict[str, Any]:
     result = detector.run(spec["stack"], spec.get("probability"), spec.get("mask"))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "factor": result.factor, "radiometry": result.radiometry.reason,
-            "rss_before_kb": rss_before, "peak_rss_kb": proc_status_kb("VmHWM"),
+            "rss_before_kb": rss_before, "peak_rss_kb": peak_rss_kb(),
             "cloud_fraction": float(np.mean(result.cloud_fraction))}
 
 
@@ -250,7 +212,7 @@ def worker_s2cloudless(spec: dict[str, Any]) -> dict[str, Any]:
     np.save(spec["probability"], probability)
     np.save(spec["mask"], mask)
     return {"seconds": seconds, "rss_before_kb": rss_before, "rss_loaded_kb": rss_loaded,
-            "peak_rss_kb": proc_status_kb("VmHWM"), "cloud_fraction": float(mask.mean())}
+            "peak_rss_kb": peak_rss_kb(), "cloud_fraction": float(mask.mean())}
 
 
 WORKERS = {"detector": worker_detector, "s2cloudless": worker_s2cloudless}
@@ -267,11 +229,7 @@ def run_worker(kind: str, spec: dict[str, Any], link_dir: Path, threads: int | N
         spec = {**spec, "threads": threads}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--worker-spec", json.dumps(spec),
                "--package-dir", str(link_dir)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    raise RuntimeError(f"worker {kind} {spec} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return run_json(command, RESULT_PREFIX, env, what=f"worker {kind} {spec}")
 
 
 # --- measurements --------------------------------------------------------------------------------
@@ -496,7 +454,7 @@ def worker_main(args: argparse.Namespace) -> int:
 
         cloudmask.CloudDetector.__init__ = init  # type: ignore[method-assign]
     result = WORKERS[args.worker](spec)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    print_result(RESULT_PREFIX, result)
     return 0
 
 
@@ -507,8 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (SHARED_DATA / "REFERENCE_SCENES.npy").is_file():
         print(f"real test data not found in {SHARED_DATA}", file=sys.stderr)
         return 1
-    link_dir = package_dir()
-    import_package(link_dir)
+    link_dir = import_package()
     import rasterio
 
     resolutions = [float(r) for r in args.resolutions.split(",") if r.strip()]
@@ -516,8 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = args.keep
         workdir.mkdir(parents=True, exist_ok=True)
     else:
-        workdir = Path(tempfile.mkdtemp(prefix="eolulc_cloudmask_bench_"))
-        atexit.register(shutil.rmtree, workdir, True)
+        workdir = temp_dir("eolulc_cloudmask_bench_")
     began = time.perf_counter()
     threads = args.threads
     cache = {"gdal_cache_mb": args.gdal_cache_mb} if args.gdal_cache_mb else {}

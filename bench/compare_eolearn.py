@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import package_dir, peak_rss_kb, print_result, proc_status_kb, run_json
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -88,22 +89,6 @@ SAMPLES = 20000  # our TrainSettings default; eo-learn samples as many
 
 
 # ------------------------------------------------------------------------------------ plumbing
-def package_dir() -> Path:
-    """A temporary folder with an ``eolulc`` symlink to this checkout (removed at exit)."""
-    link_dir = Path(tempfile.mkdtemp(prefix="eolulc_pkg_"))
-    (link_dir / "eolulc").symlink_to(REPO, target_is_directory=True)
-    atexit.register(shutil.rmtree, link_dir, True)
-    return link_dir
-
-
-def status_kb(key: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def thread_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     for key in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -113,14 +98,6 @@ def thread_env(threads: int) -> dict[str, str]:
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     env["PYTHONWARNINGS"] = "ignore"
     return env
-
-
-def run_json(command: list[str], prefix: str, env: dict[str, str], what: str) -> dict:
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    for line in done.stdout.splitlines():
-        if line.startswith(prefix):
-            return json.loads(line[len(prefix):])
-    raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
 # ------------------------------------------------------------------------------------ our workers
@@ -186,7 +163,7 @@ def w_cloud(spec: dict) -> dict:
 
     detector = CloudDetector(processing_resolution=spec["resolution"], threads=spec["threads"])
     _ = detector.model  # loaded before the timing (as eo-learn's)
-    rss = status_kb("VmRSS")
+    rss = proc_status_kb("VmRSS")
     start = time.perf_counter()
     detector.run(spec["l1c"], spec["probability"], spec["mask"])
     return {"seconds": time.perf_counter() - start, "rss_before_mb": rss / 1024}
@@ -286,8 +263,8 @@ WORKERS = {"floor": w_floor, "export": w_export, "mask_stack": w_mask_stack, "cl
 def worker_main(kind: str, spec: dict, link_dir: str) -> None:
     sys.path.insert(0, link_dir)
     result = WORKERS[kind](spec)
-    result["peak_rss_mb"] = status_kb("VmHWM") / 1024
-    print(RESULT + json.dumps(result), flush=True)
+    result["peak_rss_mb"] = peak_rss_kb() / 1024
+    print_result(RESULT, result)
 
 
 # ------------------------------------------------------------------------------------ orchestration

@@ -40,16 +40,13 @@ Usage, from the repository root (the default set of layouts runs in about 5 minu
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import math
 import os
 import platform
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -59,8 +56,8 @@ from types import ModuleType
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from _common import REPO, import_package, temp_dir
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "out" / "stack_layout.json"
 
 N_DATES = 68
@@ -226,16 +223,7 @@ class Result:
 def _core_modules() -> tuple[ModuleType, ModuleType]:
     """Import ``eolulc.core.timestack`` and ``eolulc.core.blocks`` from this checkout, whatever its
     folder is called, through a temporary ``eolulc`` symlink."""
-    link_dir = Path(tempfile.mkdtemp(prefix="eolulc_pkg_"))
-    link = link_dir / "eolulc"
-    link.symlink_to(REPO, target_is_directory=True)
-
-    def _remove_link() -> None:
-        link.unlink(missing_ok=True)
-        link_dir.rmdir()
-
-    atexit.register(_remove_link)
-    sys.path.insert(0, str(link_dir))
+    import_package()
     from eolulc.core import blocks, timestack
 
     return timestack, blocks
@@ -780,9 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timestack, blocks = _core_modules()
     current = current_layout(timestack)
     align = blocks.ALIGN if args.block_align is None else args.block_align
-    workdir = Path(tempfile.mkdtemp(prefix="stack_layout_", dir=args.workdir))
-    if not args.keep:
-        atexit.register(shutil.rmtree, workdir, True)
+    workdir = temp_dir("stack_layout_", parent=args.workdir, remove=not args.keep)
     dtypes = ["uint16", "float32"] if args.dtype == "both" else [args.dtype]
     layouts = parse_layouts(args.layouts)
     extra = [] if args.no_current else [current]

@@ -45,6 +45,7 @@ import sys
 import time
 import traceback
 from collections import deque
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,7 +58,7 @@ from .blocks import available_memory
 from .legend import Legend
 from .pipeline import PipelineSettings, describe_settings
 from .progress import Cancelled, Progress, ensure_progress
-from .workers import interpreter_for_workers, worker_python
+from .workers import run_in_workers, worker_python
 
 EXECUTORS = ("local", "dask")
 KINDS = ("stack", "eopatch", "window")
@@ -580,16 +581,6 @@ def _run_tasks(tasks: Sequence[Task], executor: str, workers: int, retries: int,
         raise Cancelled("canceled by the user")
 
 
-def _process_pool_broken() -> tuple[type[BaseException], ...]:
-    from concurrent.futures.process import BrokenProcessPool
-
-    try:
-        from joblib.externals.loky.process_executor import BrokenProcessPool as LokyBroken
-    except ImportError:
-        return (BrokenProcessPool,)
-    return BrokenProcessPool, LokyBroken
-
-
 def _describe_broken(error: BaseException) -> str:
     """A broken pool's error with its cause (the worker's own traceback when it sent one)."""
     text = f"{type(error).__name__}: {error}"
@@ -600,72 +591,30 @@ def _describe_broken(error: BaseException) -> str:
 def _run_local(tasks: Sequence[Task], workers: int, retries: int, go_on: Callable[[], bool],
                python: str | None, pools: list) -> Iterator[dict]:
     """Tasks on joblib's loky process pool (threads when ``python`` is ``None``), at most
-    ``workers`` at a time. When a worker process dies the pool breaks and every task it was
-    running is charged one attempt; those are then run alone in a fresh one-worker pool (so a
-    tile that kills its worker cannot take the others down with it again), the rest in a fresh
-    pool."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    broken_pool = _process_pool_broken()
-    queue: deque[Task] = deque(tasks)
-    suspects: deque[Task] = deque()
+    ``workers`` at a time (:func:`run_in_workers`). When a worker process dies the pool breaks and
+    every task it was running is charged one attempt; those with attempts left are then run alone
+    in a fresh one-worker pool (so a tile that kills its worker cannot take the others down with
+    it again), the rest in a fresh pool."""
     charged: dict[str, int] = {}
-    stopped = False
-    context = interpreter_for_workers(python) if python else contextlib.nullcontext()
-    with context:
-        while (queue or suspects) and not stopped:
-            alone = bool(suspects)
-            pending, size = (suspects, 1) if alone else (queue, workers)
-            if python is None:
-                pool = ThreadPoolExecutor(max_workers=size)
-            else:
-                from joblib.externals.loky import get_reusable_executor
 
-                pool = get_reusable_executor(max_workers=size, timeout=WORKER_IDLE_TIMEOUT)
-                pools.append(pool)
-            in_flight: dict = {}
-            broken: BaseException | None = None
-            try:
-                while (pending or in_flight) and broken is None:
-                    while pending and len(in_flight) < size and not stopped:
-                        if not go_on():
-                            stopped = True
-                            break
-                        task = pending.popleft()
-                        name, function, args = task
-                        future = pool.submit(_attempt, function, retries - charged.get(name, 0), name, *args)
-                        in_flight[future] = task
-                    if not in_flight:
-                        break
-                    done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                    for future in done:
-                        try:
-                            outcome = future.result()
-                        except broken_pool as error:
-                            broken = error
-                            continue
-                        name = in_flight.pop(future)[0]
-                        outcome["attempts"] += charged.get(name, 0)
-                        yield outcome
-            finally:
-                if python is None:
-                    pool.shutdown(wait=True)
-            if broken is None:
-                continue
-            # the pool is gone: what it was running failed with it
-            for future, task in in_flight.items():
-                name = task[0]
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    outcome = future.result()
-                    outcome["attempts"] += charged.get(name, 0)
-                    yield outcome
-                    continue
-                charged[name] = charged.get(name, 0) + 1
-                if charged[name] > retries:
-                    yield {"name": name, "ok": False, "attempts": charged[name],
-                           "message": f"its worker process failed ({_describe_broken(broken)})"}
-                else:
-                    suspects.append(task)
+    def submit(pool: Executor, task: Task) -> Future:
+        name, function, args = task
+        return pool.submit(_attempt, function, retries - charged.get(name, 0), name, *args)
+
+    def finished(task: Task, outcome: dict) -> dict:
+        outcome["attempts"] += charged.get(task[0], 0)
+        return outcome
+
+    def lost(task: Task, error: BaseException, alone: bool) -> dict | None:
+        name = task[0]
+        charged[name] = charged.get(name, 0) + 1
+        if charged[name] <= retries:
+            return None
+        return {"name": name, "ok": False, "attempts": charged[name],
+                "message": f"its worker process failed ({_describe_broken(error)})"}
+
+    return run_in_workers(tasks, submit, workers, python, lost, lambda: not go_on(), finished=finished,
+                          idle_timeout=WORKER_IDLE_TIMEOUT, pools=pools)
 
 
 def _run_dask(tasks: Sequence[Task], client, workers: int, retries: int, go_on: Callable[[], bool]) -> Iterator[dict]:

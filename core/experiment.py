@@ -41,7 +41,6 @@ import resource
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -65,7 +64,7 @@ from .report import CSS, _table
 from .style import write_sidecar_qml
 from .timestack import GDAL_CACHE_MB, read_info
 from .train import CLASSIFIERS, MAX_TEST_PIXELS, TrainSettings, gather_rows, train_model
-from .workers import interpreter_for_workers, worker_python
+from .workers import run_in_workers, worker_python
 
 #: Pixels the prediction time is measured on (a fixed, evenly spread sample).
 PREDICT_SAMPLE = 100_000
@@ -388,65 +387,25 @@ def _failed_outcome(task: VariantTask, message: str) -> dict:
             "rows": [{**_common(task), "seed": seed, "status": "failed", "error": message} for seed in task.seeds]}
 
 
-def _run_parallel(tasks: Sequence[VariantTask], workers: int, progress: Progress) -> Iterator[dict]:
+def _run_parallel(tasks: Sequence[VariantTask], workers: int, python: str, progress: Progress) -> Iterator[dict]:
     """Outcomes of ``tasks`` in completion order, at most ``workers`` at a time in joblib's loky
-    worker processes. A task is submitted only while not canceled (those running finish). When a
-    worker process dies (killed for memory, a crash in a library) the pool breaks and takes the
-    variants it was running with it: those run again alone, each in a fresh one-worker pool, so
-    only a variant that kills its worker by itself is reported failed; the rest go on in a fresh
-    pool. The pool is shut down at the end (idle workers would otherwise keep ``qgis_process``
-    waiting for their timeout)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
+    worker processes started with ``python`` (:func:`run_in_workers`). A task is submitted only
+    while not canceled (those running finish). When a worker process dies (killed for memory, a
+    crash in a library) the pool breaks and takes the variants it was running with it: those run
+    again alone, each in a fresh one-worker pool, so only a variant that kills its worker by itself
+    is reported failed; the rest go on in a fresh pool. The pool is shut down at the end."""
 
-    from joblib.externals.loky import get_reusable_executor
-    from joblib.externals.loky.process_executor import BrokenProcessPool
+    def lost(task: VariantTask, error: BaseException, alone: bool) -> dict | None:
+        return _failed_outcome(task, f"its worker process stopped: {_describe_error(error)}") if alone else None
 
-    queue: deque[VariantTask] = deque(tasks)
-    suspects: deque[VariantTask] = deque()
-    canceled = False
-    pool = None
-    try:
-        while (queue or suspects) and not canceled:
-            alone = bool(suspects)
-            pending, size = (suspects, 1) if alone else (queue, workers)
-            pool = get_reusable_executor(max_workers=size, timeout=WORKER_IDLE_TIMEOUT)
-            in_flight: dict = {}
-            broken: BaseException | None = None
-            while (pending or in_flight) and broken is None:
-                while pending and len(in_flight) < size:
-                    if progress.canceled():
-                        canceled = True
-                        break
-                    task = pending.popleft()
-                    in_flight[pool.submit(run_variant, task)] = task
-                if not in_flight:
-                    break
-                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                for future in done:
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool as error:
-                        broken = error
-                        continue
-                    except Exception as error:  # noqa: BLE001 - e.g. a result that cannot travel back
-                        outcome = _failed_outcome(in_flight[future], _describe_error(error))
-                    del in_flight[future]
-                    yield outcome
-            if broken is None:
-                continue
-            progress.log(f"A worker process stopped ({_describe_error(broken)}); its variants run again alone.")
-            for future, task in in_flight.items():
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    yield future.result()
-                elif alone:
-                    yield _failed_outcome(task, f"its worker process stopped: {_describe_error(broken)}")
-                else:
-                    suspects.append(task)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-    if canceled:
-        raise Cancelled("canceled by the user")
+    def broken(error: BaseException) -> None:
+        progress.log(f"A worker process stopped ({_describe_error(error)}); its variants run again alone.")
+
+    def failed(task: VariantTask, error: BaseException) -> dict:  # e.g. a result that cannot travel back
+        return _failed_outcome(task, _describe_error(error))
+
+    return run_in_workers(tasks, lambda pool, task: pool.submit(run_variant, task), workers, python, lost,
+                          progress.canceled, failed=failed, broken=broken, idle_timeout=WORKER_IDLE_TIMEOUT)
 
 
 def _predicted_features(task: VariantTask) -> int:
@@ -583,14 +542,13 @@ def run_experiment(
             progress.log(f"Variant {i + 1}/{len(tasks)}: {task.name}")
             outcomes[i] = run_variant(task, part.scaled(i / len(tasks), (i + 1) / len(tasks)))
     else:
-        with interpreter_for_workers(python):
-            for done, outcome in enumerate(_run_parallel(tasks, plan.workers, progress), start=1):
-                outcomes[outcome["index"]] = outcome
-                rows = outcome["rows"]
-                state = "ok" if all(r["status"] == "ok" for r in rows) else "; ".join(
-                    sorted({r["error"] for r in rows if r["status"] != "ok"}))
-                progress.log(f"Variant {done}/{len(tasks)} finished: {tasks[outcome['index']].name} ({state})")
-                part.report(done / len(tasks))
+        for done, outcome in enumerate(_run_parallel(tasks, plan.workers, python, progress), start=1):
+            outcomes[outcome["index"]] = outcome
+            rows = outcome["rows"]
+            state = "ok" if all(r["status"] == "ok" for r in rows) else "; ".join(
+                sorted({r["error"] for r in rows if r["status"] != "ok"}))
+            progress.log(f"Variant {done}/{len(tasks)} finished: {tasks[outcome['index']].name} ({state})")
+            part.report(done / len(tasks))
     runs = [row for i in range(len(tasks)) for row in outcomes[i]["rows"]]
     models: dict[int, LulcModel] = {i: o["model"] for i, o in outcomes.items() if o["model"] is not None}
     interpolated = {i: o["interpolated"] for i, o in outcomes.items() if o["interpolated"]}

@@ -1,4 +1,5 @@
-"""Worker processes started from inside QGIS: which Python interpreter runs them.
+"""Worker processes started from inside QGIS: which Python interpreter runs them, and the
+process pool that survives a worker's death.
 
 Inside QGIS ``sys.executable`` is not a Python to start workers with (the QGIS program, or for
 the embedded Python whatever ``python3`` is first on PATH); joblib's loky pools, used by the
@@ -10,8 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from .progress import Cancelled
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _is_python(path: str | Path) -> bool:
@@ -86,3 +94,111 @@ def interpreter_for_workers(python: str) -> Iterator[None]:
         sys.executable = saved_executable
         if spawn is not None and saved_spawn is not None:
             spawn._python_exe = saved_spawn
+
+
+def _broken_pool_errors() -> tuple[type[BaseException], ...]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        from joblib.externals.loky.process_executor import BrokenProcessPool as LokyBroken
+    except ImportError:
+        return (BrokenProcessPool,)
+    return BrokenProcessPool, LokyBroken
+
+
+def run_in_workers(
+    tasks: Iterable[T],
+    submit: Callable[[Executor, T], Future],
+    workers: int,
+    python: str | None,
+    lost: Callable[[T, BaseException, bool], R | None],
+    canceled: Callable[[], bool],
+    *,
+    finished: Callable[[T, R], R] | None = None,
+    failed: Callable[[T, BaseException], R] | None = None,
+    broken: Callable[[BaseException], None] | None = None,
+    idle_timeout: float = 60,
+    pools: list | None = None,
+) -> Iterator[R]:
+    """Results of ``tasks`` in completion order, at most ``workers`` at a time in joblib's loky
+    worker processes started with ``python`` (threads of this process when ``None``, for want of
+    an interpreter). ``submit(pool, task)`` starts a task; one is submitted only after
+    ``canceled()`` said no: once it says yes, those running finish, then :class:`Cancelled` is raised.
+
+    A worker process that dies (killed for memory, a crash in a library) breaks the pool and takes
+    every task it was running with it, and which of them killed it is unknown: ``broken(error)`` is
+    told once, then ``lost(task, error, alone)`` for each such task gives the result that reports it
+    lost, or ``None`` to run it again alone in a fresh one-worker pool (``alone``: it already was),
+    so that only a task that kills its worker by itself is lost; the others go on in a fresh pool.
+    ``finished(task, result)`` amends a task's result before it is yielded; ``failed(task, error)``
+    turns any other error of a task into its result (without it the error is raised). The process
+    pools used are appended to ``pools`` for the caller to shut down (later calls reuse their
+    workers); without ``pools`` the pool is shut down at the end (idle workers would otherwise keep
+    ``qgis_process`` waiting for their timeout)."""
+    errors = _broken_pool_errors()
+    queue: deque[T] = deque(tasks)
+    suspects: deque[T] = deque()
+    stopped = False
+    pool: Executor | None = None
+    context = interpreter_for_workers(python) if python else contextlib.nullcontext()
+    with context:
+        try:
+            while (queue or suspects) and not stopped:
+                alone = bool(suspects)
+                pending, size = (suspects, 1) if alone else (queue, workers)
+                if python is None:
+                    pool = ThreadPoolExecutor(max_workers=size)
+                else:
+                    from joblib.externals.loky import get_reusable_executor
+
+                    pool = get_reusable_executor(max_workers=size, timeout=idle_timeout)
+                    if pools is not None:
+                        pools.append(pool)
+                in_flight: dict[Future, T] = {}
+                error: BaseException | None = None
+                try:
+                    while (pending or in_flight) and error is None:
+                        while pending and len(in_flight) < size and not stopped:
+                            if canceled():
+                                stopped = True
+                                break
+                            task = pending.popleft()
+                            in_flight[submit(pool, task)] = task
+                        if not in_flight:
+                            break
+                        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                        for future in done:
+                            try:
+                                result, ran = future.result(), True
+                            except errors as died:
+                                error = died
+                                continue
+                            except Exception as other:
+                                if failed is None:
+                                    raise
+                                result, ran = failed(in_flight[future], other), False
+                            task = in_flight.pop(future)
+                            yield finished(task, result) if ran and finished is not None else result
+                finally:
+                    if python is None:
+                        pool.shutdown(wait=True)
+                if error is None:
+                    continue
+                # the pool is gone: what it was running failed with it
+                if broken is not None:
+                    broken(error)
+                for future, task in in_flight.items():
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        result = future.result()
+                        yield result if finished is None else finished(task, result)
+                        continue
+                    given_up = lost(task, error, alone)
+                    if given_up is None:
+                        suspects.append(task)
+                    else:
+                        yield given_up
+        finally:
+            if python is not None and pools is None and pool is not None:
+                pool.shutdown(wait=True)
+    if stopped:
+        raise Cancelled("canceled by the user")

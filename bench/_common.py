@@ -1,0 +1,85 @@
+"""Plumbing shared by the benchmark scripts: this checkout as the ``eolulc`` package, temporary
+folders removed at exit, the process's memory from ``/proc/self/status`` and workers run in a fresh
+interpreter that hand back a JSON line.
+
+The scripts run as ``python bench/<name>.py``, so ``bench/`` is ``sys.path[0]`` and they import this
+module as ``_common``; their worker subprocesses re-run the script the same way and find it too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def package_dir() -> Path:
+    """A temporary folder holding an ``eolulc`` symlink to this checkout (removed at exit), so
+    ``eolulc.core`` imports whatever the checkout's folder is called."""
+    link_dir = Path(tempfile.mkdtemp(prefix="eolulc_pkg_"))
+    link = link_dir / "eolulc"
+    link.symlink_to(REPO, target_is_directory=True)
+
+    def _remove_link() -> None:
+        link.unlink(missing_ok=True)
+        link_dir.rmdir()
+
+    atexit.register(_remove_link)
+    return link_dir
+
+
+def import_package(link_dir: Path | str | None = None) -> Path:
+    """Put ``link_dir`` (a new :func:`package_dir` if ``None``) first on ``sys.path``; the folder."""
+    link_dir = package_dir() if link_dir is None else Path(link_dir)
+    if str(link_dir) not in sys.path:
+        sys.path.insert(0, str(link_dir))
+    return link_dir
+
+
+def temp_dir(prefix: str, parent: Path | str | None = None, remove: bool = True) -> Path:
+    """A new temporary folder (in ``parent``, the system's if ``None``), removed at exit if ``remove``."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    if remove:
+        atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def proc_status_kb(key: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``); ``ru_maxrss`` elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def peak_rss_kb() -> int:
+    """Peak resident memory of this process so far, kB (``VmHWM``)."""
+    return proc_status_kb("VmHWM")
+
+
+def print_result(prefix: str, result: Mapping[str, Any]) -> None:
+    """Hand ``result`` back to :func:`run_json` as one ``prefix``-tagged JSON line on stdout."""
+    print(prefix + json.dumps(result), flush=True)
+
+
+def run_json(command: Sequence[str], prefix: str, env: Mapping[str, str] | None = None,
+             what: str = "worker") -> dict[str, Any]:
+    """Run ``command`` to its end; the JSON of its first stdout line starting with ``prefix``."""
+    done = subprocess.run(list(command), capture_output=True, text=True, env=env, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith(prefix):
+            return json.loads(line[len(prefix):])
+    raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
