@@ -70,6 +70,32 @@ def peak_rss_kb() -> int:
     return proc_status_kb("VmHWM")
 
 
+def run_measured(command: Sequence[str], env: Mapping[str, str] | None = None, stdout: Any = None,
+                 poll_seconds: float = 0.05) -> tuple[int, float, float]:
+    """Run ``command``; its exit code, wall seconds and peak RSS in MB.
+
+    The peak is the child's own ``VmHWM`` read while it runs, not ``wait4``'s ``ru_maxrss``: that
+    one also counts the fork of the calling process before ``exec``, so a benchmark holding a
+    large array reported it as the child's peak. ``VmHWM`` only grows, so the last value read
+    (at most ``poll_seconds`` before the end) holds every earlier peak."""
+    import time
+
+    start = time.perf_counter()
+    process = subprocess.Popen(list(command), env=env, stdout=stdout, stderr=subprocess.STDOUT)
+    peak_kb = 0
+    status_path = f"/proc/{process.pid}/status"
+    while process.poll() is None:
+        try:
+            with open(status_path, encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(poll_seconds)
+    return process.returncode, time.perf_counter() - start, peak_kb / 1024
+
+
 def print_result(prefix: str, result: Mapping[str, Any]) -> None:
     """Hand ``result`` back to :func:`run_json` as one ``prefix``-tagged JSON line on stdout."""
     print(prefix + json.dumps(result), flush=True)

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import package_dir, peak_rss_kb, print_result, proc_status_kb, run_json
+from _common import package_dir, peak_rss_kb, print_result, proc_status_kb, run_json, run_measured
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -299,14 +299,10 @@ class Runner:
         command = [QGIS_PROCESS, "--json", "run", "eolulc:lulcpipeline", "--"] + [f"{k}={v}" for k, v in params.items()]
         log_path = root / "qgis_process.log"
         with open(log_path, "w") as log:
-            start = time.perf_counter()
-            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage: its peak RSS
-            seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
-            raise RuntimeError(f"qgis_process failed ({process.returncode}):\n{log_path.read_text()[-3000:]}")
-        return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "map": str(out / "map.tif")}
+            returncode, seconds, peak_mb = run_measured(command, env, log)
+        if returncode != 0:
+            raise RuntimeError(f"qgis_process failed ({returncode}):\n{log_path.read_text()[-3000:]}")
+        return {"seconds": seconds, "peak_rss_mb": peak_mb, "map": str(out / "map.tif")}
 
 
 def read_stack(path: str) -> np.ndarray:

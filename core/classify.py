@@ -12,16 +12,12 @@ import numpy as np
 from .atomic import atomic_outputs
 from .blocks import iter_blocks, read_ahead
 from .featureset import FeatureSet, compare_to_model
-from .model import LulcModel, predict_probabilities
+from .model import EARLY_STOP_MARGIN, LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .style import write_sidecar_qml
 from .timestack import StackInfo, StackWriter, bounded_gdal_cache
 
 CONFIDENCE_NODATA = 255
-#: A pixel's trees stop once its class leads the runner-up by this much raw score (softmax
-#: probability >= 0.9997 with 7 classes): the rest of the trees would not change the class and
-#: the confidence stays at 100 after rounding. Halves the prediction time on well-separated maps.
-EARLY_STOP_MARGIN = 10.0
 
 
 @dataclass
