@@ -3,10 +3,11 @@
 Data: the real TestEOPatch (../shared/data): NDVI, cloud-masked (CLM) and interpolated onto a
 16-day grid over 2016 with the 0.8 scene filter; reference from LULC.npy (raster) and from
 LULC.gpkg (polygons). eo-learn's recipe: proportional sampling and a default LGBMClassifier
-(100 rounds, learning rate 0.1, 31 leaves, no early stopping), i.e. TrainSettings(n_estimators=100,
-early_stopping=False); ours: the defaults. Both on the same spatial split and seed.
+(100 rounds, learning rate 0.1, 31 leaves, every feature, no early stopping), i.e.
+TrainSettings(n_estimators=100, early_stopping=False, num_leaves=31, feature_fraction=1.0); ours:
+the defaults. All on the same spatial split and seed. ``--recipe`` adds recipes to compare.
 
-    .venv/bin/python bench/train_quality.py [--seeds 5]
+    .venv/bin/python bench/train_quality.py [--seeds 5] [--recipe "name=num_leaves:31,feature_fraction:1.0"]
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def main() -> None:
         references = {"raster LULC.npy": read_reference_raster(str(folder / "lulc.tif"), grid),
                       "polygons LULC.gpkg": _polygons(args.data / "vector_timeless" / "LULC.gpkg", grid,
                                                       rasterize_polygons)}
-        recipes = {"eo-learn recipe": dict(n_estimators=100, early_stopping=False),
+        recipes = {"eo-learn recipe": dict(n_estimators=100, early_stopping=False, num_leaves=31, feature_fraction=1.0),
                    "EO LULC defaults": {}, **dict(_recipe(text) for text in args.recipe)}
         with FeatureSet([str(folder / "ndvi16.tif")]) as features:
             table = features.read_rows((0, 0, grid.height, grid.width))

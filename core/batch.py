@@ -977,15 +977,14 @@ def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend, sett
 
 def _report(model, x_test, y_test, classified, maps, failed, skipped, prepared, settings, notes, html, json_path):
     from .accuracy import assess, pixel_area_m2, raster_grid
-    from .model import EARLY_STOP_MARGIN, predict_probabilities
+    from .model import predict_probabilities
     from .report import write_report
 
     class_ids = np.asarray(model.class_ids)
     keep = ~np.all(np.isnan(x_test), axis=1) if x_test.size else np.zeros(0, bool)
     truth = y_test[keep]
     if truth.size:
-        # as the tiles' maps are classified, so the report judges the maps' classes
-        ensemble = model.ensemble(settings.train.threads, EARLY_STOP_MARGIN)
+        ensemble = model.ensemble(settings.train.threads)
         predicted = class_ids[np.argmax(predict_probabilities(ensemble, x_test[keep]), axis=1)]
     else:
         raise ValueError("no tile has held-out test pixels with data: no accuracy report is possible")

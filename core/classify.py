@@ -12,7 +12,7 @@ import numpy as np
 from .atomic import atomic_outputs
 from .blocks import iter_blocks, read_ahead
 from .featureset import FeatureSet, compare_to_model
-from .model import EARLY_STOP_MARGIN, LulcModel, predict_probabilities
+from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .style import write_sidecar_qml
 from .timestack import StackInfo, StackWriter, bounded_gdal_cache
@@ -47,17 +47,14 @@ def classify(
     progress: Progress | None = None,
     budget_bytes: int | None = None,
     threads: int | None = None,
-    early_stop_margin: float | None = EARLY_STOP_MARGIN,
 ) -> ClassifyResult:
     """Write the class raster (model class ids, with a sidecar ``.qml`` of the model's legend) and
-    optionally the confidence raster (probability of the chosen class, 0-100).
-
-    ``early_stop_margin``: see :data:`EARLY_STOP_MARGIN`; None walks every tree for every pixel."""
+    optionally the confidence raster (probability of the chosen class, 0-100)."""
     progress = ensure_progress(progress)
     class_ids = np.asarray(model.class_ids)
     dtype, nodata = class_raster_type(model.class_ids)
     counts = np.zeros(class_ids.size, np.int64)
-    ensemble = model.ensemble(threads, early_stop_margin)
+    ensemble = model.ensemble(threads)
     with FeatureSet(feature_paths) as features:
         compare_to_model(features, model.metadata["inputs"], model.feature_names)
         grid = features.grid

@@ -56,7 +56,7 @@ from .features import compute_features
 from .featureset import FeatureSet
 from .interpolate import check_inputs, date_grid, default_range, interpolate_stack
 from .legend import Legend
-from .model import EARLY_STOP_MARGIN, LulcModel, predict_probabilities
+from .model import LulcModel, predict_probabilities
 from .pipeline import PipelineSettings
 from .progress import Cancelled, Progress, ensure_progress
 from .reference import Reference
@@ -364,7 +364,7 @@ def run_variant(task: VariantTask, progress: Progress | None = None) -> dict:
                 if sample is None:
                     sample = _prediction_sample(task.interpolated, task.budget_bytes)
                 t0 = time.perf_counter()
-                predict_probabilities(trained.model.ensemble(s.train.threads, EARLY_STOP_MARGIN), sample)
+                predict_probabilities(trained.model.ensemble(s.train.threads), sample)
                 row["predict_s"] = time.perf_counter() - t0
             peaks = [m.peak_mb for m in (memory, run_memory) if m.peak_mb is not None]
             row.update(status="ok", error="", n_features=len(trained.model.feature_names),

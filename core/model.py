@@ -22,12 +22,6 @@ from .treepredict import TreeEnsemble, softmax
 FORMAT = "eolulc-model"
 VERSION = 1
 
-#: A pixel's trees stop once its class leads the runner-up by this much raw score (softmax
-#: probability >= 0.9997 with 7 classes): the rest of the trees would not change the class and
-#: the confidence stays at 100 after rounding. Up to 1.6x faster prediction on well-separated
-#: maps; used wherever classes are predicted (maps, test reports), so both judge the same classes.
-EARLY_STOP_MARGIN = 10.0
-
 
 @dataclass
 class LulcModel:
@@ -51,9 +45,8 @@ class LulcModel:
     def is_random_forest(self) -> bool:
         return self.metadata.get("parameters", {}).get("boosting") == "rf"
 
-    def ensemble(self, threads: int | None = None, early_stop_margin: float | None = None) -> TreeEnsemble:
-        return TreeEnsemble(self.model_text, threads, average=self.is_random_forest,
-                            early_stop_margin=early_stop_margin)
+    def ensemble(self, threads: int | None = None) -> TreeEnsemble:
+        return TreeEnsemble(self.model_text, threads, average=self.is_random_forest)
 
     def save(self, path: str | Path) -> None:
         document = {"format": FORMAT, "version": VERSION, "metadata": self.metadata, "lightgbm": self.model_text}

@@ -27,7 +27,7 @@ import numpy as np
 from .blocks import iter_blocks
 from .featureset import FeatureSet, RowCollector
 from .legend import Legend
-from .model import EARLY_STOP_MARGIN, LulcModel, predict_probabilities
+from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
 from .timestack import bounded_gdal_cache
@@ -337,8 +337,7 @@ def train_model(
         progress.report(0.9)
         class_ids = model.class_ids
         if x_test.size:
-            # as the map is classified (core.classify), so the report judges the map's classes
-            probabilities = predict_probabilities(model.ensemble(settings.threads, EARLY_STOP_MARGIN), x_test)
+            probabilities = predict_probabilities(model.ensemble(settings.threads), x_test)
             y_pred = np.asarray(class_ids)[np.argmax(probabilities, axis=1)]
         else:
             y_pred = np.zeros(0, int)

@@ -28,28 +28,17 @@ BYTES_PER_PASS = 1_000_000
 MIN_ROW_TREES_PER_THREAD = 200_000
 
 
-#: With ``early_stop_margin``, rows are checked every this many iterations (LightGBM's
-#: ``pred_early_stop_freq``).
-EARLY_STOP_EVERY = 10
-
-
 class TreeEnsemble:
     """A LightGBM model ready for fast prediction: one Booster per thread (LightGBM keeps the
     iteration range of a ``predict`` call in the Booster, so concurrent calls on one Booster with
-    different ranges would mix them up).
+    different ranges would mix them up)."""
 
-    ``early_stop_margin`` (multiclass boosting only): a row stops walking trees once its best raw
-    score leads the second by this much (LightGBM's prediction early stopping). The scores are
-    then partial sums: for maps, not for exact probabilities."""
-
-    def __init__(self, model_text: str, threads: int | None = None, average: bool = False,
-                 early_stop_margin: float | None = None) -> None:
+    def __init__(self, model_text: str, threads: int | None = None, average: bool = False) -> None:
         from lightgbm import Booster
 
         self.model_text = model_text
         self.threads = max(1, threads or os.cpu_count() or 1)
         self.average = average
-        self.early_stop_margin = early_stop_margin
         self._boosters = [Booster(model_str=model_text)]
         self._factory = Booster
 
@@ -79,12 +68,6 @@ class TreeEnsemble:
         iterations = self.booster.num_trees() // per_iteration
         parts = min(self.threads, max(1, n * iterations // MIN_ROW_TREES_PER_THREAD))
         passes = max(1, round(len(self.model_text) / BYTES_PER_PASS))
-        early_stop = {}
-        if self.early_stop_margin is not None and per_iteration > 1 and not self.average:
-            # a row leaves once its best class leads by the margin: all trees in one pass
-            early_stop = dict(pred_early_stop=True, pred_early_stop_freq=EARLY_STOP_EVERY,
-                              pred_early_stop_margin=self.early_stop_margin)
-            passes = 1
         step = max(1, -(-iterations // passes))
 
         def one_range(index: int, chunk: np.ndarray) -> np.ndarray:
@@ -93,7 +76,7 @@ class TreeEnsemble:
             for start in range(0, iterations, step):
                 count = min(step, iterations - start)
                 total += booster.predict(chunk, start_iteration=start, num_iteration=count, raw_score=True,
-                                         num_threads=1, **early_stop)
+                                         num_threads=1)
             # raw scores are sums over the trees also for random forests, which LightGBM averages
             return total / iterations if self.average else total
 
