@@ -26,7 +26,7 @@ from .reference import NO_CLASS, Reference
 from .report import write_report
 from .style import write_sidecar_qml
 from .timestack import StackInfo, StackWriter, open_stack, read_info
-from .train import TrainSettings, fit_model, plan_samples
+from .train import TrainSettings, fit_model, importance_table, plan_samples
 
 #: Agreement raster values.
 AGREE, DISAGREE = 1, 2
@@ -150,7 +150,7 @@ def run_pipeline(
                     map_pixel_counts=classified.class_pixels, pixel_area_m2=pixel_area_m2(info.grid))
     report.update(split=settings.train.split, pipeline=describe_settings(settings),
                   interpolation=interpolation.as_dict(),
-                  feature_importance=[{"feature": n, "gain_share": round(g, 6)} for n, g in importances])
+                  feature_importance=importance_table(importances))
     write_report(outputs.report, outputs.report_json, report,
                  "EO LULC pipeline: accuracy on the held-out test part", notes=notes)
     parts[5].report(1.0)

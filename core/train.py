@@ -299,6 +299,11 @@ def fit_model(
     return model, importances
 
 
+def importance_table(importances: list[tuple[str, float]]) -> list[dict]:
+    """Feature importances as the reports list them."""
+    return [{"feature": n, "gain_share": round(g, 6)} for n, g in importances]
+
+
 def held_out_report(truth: np.ndarray, predicted: np.ndarray, legend: Legend, split: str, notes: list[str],
                 importances: list[tuple[str, float]]) -> dict:
     """The accuracy report of the test pixels, with the split, the notes and the importances."""
@@ -307,7 +312,7 @@ def held_out_report(truth: np.ndarray, predicted: np.ndarray, legend: Legend, sp
     report = assess(truth.astype(int), predicted.astype(int), legend)
     report["split"] = split
     report["notes"] = notes
-    report["feature_importance"] = [{"feature": n, "gain_share": round(g, 6)} for n, g in importances]
+    report["feature_importance"] = importance_table(importances)
     return report
 
 
