@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -78,8 +79,6 @@ def run_measured(command: Sequence[str], env: Mapping[str, str] | None = None, s
     one also counts the fork of the calling process before ``exec``, so a benchmark holding a
     large array reported it as the child's peak. ``VmHWM`` only grows, so the last value read
     (at most ``poll_seconds`` before the end) holds every earlier peak."""
-    import time
-
     start = time.perf_counter()
     process = subprocess.Popen(list(command), env=env, stdout=stdout, stderr=subprocess.STDOUT)
     peak_kb = 0

@@ -49,17 +49,13 @@ def block_rows(block: np.ndarray, info: StackInfo, pixels: np.ndarray | None = N
     return values.transpose(1, 2, 0, 3).reshape(h * w, t * b)
 
 
-class RowCollector:
-    """Collects the feature rows of chosen pixels from blocks as they pass (e.g. while the
-    interpolation writes them), so training needs no second read of the stack."""
+class ChosenPixels:
+    """Chosen pixels of a raster (flat indices, row by row) found window by window."""
 
     def __init__(self, flat_indices: np.ndarray, width: int) -> None:
         self.flat = np.asarray(flat_indices)
-        self.width = width
-        self.rows: np.ndarray | None = None
         self._row_of = self.flat // width
         self._col_of = self.flat % width
-        self._seen = np.zeros(self.flat.size, bool)
 
     def pixels_in(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Positions (in ``flat_indices``) of the chosen pixels inside ``window`` (row, col,
@@ -68,6 +64,16 @@ class RowCollector:
         inside = np.flatnonzero((self._row_of >= row) & (self._row_of < row + height)
                                 & (self._col_of >= col) & (self._col_of < col + width))
         return inside, (self._row_of[inside] - row) * width + (self._col_of[inside] - col)
+
+
+class RowCollector(ChosenPixels):
+    """Collects the feature rows of chosen pixels from blocks as they pass (e.g. while the
+    interpolation writes them), so training needs no second read of the stack."""
+
+    def __init__(self, flat_indices: np.ndarray, width: int) -> None:
+        super().__init__(flat_indices, width)
+        self.rows: np.ndarray | None = None
+        self._seen = np.zeros(self.flat.size, bool)
 
     def __call__(self, window: Window, block: np.ndarray, info: StackInfo) -> None:
         """Take the chosen pixels inside ``window`` from ``block`` ``(t, h, w, b)`` of a stack

@@ -18,7 +18,7 @@ from .blocks import iter_blocks
 from .classify import classify
 from .cloudmask import DEFAULT_PROCESSING_RESOLUTION, CloudDetector
 from .features import FeatureSpec, compute_features
-from .featureset import FeatureSet, RowCollector
+from .featureset import ChosenPixels, FeatureSet, RowCollector
 from .interpolate import interpolate_stack
 from .legend import Legend, LegendClass
 from .progress import Progress, ensure_progress
@@ -188,7 +188,7 @@ def _write_reference_and_agreement(reference: Reference, outputs: PipelineOutput
     grid = info.grid
     ref_info = StackInfo(grid=grid, dates=(None,), bands=("reference",), dtype="uint16", nodata=NO_CLASS)
     agreement_info = StackInfo(grid=grid, dates=(None,), bands=("agreement",), dtype="uint8", nodata=0)
-    test = RowCollector(test_pixels, grid.width)
+    test = ChosenPixels(test_pixels, grid.width)
     mapped_test = np.full(test_pixels.size, class_nodata, np.int64)
     with atomic_outputs([outputs.reference, outputs.agreement]) as (ref_path, agreement_path):
         with StackWriter(str(ref_path), ref_info) as ref_writer, \

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .blocks import iter_blocks
-from .featureset import FeatureSet, RowCollector
+from .featureset import ChosenPixels, FeatureSet
 from .legend import Legend
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
@@ -197,7 +197,7 @@ def gather_rows(features: FeatureSet, flat_indices: np.ndarray, progress: Progre
     """Feature rows of the given pixels, reading the stacks block by block."""
     grid = features.grid
     out = np.empty((flat_indices.size, features.n_features), np.float32)
-    chosen = RowCollector(flat_indices, grid.width)
+    chosen = ChosenPixels(flat_indices, grid.width)
     for block in iter_blocks(grid.height, grid.width, features.bytes_per_pixel(), budget_bytes, progress=progress):
         inside, local = chosen.pixels_in(block.window)
         if inside.size:
