@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -15,7 +15,7 @@ from .featureset import FeatureSet, compare_to_model
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .style import write_sidecar_qml
-from .timestack import StackInfo, StackWriter, bounded_gdal_cache
+from .timestack import Grid, StackInfo, StackWriter, Window, bounded_gdal_cache
 
 CONFIDENCE_NODATA = 255
 
@@ -38,6 +38,74 @@ def class_raster_type(class_ids: Sequence[int]) -> tuple[str, int]:
     raise ValueError(f"class id {top} is too large for a class raster")
 
 
+class MapWriter:
+    """Predicts feature rows block by block into the class raster (model class ids, with a
+    sidecar ``.qml`` of the model's legend) and optionally the confidence raster (probability of
+    the chosen class, 0-100): what :func:`classify` does with stacks on disk, and the pipeline
+    with interpolated blocks that are never written. A context manager: all outputs or none."""
+
+    def __init__(self, model: LulcModel, grid: Grid, output: str | Path, output_confidence: str | Path | None = None,
+                 threads: int | None = None) -> None:
+        self.model, self.grid = model, grid
+        self.output, self.output_confidence = output, output_confidence
+        self.class_ids = np.asarray(model.class_ids)
+        self.dtype, self.nodata = class_raster_type(model.class_ids)
+        self.counts = np.zeros(self.class_ids.size, np.int64)
+        self.ensemble = model.ensemble(threads)
+        self.any_data = False
+        self._exit = ExitStack()
+        self._writers: list[StackWriter] = []
+
+    def bytes_per_pixel(self) -> int:
+        """Working memory of a pixel's prediction: raw scores, probabilities and the outputs."""
+        return self.class_ids.size * 24 + 8
+
+    def __enter__(self) -> MapWriter:
+        class_info = StackInfo(grid=self.grid, dates=(None,), bands=("class",), dtype=self.dtype, nodata=self.nodata,
+                               tags={"EOLULC_CLASSES": ",".join(str(c) for c in self.model.class_ids)})
+        confidence_info = StackInfo(grid=self.grid, dates=(None,), bands=("confidence",), dtype="uint8",
+                                    nodata=CONFIDENCE_NODATA)
+        with ExitStack() as stack:
+            class_path, confidence_path = stack.enter_context(atomic_outputs([self.output, self.output_confidence]))
+            self._writers.append(stack.enter_context(closing(StackWriter(str(class_path), class_info))))
+            if confidence_path is not None:
+                self._writers.append(stack.enter_context(closing(StackWriter(str(confidence_path), confidence_info))))
+            self._exit = stack.pop_all()
+        return self
+
+    def write(self, window: Window, rows: np.ndarray) -> None:
+        """Predict the ``(pixels, features)`` rows of ``window`` (row by row; all-NaN rows are nodata)."""
+        valid = ~np.all(np.isnan(rows), axis=1)
+        labels = np.full(rows.shape[0], self.nodata, self.dtype)
+        confidence = np.full(rows.shape[0], CONFIDENCE_NODATA, np.uint8)
+        if valid.any():
+            self.any_data = True
+            probabilities = predict_probabilities(self.ensemble, rows if valid.all() else rows[valid])
+            best = np.argmax(probabilities, axis=1)
+            labels[valid] = self.class_ids[best]
+            chosen = probabilities[np.arange(best.size), best]
+            confidence[valid] = np.round(100 * chosen).astype(np.uint8)
+            self.counts += np.bincount(best, minlength=self.class_ids.size)
+        shape = (1, window[2], window[3], 1)
+        self._writers[0].write(labels.reshape(shape), window)
+        if len(self._writers) > 1:
+            self._writers[1].write(confidence.reshape(shape), window)
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
+        if exc_type is None and not self.any_data:
+            error = ValueError("the features hold only nodata: nothing to classify")
+            self._exit.__exit__(ValueError, error, None)  # the outputs are discarded
+            raise error
+        self._exit.__exit__(exc_type, exc, traceback)
+        if exc_type is None:
+            write_sidecar_qml(self.output, self.model.legend.restricted(self.model.class_ids), nodata=self.nodata)
+
+    @property
+    def result(self) -> ClassifyResult:
+        return ClassifyResult(class_pixels={int(c): int(n) for c, n in zip(self.class_ids, self.counts)},
+                              nodata=self.nodata, dtype=self.dtype)
+
+
 @bounded_gdal_cache()
 def classify(
     feature_paths: Sequence[str],
@@ -48,51 +116,17 @@ def classify(
     budget_bytes: int | None = None,
     threads: int | None = None,
 ) -> ClassifyResult:
-    """Write the class raster (model class ids, with a sidecar ``.qml`` of the model's legend) and
-    optionally the confidence raster (probability of the chosen class, 0-100)."""
+    """Write the class raster and optionally the confidence raster of the stacks (see :class:`MapWriter`)."""
     progress = ensure_progress(progress)
-    class_ids = np.asarray(model.class_ids)
-    dtype, nodata = class_raster_type(model.class_ids)
-    counts = np.zeros(class_ids.size, np.int64)
-    ensemble = model.ensemble(threads)
     with FeatureSet(feature_paths) as features:
         compare_to_model(features, model.metadata["inputs"], model.feature_names)
         grid = features.grid
-        class_info = StackInfo(grid=grid, dates=(None,), bands=("class",), dtype=dtype, nodata=nodata,
-                               tags={"EOLULC_CLASSES": ",".join(str(c) for c in model.class_ids)})
-        confidence_info = StackInfo(grid=grid, dates=(None,), bands=("confidence",), dtype="uint8",
-                                    nodata=CONFIDENCE_NODATA)
-        # rows twice (the next block is read while this one is predicted), scores and probabilities
-        bytes_per_pixel = 2 * features.bytes_per_pixel() + class_ids.size * 24
-        any_data = False
-        with atomic_outputs([output, output_confidence]) as (class_path, confidence_path):
-            writers = [StackWriter(str(class_path), class_info)]
-            if confidence_path is not None:
-                writers.append(StackWriter(str(confidence_path), confidence_info))
-            try:
-                blocks = iter_blocks(grid.height, grid.width, bytes_per_pixel, budget_bytes, progress=progress)
-                # closing: the read thread must be done before the stacks are closed
-                with closing(read_ahead(blocks, lambda b: features.read_rows(b.window))) as blocks_read:
-                    for block, rows in blocks_read:
-                        valid = ~np.all(np.isnan(rows), axis=1)
-                        labels = np.full(rows.shape[0], nodata, dtype)
-                        confidence = np.full(rows.shape[0], CONFIDENCE_NODATA, np.uint8)
-                        if valid.any():
-                            any_data = True
-                            probabilities = predict_probabilities(ensemble, rows[valid])
-                            best = np.argmax(probabilities, axis=1)
-                            labels[valid] = class_ids[best]
-                            chosen = probabilities[np.arange(best.size), best]
-                            confidence[valid] = np.round(100 * chosen).astype(np.uint8)
-                            counts += np.bincount(best, minlength=class_ids.size)
-                        shape = (1, block.height, block.width, 1)
-                        writers[0].write(labels.reshape(shape), block.window)
-                        if len(writers) > 1:
-                            writers[1].write(confidence.reshape(shape), block.window)
-                if not any_data:
-                    raise ValueError("the features hold only nodata: nothing to classify")
-            finally:
-                for writer in writers:
-                    writer.close()
-    write_sidecar_qml(output, model.legend.restricted(model.class_ids), nodata=nodata)
-    return ClassifyResult(class_pixels={int(c): int(n) for c, n in zip(class_ids, counts)}, nodata=nodata, dtype=dtype)
+        with MapWriter(model, grid, output, output_confidence, threads) as mapper:
+            # rows twice (the next block is read while this one is predicted) and their prediction
+            bytes_per_pixel = 2 * features.bytes_per_pixel() + mapper.bytes_per_pixel()
+            blocks = iter_blocks(grid.height, grid.width, bytes_per_pixel, budget_bytes, progress=progress)
+            # closing: the read thread must be done before the stacks are closed
+            with closing(read_ahead(blocks, lambda b: features.read_rows(b.window))) as blocks_read:
+                for block, rows in blocks_read:
+                    mapper.write(block.window, rows)
+    return mapper.result

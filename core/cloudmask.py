@@ -300,6 +300,8 @@ class CloudDetector:
 def _valid_pixels(raw: np.ndarray, nodata: float | None) -> np.ndarray:
     """Pixels ``(time, h, w)`` where every cloud band has a value."""
     planes = raw.transpose(0, 3, 1, 2)  # rasterio's band planes: contiguous per band
+    if raw.dtype.kind == "u" and nodata == 0:  # digital numbers: valid where the smallest band is not 0
+        return np.minimum.reduce(planes, axis=1) != 0
     valid = np.ones((raw.shape[0],) + raw.shape[1:3], bool)
     for b in range(planes.shape[1]):
         if raw.dtype.kind == "f":
@@ -322,14 +324,20 @@ def _downsample(raw: np.ndarray, valid: np.ndarray, factor: int, radiometry) -> 
     integer = raw.dtype.kind in "ui"
     padded = np.zeros((t, ch * factor, cw * factor), raw.dtype)
     sums = np.empty((t, b, ch, cw), np.float64)
+    # integers add up exactly in any order: rows first (adding whole rows is vectorised; ``factor``
+    # rows of 16-bit values fit 32 bits), then the 16x fewer columns; floats as always (columns first)
+    row_sum = np.int64 if raw.dtype.itemsize > 2 else np.uint32 if raw.dtype.kind == "u" else np.int32
     for band in range(b):
         np.copyto(padded[:, :h, :w], planes[:, band], where=valid)
-        # columns first (contiguous runs of ``factor``), then rows; integers add up exactly
-        partial = padded.reshape(t, ch * factor, cw, factor).sum(axis=3, dtype=np.int64 if integer else np.float64)
-        sums[:, band] = partial.reshape(t, ch, factor, cw).sum(axis=2)
+        if integer:
+            by_rows = padded.reshape(t, ch, factor, cw * factor).sum(axis=2, dtype=row_sum)
+            sums[:, band] = by_rows.reshape(t, ch, cw, factor).sum(axis=3, dtype=np.int64)
+        else:
+            partial = padded.reshape(t, ch * factor, cw, factor).sum(axis=3, dtype=np.float64)
+            sums[:, band] = partial.reshape(t, ch, factor, cw).sum(axis=2)
     weight = np.zeros((t, ch * factor, cw * factor), np.int32)
     weight[:, :h, :w] = valid
-    counts = weight.reshape(t, ch * factor, cw, factor).sum(axis=3).reshape(t, ch, factor, cw).sum(axis=2)
+    counts = weight.reshape(t, ch, factor, cw * factor).sum(axis=2).reshape(t, ch, cw, factor).sum(axis=3)
     coarse_valid = counts > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts[:, None]

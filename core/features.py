@@ -322,9 +322,14 @@ class FeatureReader:
         #: working bytes per pixel and date besides the features: raw bands, reflectance, index temporaries
         self.extra_bytes_per_date = len(self.plan.read) * (np.dtype(self._reader.info.dtype).itemsize + 4) + 40
 
-    def read(self, window=None, dates=None, bands=None) -> np.ndarray:
-        features = per_date_features(self._reader.read(window, dates=dates, bands=self.plan.read), self.plan,
-                                     self._reader.info.nodata)
+    def read(self, window=None, dates=None, bands=None, pixels: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`~.timestack.StackReader.read`; ``pixels`` (flat indices into the window, row by
+        row) computes the features of those pixels only, as a ``(t, 1, pixels, F)`` block."""
+        raw = self._reader.read(window, dates=dates, bands=self.plan.read)
+        if pixels is not None:
+            t, h, w, b = raw.shape
+            raw = raw.reshape(t, h * w, b)[:, pixels, None, :]
+        features = per_date_features(raw, self.plan, self._reader.info.nodata)
         return features if bands is None else features[..., list(bands)]
 
     def close(self) -> None:

@@ -66,48 +66,16 @@ class ChosenPixels:
         return inside, (self._row_of[inside] - row) * width + (self._col_of[inside] - col)
 
 
-class RowCollector(ChosenPixels):
-    """Collects the feature rows of chosen pixels from blocks as they pass (e.g. while the
-    interpolation writes them), so training needs no second read of the stack."""
+class FeatureColumns:
+    """The feature columns of aligned stacks (same grid): their names, what a model remembers of
+    each stack, the grid. What training needs, also of stacks that are never written."""
 
-    def __init__(self, flat_indices: np.ndarray, width: int) -> None:
-        super().__init__(flat_indices, width)
-        self.rows: np.ndarray | None = None
-        self._seen = np.zeros(self.flat.size, bool)
-
-    def __call__(self, window: Window, block: np.ndarray, info: StackInfo) -> None:
-        """Take the chosen pixels inside ``window`` from ``block`` ``(t, h, w, b)`` of a stack
-        described by ``info``."""
-        if self.rows is None:
-            self.rows = np.empty((self.flat.size, block.shape[0] * block.shape[3]), np.float32)
-        inside, local = self.pixels_in(window)
-        if inside.size:
-            self.rows[inside] = block_rows(block, info, local)
-            self._seen[inside] = True
-
-    @property
-    def complete(self) -> bool:
-        return self.rows is not None and bool(self._seen.all())
-
-
-class FeatureSet:
-    """Opens aligned stacks (same grid) and reads their windows as feature rows."""
-
-    def __init__(self, paths: Sequence[str]) -> None:
-        if not paths:
-            raise ValueError("give at least one feature stack")
-        self.paths = [str(p) for p in paths]
-        self._exit = ExitStack()
-        try:
-            self.readers = [self._exit.enter_context(open_stack(p)) for p in self.paths]
-        except Exception:
-            self._exit.close()
-            raise
-        self.infos = [r.info for r in self.readers]
+    def __init__(self, infos: Sequence[StackInfo], paths: Sequence[str] | None = None) -> None:
+        self.infos = list(infos)
+        self.paths = [str(p) for p in paths] if paths is not None else [f"stack {i + 1}" for i in range(len(infos))]
         first = self.infos[0].grid
         for path, info in zip(self.paths[1:], self.infos[1:]):
             if not info.grid.same_as(first):
-                self._exit.close()
                 raise ValueError(
                     f"'{path}' is not on the same grid as '{self.paths[0]}' (size, pixel grid and CRS must be "
                     "equal); resample it first, e.g. with 'Build time stack from per-date rasters' and a target grid"
@@ -125,6 +93,21 @@ class FeatureSet:
 
     def describe(self) -> list[dict]:
         return [describe_stack(info) for info in self.infos]
+
+
+class FeatureSet(FeatureColumns):
+    """Opens aligned stacks (same grid) and reads their windows as feature rows."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        if not paths:
+            raise ValueError("give at least one feature stack")
+        self._exit = ExitStack()
+        try:
+            self.readers = [self._exit.enter_context(open_stack(str(p))) for p in paths]
+            super().__init__([r.info for r in self.readers], paths)
+        except Exception:
+            self._exit.close()
+            raise
 
     def bytes_per_pixel(self) -> int:
         return sum(info.count for info in self.infos) * (4 + 8)

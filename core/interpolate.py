@@ -19,17 +19,18 @@ eo-learn's rules that are mirrored on purpose, because they change values:
 from __future__ import annotations
 
 import json
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import Block, WriteBehind, iter_blocks, read_ahead
 from .features import FeatureReader, FeatureSpec
+from .featureset import ChosenPixels, block_rows
 from .progress import Progress, ensure_progress
 from .timestack import (
     StackInfo,
@@ -342,7 +343,7 @@ def default_range(info: StackInfo) -> tuple[datetime, datetime]:
 @bounded_gdal_cache()
 def interpolate_stack(
     input_path: str | Path,
-    output_path: str | Path,
+    output_path: str | Path | None,
     *,
     grid: Sequence[datetime] | None = None,
     start: str | datetime | None = None,
@@ -356,21 +357,66 @@ def interpolate_stack(
     budget_bytes: int | None = None,
     progress: Progress | None = None,
     features: FeatureSpec | None = None,
-    on_block: Callable[[Window, np.ndarray, StackInfo], None] | None = None,
+    on_block: BlockSink | None = None,
+    on_block_bytes: int = 0,
 ) -> InterpolationReport:
     """Interpolate ``input_path`` onto a regular grid (``start``/``end``/``interval_days``) or the
-    explicit dates ``grid``, writing a float stack with NaN as nodata.
+    explicit dates ``grid``, writing a float stack with NaN as nodata: :func:`plan_interpolation`
+    then :func:`write_interpolation` (see them for the arguments)."""
+    progress = ensure_progress(progress)
+    report = plan_interpolation(
+        input_path, grid=grid, start=start, end=end, interval_days=interval_days, mask_path=mask_path,
+        min_valid_fraction=min_valid_fraction, fill_edges=fill_edges, budget_bytes=budget_bytes,
+        progress=progress.scaled(0.0, 0.25) if min_valid_fraction > 0 else None, features=features)
+    write_interpolation(
+        input_path, report, output_path, mask_path=mask_path, output_count=output_count,
+        output_report=output_report, budget_bytes=budget_bytes,
+        progress=progress.scaled(0.25, 1.0) if min_valid_fraction > 0 else progress, features=features,
+        on_block=on_block, on_block_bytes=on_block_bytes)
+    return report
 
-    ``features``: ``input_path`` is a band stack and these per-date features of it are
-    interpolated, computed block by block for the kept dates only; the result equals
-    :func:`~.features.compute_features` followed by this function, without the feature stack.
+
+#: ``on_block(window, values, info)``: a block ``(t, h, w, b)`` of the interpolated stack ``info``.
+BlockSink = Callable[[Window, np.ndarray, StackInfo], None]
+
+
+@contextmanager
+def _inputs(input_path: str | Path, mask_path: str | Path | None,
+            features: FeatureSpec | None) -> Iterator[tuple[StackReader | FeatureReader, StackReader | None]]:
+    """The input (or its features) and the mask, checked to fit each other."""
+    with _open_input(input_path, features) as reader:
+        mask_reader = open_stack(str(mask_path)) if mask_path else None
+        try:
+            check_inputs(reader.info, mask_reader.info if mask_reader else None)
+            yield reader, mask_reader
+        finally:
+            if mask_reader is not None:
+                mask_reader.close()
+
+
+def plan_interpolation(
+    input_path: str | Path,
+    *,
+    grid: Sequence[datetime] | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    interval_days: int = DEFAULT_INTERVAL_DAYS,
+    mask_path: str | Path | None = None,
+    min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION,
+    fill_edges: bool = False,
+    fractions: Sequence[float] | None = None,
+    budget_bytes: int | None = None,
+    progress: Progress | None = None,
+    features: FeatureSpec | None = None,
+) -> InterpolationReport:
+    """The scene filter's decisions and the new dates: a regular grid (``start``/``end``/
+    ``interval_days``) or the explicit dates ``grid``.
 
     ``mask_path``: a mask stack on the input's dates, 0 = clear, anything else (and nodata) = invalid.
-    ``min_valid_fraction`` > 0 drops dates whose valid share is not above it before interpolating.
-    ``output_count``: valid observation times per pixel and band (uint16). ``output_report``: JSON.
-    ``on_block(window, values, info)`` sees each block of the result as it is written, ``(t, h, w, b)``
-    values of the output stack described by ``info`` (e.g. to collect training rows on the way).
-    All outputs are written, or none.
+    ``min_valid_fraction`` > 0 drops dates whose valid share is not above it; the shares are
+    counted over the whole stack unless ``fractions`` gives them (the cloud-mask step counts them
+    as it writes the mask). ``features``: ``input_path`` is a band stack and these per-date
+    features of it are what is interpolated.
     """
     progress = ensure_progress(progress)
     if not 0 <= min_valid_fraction <= 1:
@@ -381,121 +427,231 @@ def interpolate_stack(
     grid = list(grid)
     if not grid:
         raise ValueError("the list of dates is empty")
-
-    with _open_input(input_path, features) as reader:
+    with _inputs(input_path, mask_path, features) as (reader, _):
         info = reader.info
-        mask_reader = open_stack(str(mask_path)) if mask_path else None
-        try:
-            check_inputs(info, mask_reader.info if mask_reader else None)
-            fractions = None
-            kept = list(range(info.n_dates))
-            if min_valid_fraction > 0:
-                fractions = valid_fractions(input_path, mask_path, budget_bytes, progress.scaled(0.0, 0.25), features)
-                kept = [i for i, f in enumerate(fractions) if f > min_valid_fraction]
-                if not kept:
-                    best = int(np.argmax(fractions))
-                    raise ValueError(
-                        f"no date has a valid fraction above {min_valid_fraction:g} (the best is "
-                        f"{fractions[best]:.3f} on {format_datetime(info.dates[best])}); lower the minimum"
-                    )
-                progress = progress.scaled(0.25, 1.0)
-            report = InterpolationReport(
-                input_dates=list(info.dates), fractions=None if fractions is None else [float(f) for f in fractions],
-                min_valid_fraction=float(min_valid_fraction), kept=kept, dates=grid, fill_edges=fill_edges,
+    kept = list(range(info.n_dates))
+    if min_valid_fraction > 0:
+        if fractions is None:
+            fractions = valid_fractions(input_path, mask_path, budget_bytes, progress, features)
+        elif len(fractions) != info.n_dates:
+            raise ValueError(f"{len(fractions)} valid fractions given for {info.n_dates} dates")
+        kept = [i for i, f in enumerate(fractions) if f > min_valid_fraction]
+        if not kept:
+            best = int(np.argmax(fractions))
+            raise ValueError(
+                f"no date has a valid fraction above {min_valid_fraction:g} (the best is "
+                f"{fractions[best]:.3f} on {format_datetime(info.dates[best])}); lower the minimum"
             )
-            kept_dates = [info.dates[i] for i in kept]
-            reference = min(kept_dates)
-            times = hours_since(kept_dates, reference)
-            new_times = grid_hours(grid, reference)
-            if not np.any((new_times >= times.min()) & (new_times <= times.max())):
-                raise ValueError(
-                    f"the new dates {format_datetime(min(grid))} .. {format_datetime(max(grid))} lie outside "
-                    f"the input's (kept) dates {format_datetime(min(kept_dates))} .. "
-                    f"{format_datetime(max(kept_dates))}"
-                )
-            _write(reader, mask_reader, kept, times, new_times, report, output_path, output_count,
-                   output_report, fill_edges, budget_bytes, progress, on_block)
-        finally:
-            if mask_reader is not None:
-                mask_reader.close()
+    report = InterpolationReport(
+        input_dates=list(info.dates),
+        fractions=None if min_valid_fraction <= 0 else [float(f) for f in fractions],
+        min_valid_fraction=float(min_valid_fraction), kept=kept, dates=grid, fill_edges=fill_edges,
+    )
+    times, new_times = _time_axes(report)
+    if not np.any((new_times >= times.min()) & (new_times <= times.max())):
+        kept_dates = [info.dates[i] for i in kept]
+        raise ValueError(
+            f"the new dates {format_datetime(min(grid))} .. {format_datetime(max(grid))} lie outside "
+            f"the input's (kept) dates {format_datetime(min(kept_dates))} .. "
+            f"{format_datetime(max(kept_dates))}"
+        )
+    progress.report(1.0)
     return report
 
 
-def _write(
-    reader: StackReader | FeatureReader,
-    mask_reader: StackReader | None,
-    kept: list[int],
-    times: np.ndarray,
-    new_times: np.ndarray,
-    report: InterpolationReport,
-    output_path: str | Path,
-    output_count: str | Path | None,
-    output_report: str | Path | None,
-    fill_edges: bool,
-    budget_bytes: int | None,
-    progress: Progress,
-    on_block: Callable[[Window, np.ndarray, StackInfo], None] | None = None,
-) -> None:
-    info = reader.info
+def _time_axes(report: InterpolationReport) -> tuple[np.ndarray, np.ndarray]:
+    """Hours of the kept acquisitions and of the new dates, from the first kept acquisition."""
+    kept_dates = [report.input_dates[i] for i in report.kept]
+    reference = min(kept_dates)
+    return hours_since(kept_dates, reference), grid_hours(report.dates, reference)
+
+
+def interpolated_stack_info(input_path: str | Path, report: InterpolationReport,
+                            features: FeatureSpec | None = None) -> StackInfo:
+    """What :func:`write_interpolation` of ``input_path`` (or its ``features``) with ``report``
+    writes: dates, bands, data type, tags (e.g. for a model trained before it is written)."""
+    with _open_input(input_path, features) as reader:
+        return _interpolated_info(reader.info, report)
+
+
+def _interpolated_info(info: StackInfo, report: InterpolationReport) -> StackInfo:
     out_dtype = "float64" if np.dtype(info.dtype) == np.float64 else "float32"
     summary = report.as_dict()
     tags = {k: v for k, v in info.tags.items() if not k.startswith("EOLULC_")}
     tags[TAG_REPORT] = json.dumps({k: summary[k] for k in ("min_valid_fraction", "dropped_dates", "fill_edges")})
-    out_info = StackInfo(
+    return StackInfo(
         grid=info.grid, dates=tuple(report.dates), bands=info.bands, dtype=out_dtype, nodata=float("nan"),
         scales=info.scales, offsets=info.offsets, tags=tags,
     )
+
+
+class _BlockSource:
+    """Reads blocks of the kept dates as ``(T, B, pixels)`` values and ``(T, 1 or B, pixels)``
+    clear flags, and interpolates them."""
+
+    def __init__(self, reader: StackReader | FeatureReader, mask_reader: StackReader | None,
+                 report: InterpolationReport) -> None:
+        self.reader, self.mask_reader, self.report = reader, mask_reader, report
+        self.info = reader.info
+        self.out_info = _interpolated_info(self.info, report)
+        self.times, self.new_times = _time_axes(report)
+        self.n_kept, self.n_new, self.n_bands = len(report.kept), len(report.dates), self.info.n_bands
+        self.mask_bands = mask_reader.info.n_bands if mask_reader else 0
+        self._kept_arg = None if self.n_kept == self.info.n_dates else report.kept
+
+    def bytes_per_pixel(self) -> int:
+        """The values and clear flags of a pixel, with the features' work while reading."""
+        return (self.n_kept * self.n_bands * np.dtype(self.info.dtype).itemsize + self.n_kept * self.mask_bands * 2
+                + self.n_kept * getattr(self.reader, "extra_bytes_per_date", 0))
+
+    def read(self, window: Window, pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The window's values and clear flags, or only those of ``pixels`` (flat indices into it)."""
+        if pixels is not None and isinstance(self.reader, FeatureReader):  # features of those pixels only
+            block = self.reader.read(window, dates=self._kept_arg, pixels=pixels)
+        else:
+            block = _pixels_of(self.reader.read(window, dates=self._kept_arg), pixels)
+        # (T, h, w, B) views of rasterio's (T * B, h, w) arrays: (T, B, pixels) without a copy
+        values = block.transpose(0, 3, 1, 2).reshape(self.n_kept, self.n_bands, -1)
+        clear = None
+        if self.mask_reader is not None:
+            mask = _pixels_of(self.mask_reader.read(window, dates=self._kept_arg), pixels).transpose(0, 3, 1, 2)
+            clear = _clear_mask(mask, self.mask_reader.info.nodata).reshape(self.n_kept, self.mask_bands, -1)
+        return values, clear
+
+    def interpolate(self, values: np.ndarray, clear: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, B, pixels)`` interpolated values and ``(B, pixels)`` valid observation counts."""
+        n_pixels = values.shape[2]
+        result = np.empty((self.n_new, self.n_bands, n_pixels), self.out_info.dtype)
+        counts = np.empty((self.n_bands, n_pixels), np.uint16)
+        interpolate_block(values, self.info.nodata, clear, self.times, self.new_times, self.report.fill_edges,
+                          result, counts)
+        return result, counts
+
+
+def _pixels_of(block: np.ndarray, pixels: np.ndarray | None) -> np.ndarray:
+    """A ``(t, h, w, b)`` block, or the ``(t, 1, pixels, b)`` block of some of its pixels."""
+    if pixels is None:
+        return block
+    t, h, w, b = block.shape
+    return block.reshape(t, h * w, b)[:, pixels, None, :]
+
+
+@bounded_gdal_cache()
+def interpolate_pixels(
+    input_path: str | Path,
+    report: InterpolationReport,
+    flat_indices: np.ndarray,
+    *,
+    mask_path: str | Path | None = None,
+    budget_bytes: int | None = None,
+    progress: Progress | None = None,
+    features: FeatureSpec | None = None,
+) -> np.ndarray:
+    """Feature rows ``(pixels, new dates x bands)`` (:func:`~.featureset.block_rows` layout) of the
+    chosen pixels (flat indices, row by row) interpolated as :func:`write_interpolation` with
+    ``report`` would, reading only the blocks that hold one and interpolating only those series:
+    training rows without the whole interpolated stack."""
+    progress = ensure_progress(progress)
+    with _inputs(input_path, mask_path, features) as (reader, mask_reader):
+        source = _BlockSource(reader, mask_reader, report)
+        grid = source.info.grid
+        chosen = ChosenPixels(flat_indices, grid.width)
+        rows = np.full((chosen.flat.size, source.n_new * source.n_bands), np.nan, np.float32)
+        blocks = iter_blocks(grid.height, grid.width, 2 * source.bytes_per_pixel() + 16, budget_bytes,
+                             progress=progress)
+        wanted = ((block, chosen.pixels_in(block.window)) for block in blocks)
+        wanted = ((block, found) for block, found in wanted if found[0].size)
+        with closing(read_ahead(wanted, lambda item: source.read(item[0].window, item[1][1]))) as blocks_read:
+            for (_, (inside, _)), (values, clear) in blocks_read:
+                result, _ = source.interpolate(values, clear)
+                block = result.transpose(0, 2, 1)[:, None]  # (N, 1, pixels, B)
+                rows[inside] = block_rows(block, source.out_info)
+    return rows
+
+
+@bounded_gdal_cache()
+def write_interpolation(
+    input_path: str | Path,
+    report: InterpolationReport,
+    output_path: str | Path | None,
+    *,
+    mask_path: str | Path | None = None,
+    output_count: str | Path | None = None,
+    output_report: str | Path | None = None,
+    budget_bytes: int | None = None,
+    progress: Progress | None = None,
+    features: FeatureSpec | None = None,
+    on_block: BlockSink | None = None,
+    on_block_bytes: int = 0,
+) -> None:
+    """Interpolate the kept dates of ``input_path`` onto the new dates of ``report`` (from
+    :func:`plan_interpolation` with the same input, mask and features).
+
+    ``output_count``: valid observation times per pixel and band (uint16). ``output_report``: JSON.
+    ``on_block(window, values, info)`` sees each block of the result as it is made, ``(t, h, w, b)``
+    values of the stack described by ``info`` (to collect rows, or to classify on the way), and
+    needs ``on_block_bytes`` per pixel. ``output_path`` may be ``None`` when ``on_block`` is what
+    is wanted. All outputs are written, or none.
+    """
+    progress = ensure_progress(progress)
+    if output_path is None and on_block is None:
+        raise ValueError("give an output file or a block consumer")
+    with _inputs(input_path, mask_path, features) as (reader, mask_reader):
+        source = _BlockSource(reader, mask_reader, report)
+        _write(source, output_path, output_count, output_report, budget_bytes, progress, on_block, on_block_bytes)
+
+
+def _write(
+    source: _BlockSource,
+    output_path: str | Path | None,
+    output_count: str | Path | None,
+    output_report: str | Path | None,
+    budget_bytes: int | None,
+    progress: Progress,
+    on_block: BlockSink | None,
+    on_block_bytes: int,
+) -> None:
+    info, out_info, report = source.info, source.out_info, source.report
     count_info = StackInfo(grid=info.grid, dates=(None,), bands=info.bands, dtype="uint16", nodata=None,
-                           tags={TAG_REPORT: tags[TAG_REPORT]})
-    n_kept, n_new, n_bands = len(kept), len(new_times), info.n_bands
-    mask_bands = mask_reader.info.n_bands if mask_reader else 0
+                           tags={TAG_REPORT: out_info.tags[TAG_REPORT]})
     # the block's values, mask and clear flags, its output and counts, each twice (the next block
     # is read and the last one written while this one is computed); plans work on fixed-size chunks
-    per_pixel = 2 * (n_kept * n_bands * np.dtype(info.dtype).itemsize + n_kept * mask_bands * 2
-                     + n_new * n_bands * np.dtype(out_dtype).itemsize + n_bands * 2) + 64
-    # features computed while reading: their bands and temporaries, in the read thread
-    per_pixel += n_kept * getattr(reader, "extra_bytes_per_date", 0)
-    kept_arg = None if n_kept == info.n_dates else kept
+    per_pixel = 2 * (source.bytes_per_pixel() + source.n_new * source.n_bands * np.dtype(out_info.dtype).itemsize
+                     + source.n_bands * 2) + 64 + on_block_bytes
     with atomic_outputs([output_path, output_count, output_report]) as (temp, temp_count, temp_report):
-        writer = StackWriter(str(temp), out_info)
+        writer = StackWriter(str(temp), out_info) if temp is not None else None
         count_writer = StackWriter(str(temp_count), count_info) if temp_count is not None else None
 
-        def read(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
-            # (T, h, w, B) views of rasterio's (T * B, h, w) arrays: (T, B, pixels) without a copy
-            values = reader.read(block.window, dates=kept_arg).transpose(0, 3, 1, 2).reshape(n_kept, n_bands, -1)
-            clear = None
-            if mask_reader is not None:
-                mask = mask_reader.read(block.window, dates=kept_arg).transpose(0, 3, 1, 2)
-                clear = _clear_mask(mask, mask_reader.info.nodata).reshape(n_kept, mask_bands, -1)
-            return values, clear
-
         def write(block: Block, result: np.ndarray, counts: np.ndarray) -> None:
-            writer.write(result.transpose(0, 2, 3, 1), block.window)
+            if writer is not None:
+                writer.write(result.transpose(0, 2, 3, 1), block.window)
             if count_writer is not None:
-                count_writer.write(counts.transpose(0, 2, 3, 1), block.window)
+                count_writer.write(counts[None].transpose(0, 2, 3, 1), block.window)
 
         blocks = iter_blocks(info.grid.height, info.grid.width, per_pixel, budget_bytes, progress=progress)
         try:
             # closing: the read thread must be done before the caller closes the input
-            with closing(read_ahead(blocks, read)) as blocks_read, WriteBehind() as behind:
+            with closing(read_ahead(blocks, lambda b: source.read(b.window))) as blocks_read, \
+                    WriteBehind() as behind:
                 for block, (values, clear) in blocks_read:
-                    result = np.empty((n_new, n_bands, block.height, block.width), out_dtype)
-                    counts = np.empty((1, n_bands, block.height, block.width), np.uint16)
-                    interpolate_block(values, info.nodata, clear, times, new_times, fill_edges,
-                                      result.reshape(n_new, n_bands, -1), counts.reshape(n_bands, -1))
+                    result, counts = source.interpolate(values, clear)
                     del values, clear
+                    shape = (source.n_new, source.n_bands, block.height, block.width)
+                    result, counts = result.reshape(shape), counts.reshape(shape[1:])
                     if on_block is not None:
                         on_block(block.window, result.transpose(0, 2, 3, 1), out_info)
-                    behind.submit(write, block, result, counts)
+                    if writer is not None or count_writer is not None:
+                        behind.submit(write, block, result, counts)
                     del result, counts
         finally:
-            writer.close()
-            if count_writer is not None:
-                count_writer.close()
+            for open_writer in (writer, count_writer):
+                if open_writer is not None:
+                    open_writer.close()
         if temp_report is not None:
-            Path(temp_report).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            Path(temp_report).write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
     progress.log(
-        f"{n_kept} of {info.n_dates} dates kept"
+        f"{source.n_kept} of {info.n_dates} dates kept"
         + (f" (valid fraction above {report.min_valid_fraction:g})" if report.fractions is not None else "")
-        + f"; {n_new} new dates {format_datetime(report.dates[0])} .. {format_datetime(report.dates[-1])}"
+        + f"; {source.n_new} new dates {format_datetime(report.dates[0])} .. {format_datetime(report.dates[-1])}"
     )
+

@@ -14,26 +14,26 @@ import numpy as np
 
 from .accuracy import assess, pixel_area_m2
 from .atomic import atomic_outputs
-from .blocks import iter_blocks
-from .classify import classify
+from .blocks import WriteBehind, iter_blocks
+from .classify import MapWriter
 from .cloudmask import DEFAULT_PROCESSING_RESOLUTION, CloudDetector
 from .features import FeatureSpec, compute_features
-from .featureset import ChosenPixels, FeatureSet, RowCollector
-from .interpolate import interpolate_stack
+from .featureset import ChosenPixels, FeatureColumns, block_rows
+from .interpolate import interpolate_pixels, interpolated_stack_info, plan_interpolation, write_interpolation
 from .legend import Legend, LegendClass
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
 from .report import write_report
 from .style import write_sidecar_qml
-from .timestack import StackInfo, StackWriter, open_stack, read_info
+from .timestack import StackInfo, StackWriter, Window, open_stack, read_info
 from .train import TrainSettings, fit_model, importance_table, plan_samples
 
 #: Agreement raster values.
 AGREE, DISAGREE = 1, 2
 AGREEMENT_LEGEND = Legend([LegendClass(AGREE, "map agrees with reference", "#1a9641"),
                            LegendClass(DISAGREE, "map differs from reference", "#d7191c")])
-STEPS = (("cloud mask", 0.25), ("features", 0.1), ("interpolation", 0.15), ("training", 0.2),
-         ("classification", 0.22), ("accuracy", 0.08))
+STEPS = (("cloud mask", 0.3), ("features", 0.05), ("training pixels", 0.1), ("training", 0.15),
+         ("interpolation and classification", 0.35), ("accuracy", 0.05))
 
 
 @dataclass
@@ -53,13 +53,15 @@ class PipelineSettings:
 
 @dataclass
 class PipelineOutputs:
-    """Where each product goes; every path but ``features`` is required (callers pass temporary
-    files for the products the user does not keep). Without ``features`` no per-date feature
-    stack is written: they are computed for the kept dates during the interpolation."""
+    """Where each product goes; every path but ``features`` and ``interpolated`` is required
+    (callers pass temporary files for the products the user does not keep). Without ``features``
+    no per-date feature stack is written: they are computed for the kept dates during the
+    interpolation; without ``interpolated`` the interpolated blocks are classified as they are
+    made and never written."""
 
     cloud_mask: str
     features: str | None
-    interpolated: str
+    interpolated: str | None
     model: str
     classification: str
     confidence: str
@@ -92,7 +94,7 @@ def run_pipeline(
         raise ValueError("the reference is not on the L1C stack's grid")
 
     progress.log("Step 1/6: cloud mask (s2cloudless)")
-    CloudDetector(processing_resolution=settings.processing_resolution, budget_bytes=budget_bytes).run(
+    clouds = CloudDetector(processing_resolution=settings.processing_resolution, budget_bytes=budget_bytes).run(
         l1c_stack, None, outputs.cloud_mask, parts[0])
 
     if outputs.features:
@@ -100,43 +102,55 @@ def run_pipeline(
         compute_features(l1c_stack, outputs.features, settings.features, parts[1], budget_bytes)
         source, computed = outputs.features, None
     else:
-        progress.log("Step 2/6: features: computed for the kept dates during the interpolation (not kept)")
+        progress.log("Step 2/6: features: computed for the kept dates while interpolating (not kept)")
         source, computed = l1c_stack, settings.features
         parts[1].report(1.0)
 
-    # the training and test pixels depend on the reference only: the training rows are taken from
-    # the interpolated blocks as they are written, and the test pixels are judged on the map
+    # the training and test pixels depend on the reference only: the training rows are
+    # interpolated alone, and the test pixels are judged on the map
     settings.train.validate()
     rng = np.random.default_rng(settings.train.seed)
     plan = plan_samples(reference, settings.train, rng)
-    training_rows = RowCollector(plan.train, info.grid.width)
 
-    progress.log("Step 3/6: temporal interpolation"
+    mask = outputs.cloud_mask if settings.cloud_mask_in_interpolation else None
+    progress.log("Step 3/6: scene filter and the training pixels' interpolated features"
                  f" (scene filter {'on' if settings.scene_filter else 'off'},"
-                 f" cloud mask {'used' if settings.cloud_mask_in_interpolation else 'not used'})")
-    interpolation = interpolate_stack(
-        source, outputs.interpolated, start=settings.start, end=settings.end,
-        interval_days=settings.interval_days,
-        mask_path=outputs.cloud_mask if settings.cloud_mask_in_interpolation else None,
+                 f" cloud mask {'used' if mask else 'not used'})")
+    interpolation = plan_interpolation(
+        source, start=settings.start, end=settings.end, interval_days=settings.interval_days, mask_path=mask,
         min_valid_fraction=settings.min_valid_fraction if settings.scene_filter else 0.0,
-        budget_bytes=budget_bytes, progress=parts[2], features=computed, on_block=training_rows,
-    )
+        # the cloud-mask step counted the clear pixels of each date as it wrote the mask
+        fractions=clouds.valid_fraction if mask else None,
+        budget_bytes=budget_bytes, progress=parts[2].scaled(0.0, 0.3), features=computed)
+    training_rows = interpolate_pixels(source, interpolation, plan.train, mask_path=mask, budget_bytes=budget_bytes,
+                                       progress=parts[2].scaled(0.3, 1.0), features=computed)
     notes = [f"Interpolation: {len(interpolation.kept)} of {len(interpolation.input_dates)} dates kept, "
              f"{len(interpolation.dates)} dates on the {settings.interval_days}-day grid."]
+    progress.log(notes[0])
 
     progress.log("Step 4/6: training")
-    with FeatureSet([outputs.interpolated]) as features:
-        progress.log(f"{plan.train.size} training and {plan.test.size} test pixels; {features.n_features} features.")
-        model, importances = fit_model(training_rows.rows, plan, features, reference, legend, settings.train, rng,
-                                       parts[3])
+    columns = FeatureColumns([interpolated_stack_info(source, interpolation, computed)])
+    progress.log(f"{plan.train.size} training and {plan.test.size} test pixels; {columns.n_features} features.")
+    model, importances = fit_model(training_rows, plan, columns, reference, legend, settings.train, rng, parts[3])
     del training_rows
     model.metadata["pipeline"] = describe_settings(settings)
     model.save(outputs.model)
     notes.extend(plan.notes)
 
-    progress.log("Step 5/6: classification")
-    classified = classify([outputs.interpolated], model, outputs.classification, outputs.confidence,
-                          parts[4], budget_bytes, settings.train.threads)
+    progress.log("Step 5/6: interpolation and classification, block by block"
+                 + ("" if outputs.interpolated else " (the interpolated features are not kept)"))
+    with MapWriter(model, info.grid, outputs.classification, outputs.confidence, settings.train.threads) as mapper, \
+            WriteBehind() as behind:
+
+        def classify_block(window: Window, values: np.ndarray, stack: StackInfo) -> None:
+            # predicted in the background while the next block is interpolated
+            behind.submit(lambda: mapper.write(window, block_rows(values, stack)))
+
+        # a block waiting for the prediction (its values and rows) and the prediction's own memory
+        write_interpolation(source, interpolation, outputs.interpolated, mask_path=mask, budget_bytes=budget_bytes,
+                            progress=parts[4], features=computed, on_block=classify_block,
+                            on_block_bytes=columns.n_features * 8 + mapper.bytes_per_pixel())
+    classified = mapper.result
 
     progress.log("Step 6/6: reference, agreement and accuracy report")
     model_legend = model.legend
@@ -210,13 +224,15 @@ def _write_reference_and_agreement(reference: Reference, outputs: PipelineOutput
     return mapped_test
 
 
-def default_outputs(folder: str | Path, keep_features: bool = False) -> PipelineOutputs:
-    """All products in one folder, with the names the demo and scripts use; the per-date feature
-    stack only with ``keep_features``."""
+def default_outputs(folder: str | Path, keep_features: bool = False,
+                    keep_interpolated: bool = False) -> PipelineOutputs:
+    """All products in one folder, with the names the demo and scripts use; the per-date and the
+    interpolated feature stacks only with ``keep_features`` and ``keep_interpolated``."""
     folder = Path(folder)
     return PipelineOutputs(
         cloud_mask=str(folder / "cloud_mask.tif"), features=str(folder / "features.tif") if keep_features else None,
-        interpolated=str(folder / "features_interpolated.tif"), model=str(folder / "model.json"),
+        interpolated=str(folder / "features_interpolated.tif") if keep_interpolated else None,
+        model=str(folder / "model.json"),
         classification=str(folder / "classification.tif"), confidence=str(folder / "confidence.tif"),
         reference=str(folder / "reference.tif"), agreement=str(folder / "agreement.tif"),
         report=str(folder / "report.html"), report_json=str(folder / "report.json"),

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .blocks import iter_blocks
-from .featureset import ChosenPixels, FeatureSet
+from .featureset import ChosenPixels, FeatureColumns, FeatureSet
 from .legend import Legend
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
@@ -250,7 +250,7 @@ def plan_samples(reference: Reference, settings: TrainSettings, rng: np.random.G
 def fit_model(
     x_train: np.ndarray,
     plan: SamplePlan,
-    features: FeatureSet,
+    features: FeatureColumns,
     reference: Reference,
     legend: Legend,
     settings: TrainSettings,

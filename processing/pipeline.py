@@ -222,9 +222,10 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
                 raise self.parameter_error(name, self.tr("give a file (or leave the temporary output)"))
         outputs = PipelineOutputs(
             cloud_mask=rasters[self.OUTPUT_CLOUD_MASK],
-            # not asked for: the features are computed for the kept dates while interpolating
+            # not asked for: the features are computed for the kept dates while interpolating, and
+            # the interpolated blocks are classified as they are made
             features=kept.get(self.OUTPUT_FEATURES),
-            interpolated=rasters[self.OUTPUT_INTERPOLATED], model=files[self.OUTPUT_MODEL],
+            interpolated=kept.get(self.OUTPUT_INTERPOLATED), model=files[self.OUTPUT_MODEL],
             classification=rasters[self.OUTPUT], confidence=rasters[self.OUTPUT_CONFIDENCE],
             reference=rasters[self.OUTPUT_REFERENCE], agreement=rasters[self.OUTPUT_AGREEMENT],
             report=files[self.OUTPUT_REPORT],

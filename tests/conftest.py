@@ -98,6 +98,26 @@ def scene_stack_dn(tmp_path_factory, eopatch_dir, reference_scenes) -> Path:
     return write_scene_stack(tmp_path_factory.mktemp("scenes") / "l1c_dn.tif", eopatch_dir, reference_scenes, True)
 
 
+@pytest.fixture(scope="session")
+def scene_reference(scene_stack, eopatch_dir):
+    """LULC.gpkg's polygons rasterized on the scene stack's grid (both EPSG:32633)."""
+    from osgeo import ogr
+
+    from eolulc.core.reference import rasterize_polygons
+    from eolulc.core.timestack import read_info
+
+    grid = read_info(str(scene_stack)).grid
+    dataset = ogr.Open(str(eopatch_dir / "vector_timeless/LULC.gpkg"))
+    layer = dataset.GetLayer()
+    shapes, names = [], {}
+    for feature in layer:
+        class_id = int(feature.GetField("LULC_ID"))
+        shapes.append((json.loads(feature.GetGeometryRef().ExportToJson()), class_id))
+        names.setdefault(class_id, feature.GetField("LULC_NAME"))
+    del layer, dataset
+    return rasterize_polygons(shapes, grid, names)
+
+
 # ---------------------------------------------------------------- QGIS in-process
 _QGIS: dict[str, Any] = {}
 

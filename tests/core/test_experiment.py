@@ -33,7 +33,6 @@ from eolulc.core.experiment import (
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings, default_outputs, run_pipeline
 from eolulc.core.progress import Progress
-from eolulc.core.reference import rasterize_polygons
 from eolulc.core.timestack import read_info
 from eolulc.core.train import TrainSettings
 
@@ -41,19 +40,8 @@ SEEDS = (1, 7)
 
 
 @pytest.fixture(scope="module")
-def reference(scene_stack, eopatch_dir):
-    from osgeo import ogr
-
-    grid = read_info(str(scene_stack)).grid
-    dataset = ogr.Open(str(eopatch_dir / "vector_timeless/LULC.gpkg"))  # EPSG:32633, as the stack
-    layer = dataset.GetLayer()
-    shapes, names = [], {}
-    for feature in layer:
-        class_id = int(feature.GetField("LULC_ID"))
-        shapes.append((json.loads(feature.GetGeometryRef().ExportToJson()), class_id))
-        names.setdefault(class_id, feature.GetField("LULC_NAME"))
-    del layer, dataset
-    return rasterize_polygons(shapes, grid, names)
+def reference(scene_reference):
+    return scene_reference
 
 
 def _base() -> PipelineSettings:

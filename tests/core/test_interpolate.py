@@ -297,25 +297,55 @@ def test_features_computed_while_interpolating_equal_the_two_steps(
 
 
 @pytest.mark.parametrize("fused", [False, True])
-def test_rows_collected_while_interpolating_equal_the_rows_read_back(
-        ndvi_stacks, scene_stack_dn, tmp_path: Path, fused: bool):
-    """The pipeline takes its training rows from the interpolated blocks as they are written
-    (``on_block``): they must equal the rows read back from the written stack, over many blocks."""
+def test_interpolated_pixels_equal_the_rows_read_back(ndvi_stacks, scene_stack_dn, tmp_path: Path, fused: bool):
+    """The pipeline interpolates its training pixels alone (``interpolate_pixels``): their rows
+    must equal those of the written stack, over many blocks, with the mask and the scene filter,
+    in the caller's (unsorted) order; the whole stack is then made without a second count of the
+    valid fractions."""
     from eolulc.core.features import FeatureSpec
-    from eolulc.core.featureset import FeatureSet, RowCollector
+    from eolulc.core.featureset import FeatureSet
+    from eolulc.core.interpolate import interpolate_pixels, plan_interpolation, write_interpolation
     from eolulc.core.progress import Progress
     from eolulc.core.train import gather_rows
 
     source = scene_stack_dn if fused else ndvi_stacks[0]
+    mask = None if fused else ndvi_stacks[1]
+    features = FeatureSpec() if fused else None
     with open_stack(str(source)) as reader:
         grid = reader.info.grid
-    pixels = np.sort(np.random.default_rng(3).choice(grid.height * grid.width, 500, replace=False))
-    collector = RowCollector(pixels, grid.width)
-    interpolate_stack(source, tmp_path / "out.tif", interval_days=16, min_valid_fraction=0.0, budget_bytes=60_000,
-                      features=FeatureSpec() if fused else None, on_block=collector)
-    assert collector.complete
-    with FeatureSet([str(tmp_path / "out.tif")]) as features:
-        expected = gather_rows(features, pixels, Progress())
-    assert collector.rows.shape == expected.shape
-    np.testing.assert_array_equal(collector.rows, expected)
+    pixels = np.random.default_rng(3).choice(grid.height * grid.width, 500, replace=False)
+    plan = plan_interpolation(source, interval_days=16, mask_path=mask, min_valid_fraction=0.3, features=features)
+    assert plan.dropped or mask is None  # the cloud mask makes the scene filter drop dates
+    rows = interpolate_pixels(source, plan, pixels, mask_path=mask, budget_bytes=60_000, features=features)
+    again = plan_interpolation(source, interval_days=16, mask_path=mask, min_valid_fraction=0.3, features=features,
+                               fractions=plan.fractions)
+    assert again.as_dict() == plan.as_dict()
+    write_interpolation(source, again, tmp_path / "out.tif", mask_path=mask, features=features)
+    with FeatureSet([str(tmp_path / "out.tif")]) as stack:
+        expected = gather_rows(stack, pixels, Progress())
+    assert rows.shape == expected.shape
+    np.testing.assert_array_equal(rows, expected)
     assert np.isfinite(expected).any()
+
+
+def test_blocks_without_an_output_file(ndvi_stacks, tmp_path: Path):
+    """``write_interpolation`` with only a block consumer writes nothing and hands over the same
+    values as the written stack."""
+    from eolulc.core.interpolate import plan_interpolation, write_interpolation
+
+    plan = plan_interpolation(ndvi_stacks[0], interval_days=16, mask_path=ndvi_stacks[1], min_valid_fraction=0.3)
+    written = tmp_path / "out.tif"
+    write_interpolation(ndvi_stacks[0], plan, written, mask_path=ndvi_stacks[1])
+    with open_stack(str(written)) as reader:
+        expected = reader.read()
+    seen = np.full(expected.shape, -1.0, np.float32)
+
+    def take(window, values, info):
+        row, col, height, width = window
+        seen[:, row:row + height, col:col + width] = values
+
+    write_interpolation(ndvi_stacks[0], plan, None, mask_path=ndvi_stacks[1], on_block=take, budget_bytes=60_000)
+    np.testing.assert_array_equal(seen, expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+    with pytest.raises(ValueError, match="output file or a block consumer"):
+        write_interpolation(ndvi_stacks[0], plan, None)

@@ -1,0 +1,68 @@
+"""run_pipeline on the real L1C scenes: the map made from interpolated blocks that are never
+written equals classifying the written interpolated stack."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eolulc.core.classify import classify
+from eolulc.core.legend import read_legend
+from eolulc.core.model import load_model
+from eolulc.core.pipeline import PipelineSettings, default_outputs, run_pipeline
+from eolulc.core.timestack import open_stack
+from eolulc.core.train import TrainSettings
+
+
+def _settings() -> PipelineSettings:
+    return PipelineSettings(interval_days=8, train=TrainSettings(samples=4000, threads=2))
+
+
+def _read(path) -> np.ndarray:
+    with open_stack(str(path)) as stack:
+        return stack.read()
+
+
+def test_map_without_the_interpolated_stack_equals_classifying_it(scene_stack, scene_reference, tmp_path):
+    kept, fused = tmp_path / "kept", tmp_path / "fused"
+    with_stack = run_pipeline(str(scene_stack), scene_reference, read_legend(),
+                              default_outputs(kept, keep_interpolated=True), _settings(), budget_bytes=2_000_000)
+    without = run_pipeline(str(scene_stack), scene_reference, read_legend(), default_outputs(fused), _settings(),
+                           budget_bytes=2_000_000)
+    assert not (fused / "features_interpolated.tif").exists()
+    assert sorted(p.name for p in fused.iterdir()) == sorted(
+        p.name for p in kept.iterdir() if p.name != "features_interpolated.tif")
+    # the same model and test figures either way
+    model_a, model_b = (json.loads((f / "model.json").read_text()) for f in (kept, fused))
+    assert model_a["lightgbm"] == model_b["lightgbm"]
+    for metric in ("overall_accuracy", "kappa", "f1_weighted"):
+        assert with_stack.report[metric] == without.report[metric]
+    # the blocks classified on the way give the map that classifying the written stack gives
+    classify([str(kept / "features_interpolated.tif")], load_model(kept / "model.json"), tmp_path / "again.tif",
+             tmp_path / "again_confidence.tif")
+    mapped = _read(fused / "classification.tif")
+    np.testing.assert_array_equal(mapped, _read(tmp_path / "again.tif"))
+    np.testing.assert_array_equal(_read(fused / "confidence.tif"), _read(tmp_path / "again_confidence.tif"))
+    assert len(np.unique(mapped)) > 2
+    assert (fused / "classification.qml").is_file()
+    # the whole report (map-wide class areas included) is the same
+    assert without.report == with_stack.report
+
+
+def test_cancel_while_classifying_leaves_no_map(scene_stack, scene_reference, tmp_path):
+    """Cancel during the fused interpolation and classification: no map, no confidence, no
+    interpolated stack, no half-written temporary file."""
+    from eolulc.core.progress import Cancelled, Progress
+
+    logs: list[str] = []
+    progress = Progress(on_log=logs.append, is_canceled=lambda: any(line.startswith("Step 5/6") for line in logs))
+    outputs = default_outputs(tmp_path, keep_interpolated=True)
+    with pytest.raises(Cancelled):
+        run_pipeline(str(scene_stack), scene_reference, read_legend(), outputs, _settings(), progress,
+                     budget_bytes=2_000_000)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert "model.json" in left  # trained before the cancel
+    assert not {"classification.tif", "confidence.tif", "features_interpolated.tif"} & set(left), left
+    assert not [name for name in left if name.startswith(".") or "tmp" in name], left
