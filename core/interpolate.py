@@ -343,7 +343,7 @@ def default_range(info: StackInfo) -> tuple[datetime, datetime]:
 @bounded_gdal_cache()
 def interpolate_stack(
     input_path: str | Path,
-    output_path: str | Path | None,
+    output_path: str | Path,
     *,
     grid: Sequence[datetime] | None = None,
     start: str | datetime | None = None,
@@ -357,8 +357,6 @@ def interpolate_stack(
     budget_bytes: int | None = None,
     progress: Progress | None = None,
     features: FeatureSpec | None = None,
-    on_block: BlockSink | None = None,
-    on_block_bytes: int = 0,
 ) -> InterpolationReport:
     """Interpolate ``input_path`` onto a regular grid (``start``/``end``/``interval_days``) or the
     explicit dates ``grid``, writing a float stack with NaN as nodata: :func:`plan_interpolation`
@@ -371,8 +369,7 @@ def interpolate_stack(
     write_interpolation(
         input_path, report, output_path, mask_path=mask_path, output_count=output_count,
         output_report=output_report, budget_bytes=budget_bytes,
-        progress=progress.scaled(0.25, 1.0) if min_valid_fraction > 0 else progress, features=features,
-        on_block=on_block, on_block_bytes=on_block_bytes)
+        progress=progress.scaled(0.25, 1.0) if min_valid_fraction > 0 else progress, features=features)
     return report
 
 

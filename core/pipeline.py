@@ -2,7 +2,10 @@
 classification -> accuracy, with the switches of Sinergise's experiments.
 
 Each step is the same core function the separate algorithms call, so the pipeline's products
-equal those of running the steps one by one with the same settings.
+equal those of running the steps one by one with the same settings. Two shortcuts change where
+the work happens, not the results: the training pixels are interpolated alone before the model
+is fitted, and the interpolated blocks are classified as they are made, so the interpolated
+stack is written only when asked for and never read back.
 """
 
 from __future__ import annotations
