@@ -51,6 +51,20 @@ def test_map_without_the_interpolated_stack_equals_classifying_it(scene_stack, s
     assert without.report == with_stack.report
 
 
+def test_kept_features_and_no_cloud_mask_give_the_map_of_the_written_stacks(scene_stack, scene_reference, tmp_path):
+    """The other paths into the fused step: training pixels read from a kept per-date feature
+    stack (not computed on the fly) and a scene filter counted on the features (no cloud mask)."""
+    from dataclasses import replace
+
+    settings = replace(_settings(), cloud_mask_in_interpolation=False, min_valid_fraction=0.5)
+    outputs = default_outputs(tmp_path / "run", keep_features=True, keep_interpolated=True)
+    result = run_pipeline(str(scene_stack), scene_reference, read_legend(), outputs, settings, budget_bytes=2_000_000)
+    assert (tmp_path / "run" / "features.tif").is_file()
+    assert result.report["interpolation"]["valid_fractions"]  # the scene filter ran on the features
+    classify([outputs.interpolated], load_model(outputs.model), tmp_path / "again.tif")
+    np.testing.assert_array_equal(_read(outputs.classification), _read(tmp_path / "again.tif"))
+
+
 def test_cancel_while_classifying_leaves_no_map(scene_stack, scene_reference, tmp_path):
     """Cancel during the fused interpolation and classification: no map, no confidence, no
     interpolated stack, no half-written temporary file."""
