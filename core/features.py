@@ -211,19 +211,15 @@ def reflectance(raw: np.ndarray, plan: Plan, nodata: float | None) -> np.ndarray
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``(a - b) / (a + b)`` in float64, as float32 (into ``out`` if given); NaN where undefined
-    (never inf; the inputs are finite or NaN)."""
-    a64 = a.astype(np.float64)
-    b64 = b.astype(np.float64)
-    total = a64 + b64
-    a64 -= b64
-    defined = total != 0
-    a64 = np.divide(a64, total, out=a64, where=defined)
-    a64[~defined] = np.nan
-    if out is None:
-        return a64.astype(np.float32)
-    out[...] = a64
-    return out
+    """``(a - b) / (a + b)`` of float32 bands in float32 (into ``out`` if given), as eo-learn's
+    ``NormalizedDifferenceIndexTask`` computes it, so the values are its own; NaN where the result
+    is not finite (its ``undefined_value``)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    result = np.subtract(a, b, out=out)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(result, a + b, out=result)
+    result[~np.isfinite(result)] = np.nan
+    return result
 
 
 def per_date_features(raw: np.ndarray, plan: Plan, nodata: float | None) -> np.ndarray:
