@@ -214,7 +214,9 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             path = self.parameterAsOutputLayer(parameters, name, context)
             if path:
                 kept[name] = path
-            rasters[name] = path or QgsProcessingUtils.generateTempFilename(f"{name.lower()}.tif")
+        rasters.update(kept)
+        # the cloud mask is read back by the interpolation: a temporary file when not kept
+        rasters.setdefault(self.OUTPUT_CLOUD_MASK, QgsProcessingUtils.generateTempFilename("output_cloud_mask.tif"))
         files = {name: self.parameterAsFileOutput(parameters, name, context)
                  for name in (self.OUTPUT_MODEL, self.OUTPUT_REPORT)}
         for name, path in {**rasters, **files}.items():
@@ -239,6 +241,5 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
                                       self.OUTPUT_CONFIDENCE)):
             style_when_loaded(context, rasters[name], group=group, order=order,
                               styled=name != self.OUTPUT_CONFIDENCE)
-        shown = {name: path for name, path in rasters.items() if name not in (
-            self.OUTPUT_CLOUD_MASK, self.OUTPUT_FEATURES, self.OUTPUT_INTERPOLATED) or name in kept}
+        shown = {name: path for name, path in rasters.items() if name != self.OUTPUT_CLOUD_MASK or name in kept}
         return {**shown, **files, **score_results(report)}
