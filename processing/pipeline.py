@@ -152,7 +152,9 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
              "1 where the map equals the reference, 2 where it differs, nodata without reference."),
             (self.OUTPUT_CLOUD_MASK, "Cloud mask", "The cloud-mask stack (intermediate)."),
             (self.OUTPUT_FEATURES, "Features per date", "Bands and indices per acquisition date (intermediate)."),
-            (self.OUTPUT_INTERPOLATED, "Interpolated features", "Features on the regular date grid (intermediate)."),
+            (self.OUTPUT_INTERPOLATED, "Interpolated features",
+             "Features on the regular date grid (intermediate; without a file they are classified block by block "
+             "and never written, which is faster)."),
         )
         for name, label, help_text in outputs:
             intermediate = name in (self.OUTPUT_CLOUD_MASK, self.OUTPUT_FEATURES, self.OUTPUT_INTERPOLATED)
