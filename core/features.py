@@ -213,7 +213,7 @@ def reflectance(raw: np.ndarray, plan: Plan, nodata: float | None) -> np.ndarray
 def normalized_difference(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``(a - b) / (a + b)`` of float32 bands in float32 (into ``out`` if given), as eo-learn's
     ``NormalizedDifferenceIndexTask`` computes it, so the values are its own; NaN where the result
-    is not finite (its ``undefined_value``)."""
+    is not finite (its ``undefined_value``). ``out`` must not be ``a`` or ``b``."""
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     result = np.subtract(a, b, out=out)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -320,11 +320,11 @@ class FeatureReader:
 
     def read(self, window=None, dates=None, bands=None, pixels: np.ndarray | None = None) -> np.ndarray:
         """As :meth:`~.timestack.StackReader.read`; ``pixels`` (flat indices into the window, row by
-        row) computes the features of those pixels only, as a ``(t, 1, pixels, F)`` block."""
+        row) computes the features of those pixels only, as a ``(t, pixels, 1, F)`` block."""
         raw = self._reader.read(window, dates=dates, bands=self.plan.read)
         if pixels is not None:
-            t, h, w, b = raw.shape
-            raw = raw.reshape(t, h * w, b)[:, pixels, None, :]
+            rows, cols = np.divmod(np.asarray(pixels), raw.shape[2])
+            raw = raw[:, rows, cols, :][:, :, None, :]
         features = per_date_features(raw, self.plan, self._reader.info.nodata)
         return features if bands is None else features[..., list(bands)]
 

@@ -71,6 +71,8 @@ class FeatureColumns:
     each stack, the grid. What training needs, also of stacks that are never written."""
 
     def __init__(self, infos: Sequence[StackInfo], paths: Sequence[str] | None = None) -> None:
+        if not infos:
+            raise ValueError("give at least one feature stack")
         self.infos = list(infos)
         self.paths = [str(p) for p in paths] if paths is not None else [f"stack {i + 1}" for i in range(len(infos))]
         first = self.infos[0].grid
@@ -99,8 +101,6 @@ class FeatureSet(FeatureColumns):
     """Opens aligned stacks (same grid) and reads their windows as feature rows."""
 
     def __init__(self, paths: Sequence[str]) -> None:
-        if not paths:
-            raise ValueError("give at least one feature stack")
         self._exit = ExitStack()
         try:
             self.readers = [self._exit.enter_context(open_stack(str(p))) for p in paths]
@@ -127,7 +127,7 @@ class FeatureSet(FeatureColumns):
         self.close()
 
 
-def compare_to_model(feature_set: FeatureSet, expected: list[dict], expected_names: list[str]) -> None:
+def compare_to_model(feature_set: FeatureColumns, expected: list[dict], expected_names: list[str]) -> None:
     """Raise a ``ValueError`` that says exactly how the stacks differ from the model's inputs."""
     actual = feature_set.describe()
     if len(actual) != len(expected):

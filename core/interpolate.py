@@ -490,6 +490,9 @@ class _BlockSource:
                  report: InterpolationReport) -> None:
         self.reader, self.mask_reader, self.report = reader, mask_reader, report
         self.info = reader.info
+        if tuple(report.input_dates) != tuple(self.info.dates):
+            raise ValueError("the interpolation plan was made for another input (its dates differ); "
+                             "plan it again with plan_interpolation on this input")
         self.out_info = _interpolated_info(self.info, report)
         self.times, self.new_times = _time_axes(report)
         self.n_kept, self.n_new, self.n_bands = len(report.kept), len(report.dates), self.info.n_bands
@@ -526,11 +529,12 @@ class _BlockSource:
 
 
 def _pixels_of(block: np.ndarray, pixels: np.ndarray | None) -> np.ndarray:
-    """A ``(t, h, w, b)`` block, or the ``(t, 1, pixels, b)`` block of some of its pixels."""
+    """A ``(t, h, w, b)`` block, or the ``(t, pixels, 1, b)`` block of some of its pixels (flat
+    indices, row by row; only those are copied)."""
     if pixels is None:
         return block
-    t, h, w, b = block.shape
-    return block.reshape(t, h * w, b)[:, pixels, None, :]
+    rows, cols = np.divmod(np.asarray(pixels), block.shape[2])
+    return block[:, rows, cols, :][:, :, None, :]
 
 
 @bounded_gdal_cache()

@@ -142,17 +142,21 @@ def run_pipeline(
 
     progress.log("Step 5/6: interpolation and classification, block by block"
                  + ("" if outputs.interpolated else " (the interpolated features are not kept)"))
-    with MapWriter(model, info.grid, outputs.classification, outputs.confidence, settings.train.threads) as mapper, \
+    # a kept interpolated stack is put in place only with the map (the last block's prediction
+    # finishes after the interpolation has closed its own output)
+    with atomic_outputs([outputs.interpolated]) as (interpolated,), \
+            MapWriter(model, info.grid, outputs.classification, outputs.confidence, settings.train.threads) as mapper, \
             WriteBehind() as behind:
 
         def classify_block(window: Window, values: np.ndarray, stack: StackInfo) -> None:
             # predicted in the background while the next block is interpolated
             behind.submit(lambda: mapper.write(window, block_rows(values, stack)))
 
-        # a block waiting for the prediction (its values and rows) and the prediction's own memory
-        write_interpolation(source, interpolation, outputs.interpolated, mask_path=mask, budget_bytes=budget_bytes,
+        # a block waiting for the prediction (its rows, their NaN flags and valid subset) and the
+        # prediction's own memory
+        write_interpolation(source, interpolation, interpolated, mask_path=mask, budget_bytes=budget_bytes,
                             progress=parts[4], features=computed, on_block=classify_block,
-                            on_block_bytes=columns.n_features * 8 + mapper.bytes_per_pixel())
+                            on_block_bytes=columns.n_features * 10 + mapper.bytes_per_pixel())
     classified = mapper.result
 
     progress.log("Step 6/6: reference, agreement and accuracy report")

@@ -80,3 +80,25 @@ def test_cancel_while_classifying_leaves_no_map(scene_stack, scene_reference, tm
     assert "model.json" in left  # trained before the cancel
     assert not {"classification.tif", "confidence.tif", "features_interpolated.tif"} & set(left), left
     assert not [name for name in left if name.startswith(".") or "tmp" in name], left
+
+
+def test_a_failed_last_prediction_keeps_no_interpolated_stack(scene_stack, scene_reference, tmp_path, monkeypatch):
+    """The last block is predicted after the interpolation has finished its own output: a failure
+    there (here a full disk, injected) must still leave neither the map nor the kept stack."""
+    from eolulc.core import classify as classify_module
+
+    original = classify_module.MapWriter.write
+
+    def write(self, window, rows):
+        row, col, height, width = window
+        if row + height == self.grid.height and col + width == self.grid.width:
+            raise OSError("No space left on device")
+        original(self, window, rows)
+
+    monkeypatch.setattr(classify_module.MapWriter, "write", write)
+    outputs = default_outputs(tmp_path, keep_interpolated=True)
+    with pytest.raises(OSError, match="No space"):
+        run_pipeline(str(scene_stack), scene_reference, read_legend(), outputs, _settings(), budget_bytes=2_000_000)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert not {"classification.tif", "confidence.tif", "features_interpolated.tif"} & set(left), left
+    assert not [name for name in left if name.startswith(".")], left
