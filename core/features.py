@@ -298,6 +298,15 @@ def features_info(info: StackInfo, plan: Plan, spec: FeatureSpec) -> StackInfo:
                      tags={TAG_FEATURES: json.dumps(description)})
 
 
+def pick_pixels(block: np.ndarray, pixels: np.ndarray | None) -> np.ndarray:
+    """A ``(t, h, w, b)`` block, or the ``(t, pixels, 1, b)`` block of some of its pixels (flat
+    indices, row by row; only those are copied)."""
+    if pixels is None:
+        return block
+    rows, cols = np.divmod(np.asarray(pixels), block.shape[2])
+    return block[:, rows, cols, :][:, :, None, :]
+
+
 class FeatureReader:
     """Reads the per-date features of a band stack as if they were a stack on disk: the same
     ``info`` and ``read`` as :class:`~.timestack.StackReader` (and the same values as reading
@@ -321,10 +330,7 @@ class FeatureReader:
     def read(self, window=None, dates=None, bands=None, pixels: np.ndarray | None = None) -> np.ndarray:
         """As :meth:`~.timestack.StackReader.read`; ``pixels`` (flat indices into the window, row by
         row) computes the features of those pixels only, as a ``(t, pixels, 1, F)`` block."""
-        raw = self._reader.read(window, dates=dates, bands=self.plan.read)
-        if pixels is not None:
-            rows, cols = np.divmod(np.asarray(pixels), raw.shape[2])
-            raw = raw[:, rows, cols, :][:, :, None, :]
+        raw = pick_pixels(self._reader.read(window, dates=dates, bands=self.plan.read), pixels)
         features = per_date_features(raw, self.plan, self._reader.info.nodata)
         return features if bands is None else features[..., list(bands)]
 

@@ -33,13 +33,9 @@ def describe_stack(info: StackInfo) -> dict:
     }
 
 
-def block_rows(block: np.ndarray, info: StackInfo, pixels: np.ndarray | None = None) -> np.ndarray:
-    """Feature rows ``(pixels, t * b)`` of a block ``(t, h, w, b)`` of a stack described by
-    ``info``: float32, nodata as NaN, scaled to physical values. ``pixels``: flat indices into the
-    block (row by row) to take only those rows; all pixels without it."""
-    t, h, w, b = block.shape
-    if pixels is not None:
-        block = block.reshape(t, h * w, b)[:, pixels, None, :]  # (t, n, 1, b)
+def block_rows(block: np.ndarray, info: StackInfo) -> np.ndarray:
+    """Feature rows ``(h * w, t * b)`` of a block ``(t, h, w, b)`` of a stack described by
+    ``info``: float32, nodata as NaN, scaled to physical values."""
     values = block.astype(np.float32)
     if info.nodata is not None and not math.isnan(info.nodata):
         values[block == info.nodata] = np.nan

@@ -29,7 +29,7 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import Block, WriteBehind, iter_blocks, read_ahead
-from .features import FeatureReader, FeatureSpec
+from .features import FeatureReader, FeatureSpec, pick_pixels
 from .featureset import ChosenPixels, block_rows
 from .progress import Progress, ensure_progress
 from .timestack import (
@@ -370,6 +370,11 @@ def interpolate_stack(
         input_path, report, output_path, mask_path=mask_path, output_count=output_count,
         output_report=output_report, budget_bytes=budget_bytes,
         progress=progress.scaled(0.25, 1.0) if min_valid_fraction > 0 else progress, features=features)
+    progress.log(
+        f"{len(report.kept)} of {len(report.input_dates)} dates kept"
+        + (f" (valid fraction above {report.min_valid_fraction:g})" if report.fractions is not None else "")
+        + f"; {len(report.dates)} new dates {format_datetime(report.dates[0])} .. {format_datetime(report.dates[-1])}"
+    )
     return report
 
 
@@ -509,12 +514,12 @@ class _BlockSource:
         if pixels is not None and isinstance(self.reader, FeatureReader):  # features of those pixels only
             block = self.reader.read(window, dates=self._kept_arg, pixels=pixels)
         else:
-            block = _pixels_of(self.reader.read(window, dates=self._kept_arg), pixels)
+            block = pick_pixels(self.reader.read(window, dates=self._kept_arg), pixels)
         # (T, h, w, B) views of rasterio's (T * B, h, w) arrays: (T, B, pixels) without a copy
         values = block.transpose(0, 3, 1, 2).reshape(self.n_kept, self.n_bands, -1)
         clear = None
         if self.mask_reader is not None:
-            mask = _pixels_of(self.mask_reader.read(window, dates=self._kept_arg), pixels).transpose(0, 3, 1, 2)
+            mask = pick_pixels(self.mask_reader.read(window, dates=self._kept_arg), pixels).transpose(0, 3, 1, 2)
             clear = _clear_mask(mask, self.mask_reader.info.nodata).reshape(self.n_kept, self.mask_bands, -1)
         return values, clear
 
@@ -526,15 +531,6 @@ class _BlockSource:
         interpolate_block(values, self.info.nodata, clear, self.times, self.new_times, self.report.fill_edges,
                           result, counts)
         return result, counts
-
-
-def _pixels_of(block: np.ndarray, pixels: np.ndarray | None) -> np.ndarray:
-    """A ``(t, h, w, b)`` block, or the ``(t, pixels, 1, b)`` block of some of its pixels (flat
-    indices, row by row; only those are copied)."""
-    if pixels is None:
-        return block
-    rows, cols = np.divmod(np.asarray(pixels), block.shape[2])
-    return block[:, rows, cols, :][:, :, None, :]
 
 
 @bounded_gdal_cache()
@@ -650,9 +646,4 @@ def _write(
                     open_writer.close()
         if temp_report is not None:
             Path(temp_report).write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
-    progress.log(
-        f"{source.n_kept} of {info.n_dates} dates kept"
-        + (f" (valid fraction above {report.min_valid_fraction:g})" if report.fractions is not None else "")
-        + f"; {source.n_new} new dates {format_datetime(report.dates[0])} .. {format_datetime(report.dates[-1])}"
-    )
 
