@@ -1,0 +1,86 @@
+"""Compiled (numba) kernel that evaluates LightGBM trees exactly, for :mod:`.treepredict`.
+
+Imported only through :func:`.treepredict.kernels`, which falls back to LightGBM's own
+``predict`` when numba is missing. The arrays it takes are built by :class:`.treepredict.FlatTrees`.
+
+A block of rows is copied first, keeping only the features the model uses and reading
+``|v| <= 1e-35`` as 0, as LightGBM's dense-row reader does. A node sends a value right by its
+rule (LightGBM's missing-value handling, decided once per node when the model is flattened):
+
+- ``RIGHT_IF_GREATER``: ``v > t``; NaN goes left;
+- ``RIGHT_UNLESS_LESS_EQUAL``: ``not v <= t``; NaN goes right;
+- ``ZERO_LEFT`` / ``ZERO_RIGHT``: 0 and NaN take the default side, other values ``v > t``.
+
+``t`` is the largest float32 not above LightGBM's double threshold, so the float32 comparison
+decides exactly as LightGBM's double one does. Leaf values are added in LightGBM's order (tree
+by tree, one output per tree of an iteration), so the sums are LightGBM's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .treepredict import RIGHT_IF_GREATER, RIGHT_UNLESS_LESS_EQUAL, ZERO_LEFT
+
+#: LightGBM's kZeroThreshold: its dense-row reader drops values at most this far from zero.
+ZERO = np.float32(1e-35)
+#: Index of the lowest set bit of a 64-bit word by a de Bruijn multiplication (no branches).
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DE_BRUIJN_INDEX = np.zeros(64, np.int64)
+for _bit in range(64):
+    _DE_BRUIJN_INDEX[((int(_DE_BRUIJN) << _bit) & 0xFFFFFFFFFFFFFFFF) >> 58] = _bit
+
+
+def _jit(function):
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # no writable cache folder: compiled again in each process
+        return numba.njit(nogil=True)(function)
+
+
+@_jit
+def bitmask_scores(rows, features, node_start, leaf_start, node_feature, node_threshold, node_rule, node_keep,
+                   leaf_value, mask, every, out):
+    """Add each tree's leaf value to ``out[row, tree % outputs]``, trees with at most 64 leaves.
+
+    All nodes of a tree are tested on a block of rows at once, without branches (QuickScorer,
+    Lucchese et al. 2015): leaves are numbered left to right, every node that sends a row right
+    removes the leaves of its left subtree from the row's bit mask (``node_keep``), and the row's
+    leaf is the lowest bit left. ``mask`` is scratch of the block's size and the masks' dtype,
+    ``every`` that dtype's all-ones."""
+    block = mask.size
+    outputs = out.shape[1]
+    columns = np.empty((features.size, block), np.float32)
+    for start in range(0, rows.shape[0], block):
+        count = min(block, rows.shape[0] - start)
+        for r in range(count):  # the used features of the block's rows, feature by feature
+            for j in range(features.size):
+                value = rows[start + r, features[j]]
+                columns[j, r] = np.float32(0.0) if abs(value) <= ZERO else value
+        for tree in range(node_start.size - 1):
+            mask[:count] = every
+            for node in range(node_start[tree], node_start[tree + 1]):
+                values = columns[node_feature[node]]
+                limit = node_threshold[node]
+                keep = node_keep[node]
+                rule = node_rule[node]
+                if rule == RIGHT_IF_GREATER:
+                    for r in range(count):
+                        mask[r] &= keep if values[r] > limit else every
+                elif rule == RIGHT_UNLESS_LESS_EQUAL:
+                    for r in range(count):
+                        mask[r] &= every if values[r] <= limit else keep
+                elif rule == ZERO_LEFT:
+                    for r in range(count):
+                        mask[r] &= keep if (values[r] > limit and values[r] != 0) else every
+                else:  # ZERO_RIGHT
+                    for r in range(count):
+                        mask[r] &= every if (values[r] <= limit and values[r] != 0) else keep
+            output = tree % outputs
+            first_leaf = leaf_start[tree]
+            for r in range(count):
+                bits = np.uint64(mask[r])
+                lowest = bits & (~bits + np.uint64(1))
+                leaf = _DE_BRUIJN_INDEX[(lowest * _DE_BRUIJN) >> np.uint64(58)]
+                out[start + r, output] += leaf_value[first_leaf + leaf]
