@@ -25,6 +25,7 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import Block, WriteBehind, default_budget_bytes, iter_blocks, read_ahead
+from .compiled import kernels
 from .progress import Progress, ensure_progress
 from .sentinel2 import (
     S2CLOUDLESS_BANDS,
@@ -257,8 +258,9 @@ class CloudDetector:
                 with closing(read_ahead(parts, read)) as parts_read, WriteBehind() as behind:
                     for (block, dates), raw in parts_read:
                         progress.check()
-                        valid = _valid_pixels(raw, info.nodata)
-                        probability = self._block_probability(raw, valid, result.radiometry, factor, block, grid)
+                        valid, cells = _valid_pixels_and_cells(raw, info.nodata, factor)
+                        probability = self._block_probability(raw, valid, cells, result.radiometry, factor, block,
+                                                              grid)
                         del raw
                         rows, cols = block.inner
                         inner_valid = valid[:, rows, cols]
@@ -284,17 +286,40 @@ class CloudDetector:
                     if writer is not None:
                         writer.close()
 
-    def _block_probability(self, raw, valid, radiometry, factor, block, grid) -> np.ndarray:
-        """Probabilities ``(time, h, w)`` of a block read with its halo (NaN where invalid)."""
+    def _block_probability(self, raw, valid, cells, radiometry, factor, block, grid) -> np.ndarray:
+        """Probabilities ``(time, h, w)`` of a block read with its halo (NaN where invalid); ``cells``
+        are the valid pixels' sums and counts per coarse cell (``factor`` > 1)."""
         if factor == 1:
             reflectance = radiometry.apply(raw)
             probability = np.full(valid.shape, np.nan, np.float32)
             probability[valid] = self.probabilities(reflectance[valid])
             return probability
-        coarse, coarse_valid = _downsample(raw, valid, factor, radiometry)
+        coarse, coarse_valid = _cell_means(*cells, radiometry)
         coarse_probability = np.full(coarse_valid.shape, np.nan, np.float32)
         coarse_probability[coarse_valid] = self.probabilities(coarse[coarse_valid])
         return _upsample(coarse_probability, factor, block, grid)
+
+
+def _valid_pixels_and_cells(raw: np.ndarray, nodata: float | None,
+                            factor: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Pixels ``(time, h, w)`` where every cloud band has a value and, with ``factor`` > 1, the
+    sums ``(t, b, cells_h, cells_w)`` and counts ``(t, cells_h, cells_w)`` of the valid pixels of
+    each ``factor`` x ``factor`` cell (cells aligned to the block's origin, which is aligned to
+    the raster's). Digital numbers take one compiled pass where numba is installed."""
+    compiled = kernels()
+    if factor > 1 and compiled is not None and raw.dtype.kind in "ui":
+        t, h, w, b = raw.shape
+        # a nodata the integers cannot hold marks no pixel, as numpy's comparison does
+        stored = np.asarray(0 if nodata is None or math.isnan(nodata) else nodata).astype(raw.dtype)[()]
+        has_nodata = nodata is not None and not math.isnan(nodata) and float(stored) == nodata
+        valid = np.empty((t, h, w), bool)
+        ch, cw = math.ceil(h / factor), math.ceil(w / factor)
+        sums, counts = np.zeros((t, b, ch, cw), np.int64), np.zeros((t, ch, cw), np.int64)
+        compiled.valid_cell_sums(np.ascontiguousarray(raw.transpose(0, 3, 1, 2)), factor, stored, has_nodata,
+                                 valid, sums, counts)
+        return valid, (sums.astype(np.float64), counts)
+    valid = _valid_pixels(raw, nodata)
+    return valid, (_cell_sums(raw, valid, factor) if factor > 1 else None)
 
 
 def _valid_pixels(raw: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -311,13 +336,8 @@ def _valid_pixels(raw: np.ndarray, nodata: float | None) -> np.ndarray:
     return valid
 
 
-def _downsample(raw: np.ndarray, valid: np.ndarray, factor: int, radiometry) -> tuple[np.ndarray, np.ndarray]:
-    """Reflectance ``(t, cells_h, cells_w, b)`` as the mean of the valid pixels of each ``factor``
-    x ``factor`` cell (cells are aligned to the block's origin, which is aligned to the raster's).
-
-    The radiometry is linear, so it is applied to the cells' mean raw values: the 10 m work is
-    one masked copy and two partial sums of the raw integers, band plane by band plane.
-    """
+def _cell_sums(raw: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sums and counts of :func:`_valid_pixels_and_cells` with numpy."""
     t, h, w, b = raw.shape
     planes = raw.transpose(0, 3, 1, 2)
     ch, cw = math.ceil(h / factor), math.ceil(w / factor)
@@ -338,9 +358,19 @@ def _downsample(raw: np.ndarray, valid: np.ndarray, factor: int, radiometry) -> 
     weight = np.zeros((t, ch * factor, cw * factor), np.int32)
     weight[:, :h, :w] = valid
     counts = weight.reshape(t, ch, factor, cw * factor).sum(axis=2).reshape(t, ch, cw, factor).sum(axis=3)
+    return sums, counts
+
+
+def _cell_means(sums: np.ndarray, counts: np.ndarray, radiometry) -> tuple[np.ndarray, np.ndarray]:
+    """Reflectance ``(t, cells_h, cells_w, b)`` as the mean of the valid pixels of each cell.
+
+    The radiometry is linear, so it is applied to the cells' mean raw values: the 10 m work is
+    the cell sums of the raw values.
+    """
     coarse_valid = counts > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts[:, None]
+    t, b, ch, cw = sums.shape
     reflectance = np.zeros((t, ch, cw, b), np.float32)
     shifted = (means + radiometry.shift) / radiometry.divisor
     reflectance[:] = np.where(coarse_valid[:, None], shifted, 0.0).transpose(0, 2, 3, 1)

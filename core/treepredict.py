@@ -4,7 +4,7 @@ LightGBM's ``predict`` walks every tree of the model for one row before the next
 data-dependent branch at every node. Two faster evaluations:
 
 - **Compiled kernel** for models of small trees (at most 64 leaves: LULC models), where numba is
-  installed (:mod:`.treekernels`): the trees are flattened into arrays (:class:`FlatTrees`) and
+  installed (:mod:`.kernels`): the trees are flattened into arrays (:class:`FlatTrees`) and
   all nodes of a tree are tested over a block of rows at once, without branches (QuickScorer).
   Same thresholds, same missing-value rules, leaf values added in LightGBM's order: the raw
   scores equal ``Booster.predict``'s bit for bit (the tests check). About 5x LightGBM's speed.
@@ -19,13 +19,13 @@ Rows are split over threads in both cases (numba and LightGBM release the GIL).
 
 from __future__ import annotations
 
-import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
+
+from .compiled import kernels
 
 #: Model text evaluated per pass over the rows. Passes pay off only for models too big for the
 #: CPU cache: each pass converts every row again, which for hundreds of features costs more than
@@ -41,18 +41,8 @@ MIN_ROW_TREES_PER_THREAD = 200_000
 BLOCK_ROWS = 128
 #: Trees with more leaves than bits in a mask are left to LightGBM.
 MAX_LEAVES = 64
-#: How a node sends a value right (LightGBM's missing-value handling, see :mod:`.treekernels`).
+#: How a node sends a value right (LightGBM's missing-value handling, see :mod:`.kernels`).
 RIGHT_IF_GREATER, RIGHT_UNLESS_LESS_EQUAL, ZERO_LEFT, ZERO_RIGHT = 0, 1, 2, 3
-
-
-@functools.lru_cache(maxsize=1)
-def kernels() -> ModuleType | None:
-    """The compiled kernels, or None where numba is not installed (LightGBM's predict is used)."""
-    try:
-        from . import treekernels
-    except ImportError:
-        return None
-    return treekernels
 
 
 def _split(text: str, dtype: type) -> np.ndarray:
@@ -100,7 +90,7 @@ def _leaves_left_to_right(left: np.ndarray, right: np.ndarray) -> tuple[list[int
 
 @dataclass
 class FlatTrees:
-    """A model's trees as flat arrays for :mod:`.treekernels`: per tree the range of its nodes
+    """A model's trees as flat arrays for :mod:`.kernels`: per tree the range of its nodes
     and of its leaves (numbered left to right); per node the feature (index into ``features``,
     the model inputs used), float32 threshold, rule, and the bit mask of the leaves a row keeps
     when the node sends it right (all but those of the node's left subtree)."""

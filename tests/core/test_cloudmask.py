@@ -11,6 +11,7 @@ import rasterio
 from conftest import SCENE_FRAMES, write_scene_stack
 
 from eolulc.core.cloudmask import TAG_VALID_FRACTION, CloudDetector
+from eolulc.core.compiled import kernels
 from eolulc.core.eopatch import read_eopatch
 from eolulc.core.progress import Cancelled, Progress
 from eolulc.core.sentinel2 import L1C_BANDS
@@ -126,3 +127,23 @@ def test_cancel_leaves_nothing(scene_stack, tmp_path):
     with pytest.raises(Cancelled):
         CloudDetector(budget_bytes=2_000_000).run(scene_stack, out / "p.tif", out / "m.tif", progress)
     assert calls and not list(out.iterdir())
+
+
+@pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+@pytest.mark.parametrize("nodata", [0.0, None, 7.0, 0.5, -1.0])
+def test_compiled_cell_sums_equal_numpy(monkeypatch, reference_scenes, nodata):
+    """The one-pass compiled validity and cell sums of digital numbers equal the numpy path, for
+    cells cut by the block's edge and nodata values the integers hold or cannot hold."""
+    from eolulc.core import cloudmask
+
+    dn = np.round(np.asarray(reference_scenes)[..., :10] * 10000).astype(np.uint16)[:, :93, :77]
+    dn[:, 5:9, 10:30, 3] = 0
+    dn[1, 40:50, :, :] = 7
+    compiled = cloudmask._valid_pixels_and_cells(dn, nodata, 16)
+    with monkeypatch.context() as patch:
+        patch.setattr(cloudmask, "kernels", lambda: None)
+        expected = cloudmask._valid_pixels_and_cells(dn, nodata, 16)
+    np.testing.assert_array_equal(compiled[0], expected[0])
+    for ours, theirs in zip(compiled[1], expected[1]):
+        np.testing.assert_array_equal(ours, theirs)
+    assert compiled[0].all() == (nodata not in (0.0, 7.0))

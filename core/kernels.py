@@ -1,11 +1,11 @@
-"""Compiled (numba) kernel that evaluates LightGBM trees exactly, for :mod:`.treepredict`.
+"""Compiled (numba) kernels, imported only through :func:`.compiled.kernels` (see there why
+each has a numpy or LightGBM twin that gives the same values).
 
-Imported only through :func:`.treepredict.kernels`, which falls back to LightGBM's own
-``predict`` when numba is missing. The arrays it takes are built by :class:`.treepredict.FlatTrees`.
-
-A block of rows is copied first, keeping only the features the model uses and reading
-``|v| <= 1e-35`` as 0, as LightGBM's dense-row reader does. A node sends a value right by its
-rule (LightGBM's missing-value handling, decided once per node when the model is flattened):
+**Trees** (:func:`bitmask_scores`, for :mod:`.treepredict`; arrays from
+:class:`.treepredict.FlatTrees`): a block of rows is copied first, keeping only the features the
+model uses and reading ``|v| <= 1e-35`` as 0, as LightGBM's dense-row reader does. A node sends
+a value right by its rule (LightGBM's missing-value handling, decided once per node when the
+model is flattened):
 
 - ``RIGHT_IF_GREATER``: ``v > t``; NaN goes left;
 - ``RIGHT_UNLESS_LESS_EQUAL``: ``not v <= t``; NaN goes right;
@@ -14,6 +14,10 @@ rule (LightGBM's missing-value handling, decided once per node when the model is
 ``t`` is the largest float32 not above LightGBM's double threshold, so the float32 comparison
 decides exactly as LightGBM's double one does. Leaf values are added in LightGBM's order (tree
 by tree, one output per tree of an iteration), so the sums are LightGBM's, bit for bit.
+
+**Cloud cells** (:func:`valid_cell_sums`, for :mod:`.cloudmask`): the valid pixels and the
+integer sums of each cell in one pass over the digital numbers; integers add up exactly in any
+order, so the sums are numpy's.
 """
 
 from __future__ import annotations
@@ -84,3 +88,41 @@ def bitmask_scores(rows, features, node_start, leaf_start, node_feature, node_th
                 lowest = bits & (~bits + np.uint64(1))
                 leaf = _DE_BRUIJN_INDEX[(lowest * _DE_BRUIJN) >> np.uint64(58)]
                 out[start + r, output] += leaf_value[first_leaf + leaf]
+
+
+@_jit
+def valid_cell_sums(planes, factor, nodata, has_nodata, valid, sums, counts):
+    """For ``(T, B, h, w)`` integer ``planes``: ``valid`` ``(T, h, w)`` where no band is ``nodata``
+    (with ``has_nodata``), and per ``factor`` x ``factor`` cell the ``(T, B, ch, cw)`` int64 sums of
+    its valid pixels' values and their ``(T, ch, cw)`` count (``sums`` and ``counts`` start at 0).
+    The ``factor`` rows of a cell row are added up first (whole rows, vectorised), then the columns."""
+    n_dates, n_bands, height, width = planes.shape
+    n_cells = counts.shape[2]
+    by_rows = np.zeros(n_cells * factor, np.int64)
+    for t in range(n_dates):
+        for y in range(height):
+            row_valid = valid[t, y]
+            row_valid[:] = True
+            if has_nodata:
+                for band in range(n_bands):
+                    row = planes[t, band, y]
+                    for x in range(width):
+                        row_valid[x] &= row[x] != nodata
+        for band in range(-1, n_bands):  # -1: the counts
+            for cell_row in range(counts.shape[1]):
+                by_rows[:] = 0
+                for y in range(cell_row * factor, min(height, (cell_row + 1) * factor)):
+                    row_valid = valid[t, y]
+                    if band < 0:
+                        for x in range(width):
+                            by_rows[x] += row_valid[x]
+                    else:
+                        row = planes[t, band, y]
+                        for x in range(width):
+                            by_rows[x] += row[x] * row_valid[x]
+                target = counts[t, cell_row] if band < 0 else sums[t, band, cell_row]
+                for cell in range(n_cells):
+                    total = 0
+                    for x in range(cell * factor, (cell + 1) * factor):
+                        total += by_rows[x]
+                    target[cell] += total

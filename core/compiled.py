@@ -1,0 +1,22 @@
+"""Optional compiled kernels: :mod:`.kernels` (numba) where numba is installed, else None.
+
+The hot loops that numpy cannot vectorise well (tree ensembles, cell sums of digital numbers)
+have a numba kernel. numba is in the requirements, but a QGIS whose numpy has no matching numba release
+yet must still run: every kernel has a numpy or LightGBM path that gives the same values (the
+tests compare the two), only slower.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+
+
+@functools.lru_cache(maxsize=1)
+def kernels() -> ModuleType | None:
+    """The compiled kernels, or None where numba cannot be imported."""
+    try:
+        from . import kernels as module
+    except ImportError:
+        return None
+    return module
