@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .progress import Progress, ensure_progress
 
@@ -174,22 +175,29 @@ def iter_blocks(
             progress.report(index / count)
 
 
-def read_ahead(blocks: Iterable[K], read: Callable[[K], T]) -> Iterator[tuple[K, T]]:
-    """Yield ``(block, read(block))``, reading the next block in a thread while the caller works
+def read_ahead(blocks: Iterable[K], read: Callable[[K], T] | Sequence[Callable[[K], T]]) -> Iterator[tuple[K, T]]:
+    """Yield ``(block, read(block))``, reading the next blocks in threads while the caller works
     on this one. GDAL decodes without the GIL, so on two cores reading and computing overlap.
 
-    ``read`` must use its own dataset handles (not touched by the caller meanwhile). Two blocks
-    are in memory at once: count both in the bytes per pixel.
+    ``read`` must use its own dataset handles (not touched by the caller meanwhile). Several
+    ``read`` functions (each with its own handles) read that many blocks at once, for steps that
+    decode more than they compute. One block per function plus the caller's are in memory at once:
+    count them all in the bytes per pixel.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eolulc-read") as pool:
-        pending: tuple[K, Future] | None = None
-        for block in blocks:
-            future = pool.submit(read, block)
-            if pending is not None:
-                yield pending[0], pending[1].result()
-            pending = block, future
-        if pending is not None:
-            yield pending[0], pending[1].result()
+    reads = [read] if callable(read) else list(read)
+    with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="eolulc-read") as pool:
+        pending: deque[tuple[K, Future]] = deque()
+        for index, block in enumerate(blocks):
+            if len(pending) == len(reads):  # the oldest read's handles are free once it is done
+                done_block, done = pending.popleft()
+                result = done.result()
+                pending.append((block, pool.submit(reads[index % len(reads)], block)))
+                yield done_block, result
+            else:
+                pending.append((block, pool.submit(reads[index % len(reads)], block)))
+        while pending:
+            done_block, done = pending.popleft()
+            yield done_block, done.result()
 
 
 class WriteBehind:

@@ -18,8 +18,9 @@ eo-learn's rules that are mirrored on purpose, because they change values:
 
 from __future__ import annotations
 
+import functools
 import json
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -533,6 +534,15 @@ class _BlockSource:
         return result, counts
 
 
+#: Threads that decode blocks for :func:`interpolate_pixels`.
+READ_THREADS = 2
+
+
+def _read_chosen(source: _BlockSource, item: tuple[Block, tuple[np.ndarray, np.ndarray]]):
+    block, (_, local) = item
+    return source.read(block.window, local)
+
+
 @bounded_gdal_cache()
 def interpolate_pixels(
     input_path: str | Path,
@@ -547,18 +557,24 @@ def interpolate_pixels(
     """Feature rows ``(pixels, new dates x bands)`` (:func:`~.featureset.block_rows` layout) of the
     chosen pixels (flat indices, row by row) interpolated as :func:`write_interpolation` with
     ``report`` would, reading only the blocks that hold one and interpolating only those series:
-    training rows without the whole interpolated stack."""
+    training rows without the whole interpolated stack.
+
+    Decoding the blocks is most of the work here (a few pixels of each are kept), so two
+    threads decode, each with its own handles; both windows count in the budget."""
     progress = ensure_progress(progress)
-    with _inputs(input_path, mask_path, features) as (reader, mask_reader):
-        source = _BlockSource(reader, mask_reader, report)
+    with ExitStack() as stack:
+        sources = [_BlockSource(*stack.enter_context(_inputs(input_path, mask_path, features)), report)
+                   for _ in range(READ_THREADS)]
+        source = sources[0]
         grid = source.info.grid
         chosen = ChosenPixels(flat_indices, grid.width)
         rows = np.full((chosen.flat.size, source.n_new * source.n_bands), np.nan, np.float32)
-        blocks = iter_blocks(grid.height, grid.width, 2 * source.bytes_per_pixel() + 16, budget_bytes,
+        blocks = iter_blocks(grid.height, grid.width, READ_THREADS * source.bytes_per_pixel() + 16, budget_bytes,
                              progress=progress)
         wanted = ((block, chosen.pixels_in(block.window)) for block in blocks)
         wanted = ((block, found) for block, found in wanted if found[0].size)
-        with closing(read_ahead(wanted, lambda item: source.read(item[0].window, item[1][1]))) as blocks_read:
+        reads = [functools.partial(_read_chosen, each) for each in sources]
+        with closing(read_ahead(wanted, reads)) as blocks_read:
             for (_, (inside, _)), (values, clear) in blocks_read:
                 result, _ = source.interpolate(values, clear)
                 block = result.transpose(0, 2, 1)[:, None]  # (N, 1, pixels, B)

@@ -271,6 +271,31 @@ def test_read_ahead_and_write_behind_keep_order_and_raise():
     behind.close()
 
 
+def test_read_ahead_with_several_readers_keeps_order_and_never_shares_a_reader():
+    import threading
+    import time
+
+    from eolulc.core.blocks import read_ahead
+
+    busy = [threading.Lock(), threading.Lock(), threading.Lock()]
+    overlaps = []
+
+    def reader(index: int):
+        def read(block: int) -> tuple[int, int]:
+            if not busy[index].acquire(blocking=False):  # its handles are in use by another read
+                overlaps.append(block)
+                return block, index
+            time.sleep(0.002 * (block % 3))  # reads finish out of order
+            busy[index].release()
+            return block, index
+        return read
+
+    results = list(read_ahead(iter(range(40)), [reader(i) for i in range(3)]))
+    assert [block for block, _ in results] == list(range(40))
+    assert [value for _, value in results] == [(b, b % 3) for b in range(40)]
+    assert overlaps == []
+
+
 @pytest.mark.parametrize("digital_numbers", [False, True])
 def test_features_computed_while_interpolating_equal_the_two_steps(
         scene_stack, scene_stack_dn, tmp_path: Path, digital_numbers: bool):
