@@ -88,6 +88,10 @@ def _leaves_left_to_right(left: np.ndarray, right: np.ndarray) -> tuple[list[int
     return order, left_span
 
 
+def _mask_type(leaves: int) -> type:
+    return np.uint16 if leaves <= 16 else np.uint32 if leaves <= 32 else np.uint64
+
+
 @dataclass
 class FlatTrees:
     """A model's trees as flat arrays for :mod:`.kernels`: per tree the range of its nodes
@@ -147,9 +151,8 @@ class FlatTrees:
             node_feature=local.astype(np.int32).reshape(-1),
             node_threshold=_float32_at_most(np.concatenate(threshold) if threshold else np.zeros(0)),
             node_rule=np.concatenate(rule) if rule else np.zeros(0, np.uint8),
-            # 32-bit masks where they suffice: twice the rows per vector instruction
-            node_keep=np.array([k for tree in keep for k in tree], np.uint64).astype(
-                np.uint32 if max(leaves) <= 32 else np.uint64),
+            # the narrowest masks that hold the leaves: more rows per vector instruction
+            node_keep=np.array([k for tree in keep for k in tree], np.uint64).astype(_mask_type(max(leaves))),
             leaf_value=np.concatenate(leaf_value).astype(np.float64),
         )
 

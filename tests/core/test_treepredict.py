@@ -65,7 +65,9 @@ def _train(params: dict, seed: int = 0, rounds: int = 30) -> lightgbm.Booster:
 
 
 MODELS = {
-    "multiclass, 15 leaves (the LULC default)": {"objective": "multiclass", "num_class": 3, "num_leaves": 15},
+    "multiclass, 15 leaves (the LULC default, 16-bit masks)": {"objective": "multiclass", "num_class": 3,
+                                                               "num_leaves": 15},
+    "multiclass, 31 leaves (32-bit masks)": {"objective": "multiclass", "num_class": 3, "num_leaves": 31},
     "multiclass, 40 leaves (64-bit masks)": {"objective": "multiclass", "num_class": 3, "num_leaves": 40},
     "binary": {"objective": "binary", "num_leaves": 8},
     "zero as missing": {"objective": "multiclass", "num_class": 3, "zero_as_missing": True},
@@ -81,6 +83,8 @@ def test_compiled_scores_equal_lightgbm_bit_for_bit(name):
     rows = _test_rows(booster, seed=1)
     ensemble = TreeEnsemble(booster.model_to_string(), threads=2)
     assert ensemble.compiled
+    leaves = max(tree["num_leaves"] for tree in booster.dump_model()["tree_info"])
+    assert ensemble.flat.node_keep.dtype == (np.uint16 if leaves <= 16 else np.uint32 if leaves <= 32 else np.uint64)
     np.testing.assert_array_equal(ensemble.raw_scores(rows), booster.predict(rows, raw_score=True))
 
 
@@ -98,7 +102,7 @@ def test_random_forest_scores_are_lightgbms_average():
 
 @needs_numba
 def test_threads_and_row_counts_do_not_change_scores():
-    booster = _train(MODELS["multiclass, 15 leaves (the LULC default)"])
+    booster = _train(MODELS["multiclass, 15 leaves (the LULC default, 16-bit masks)"])
     rows = _test_rows(booster, seed=3)
     one = TreeEnsemble(booster.model_to_string(), threads=1).raw_scores(rows)
     two = TreeEnsemble(booster.model_to_string(), threads=2)
@@ -109,7 +113,7 @@ def test_threads_and_row_counts_do_not_change_scores():
 
 def test_lightgbm_fallback_gives_the_same_scores():
     """Without numba (here: compiled=False) LightGBM's predict evaluates the model."""
-    booster = _train(MODELS["multiclass, 15 leaves (the LULC default)"])
+    booster = _train(MODELS["multiclass, 15 leaves (the LULC default, 16-bit masks)"])
     rows = _test_rows(booster, seed=4)
     ensemble = TreeEnsemble(booster.model_to_string(), threads=2, compiled=False)
     assert not ensemble.compiled
