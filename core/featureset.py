@@ -35,9 +35,12 @@ def describe_stack(info: StackInfo) -> dict:
 
 def block_rows(block: np.ndarray, info: StackInfo) -> np.ndarray:
     """Feature rows ``(h * w, t * b)`` of a block ``(t, h, w, b)`` of a stack described by
-    ``info``: float32, nodata as NaN, scaled to physical values."""
-    values = block.astype(np.float32)
-    if info.nodata is not None and not math.isnan(info.nodata):
+    ``info``: float32, nodata as NaN, scaled to physical values. Often a strided view of
+    ``block`` (do not write into it)."""
+    has_nodata = info.nodata is not None and not math.isnan(info.nodata)
+    # float32 blocks without a nodata value to replace are used as they are (a view, no copy)
+    values = block.astype(np.float32, copy=has_nodata)
+    if has_nodata:
         values[block == info.nodata] = np.nan
     if info.has_scaling:
         values = values * np.asarray(info.scales, np.float32) + np.asarray(info.offsets, np.float32)

@@ -44,6 +44,11 @@ def _jit(function):
 
 
 @_jit
+def _lightgbm_value(value):
+    return np.float32(0.0) if abs(value) <= ZERO else value
+
+
+@_jit
 def bitmask_scores(rows, features, node_start, leaf_start, node_feature, node_threshold, node_rule, node_keep,
                    leaf_value, mask, every, out):
     """Add each tree's leaf value to ``out[row, tree % outputs]``, trees with at most 64 leaves.
@@ -55,13 +60,18 @@ def bitmask_scores(rows, features, node_start, leaf_start, node_feature, node_th
     ``every`` that dtype's all-ones."""
     block = mask.size
     outputs = out.shape[1]
+    by_column = rows.strides[0] < rows.strides[1]
     columns = np.empty((features.size, block), np.float32)
     for start in range(0, rows.shape[0], block):
         count = min(block, rows.shape[0] - start)
-        for r in range(count):  # the used features of the block's rows, feature by feature
+        if by_column:  # the used features of the block's rows, read along the rows' memory
             for j in range(features.size):
-                value = rows[start + r, features[j]]
-                columns[j, r] = np.float32(0.0) if abs(value) <= ZERO else value
+                for r in range(count):
+                    columns[j, r] = _lightgbm_value(rows[start + r, features[j]])
+        else:
+            for r in range(count):
+                for j in range(features.size):
+                    columns[j, r] = _lightgbm_value(rows[start + r, features[j]])
         for tree in range(node_start.size - 1):
             mask[:count] = every
             for node in range(node_start[tree], node_start[tree + 1]):

@@ -157,7 +157,7 @@ class FlatTrees:
         )
 
     def add_scores(self, rows: np.ndarray, out: np.ndarray) -> None:
-        """Add the trees' outputs for float32 C-ordered ``rows`` to ``out`` ``(rows, outputs)``."""
+        """Add the trees' outputs for float32 ``rows`` (any memory layout) to ``out`` ``(rows, outputs)``."""
         mask = np.empty(BLOCK_ROWS, self.node_keep.dtype)
         every = self.node_keep.dtype.type(np.iinfo(self.node_keep.dtype).max)
         kernels().bitmask_scores(rows, self.features, self.node_start, self.leaf_start, self.node_feature,
@@ -207,7 +207,9 @@ class TreeEnsemble:
     def raw_scores(self, rows: np.ndarray) -> np.ndarray:
         """Raw model output, ``(n,)`` for one-output models or ``(n, classes)`` for multiclass: the
         sum of the trees' outputs, or their mean for random forests (``average``, LightGBM's ``rf``)."""
-        data = np.ascontiguousarray(rows, dtype=np.float32)
+        # the kernel reads any float32 layout (feature rows are often a strided view); LightGBM rows
+        data = rows.astype(np.float32, copy=False) if self.flat is not None else np.ascontiguousarray(
+            rows, dtype=np.float32)
         n = data.shape[0]
         per_iteration = max(1, self.booster.num_model_per_iteration())
         width = (n,) if per_iteration == 1 else (n, per_iteration)
