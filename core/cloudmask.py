@@ -310,8 +310,10 @@ def _valid_pixels_and_cells(raw: np.ndarray, nodata: float | None,
     if factor > 1 and compiled is not None and raw.dtype.kind in "ui":
         t, h, w, b = raw.shape
         # a nodata the integers cannot hold marks no pixel, as numpy's comparison does
-        stored = np.asarray(0 if nodata is None or math.isnan(nodata) else nodata).astype(raw.dtype)[()]
-        has_nodata = nodata is not None and not math.isnan(nodata) and float(stored) == nodata
+        limits = np.iinfo(raw.dtype)
+        has_nodata = (nodata is not None and not math.isnan(nodata) and float(nodata).is_integer()
+                      and limits.min <= nodata <= limits.max)
+        stored = raw.dtype.type(nodata if has_nodata else 0)
         valid = np.empty((t, h, w), bool)
         ch, cw = math.ceil(h / factor), math.ceil(w / factor)
         sums, counts = np.zeros((t, b, ch, cw), np.int64), np.zeros((t, ch, cw), np.int64)

@@ -9,6 +9,7 @@ tests compare the two), only slower.
 from __future__ import annotations
 
 import functools
+import warnings
 from types import ModuleType
 
 
@@ -18,5 +19,9 @@ def kernels() -> ModuleType | None:
     try:
         from . import kernels as module
     except ImportError:
+        return None
+    except Exception as error:  # noqa: BLE001  a broken numba or llvmlite (OSError: no shared library, ...)
+        warnings.warn(f"numba is installed but cannot be used ({error}); EO LULC runs without it, slower",
+                      RuntimeWarning, stacklevel=2)
         return None
     return module

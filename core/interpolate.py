@@ -538,7 +538,8 @@ class _BlockSource:
 READ_THREADS = 2
 
 
-def _read_chosen(source: _BlockSource, item: tuple[Block, tuple[np.ndarray, np.ndarray]]):
+def _read_chosen(source: _BlockSource,
+                 item: tuple[Block, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray | None]:
     block, (_, local) = item
     return source.read(block.window, local)
 

@@ -42,6 +42,8 @@ BLOCK_ROWS = 128
 #: Trees with more leaves than bits in a mask are left to LightGBM.
 MAX_LEAVES = 64
 #: How a node sends a value right (LightGBM's missing-value handling, see :mod:`.kernels`).
+#: numba bakes these into its cached machine code, which it renews only when kernels.py changes:
+#: after changing them, touch kernels.py.
 RIGHT_IF_GREATER, RIGHT_UNLESS_LESS_EQUAL, ZERO_LEFT, ZERO_RIGHT = 0, 1, 2, 3
 
 
@@ -113,8 +115,15 @@ class FlatTrees:
     def from_model_text(cls, text: str, outputs: int) -> FlatTrees | None:
         """Flatten LightGBM's model text; None for what the kernel doesn't evaluate (trees of more
         than :data:`MAX_LEAVES` leaves, categorical splits, linear trees)."""
+        try:
+            return cls._flatten(text, outputs)
+        except (KeyError, ValueError):  # a model text this code does not know: LightGBM evaluates it
+            return None
+
+    @classmethod
+    def _flatten(cls, text: str, outputs: int) -> FlatTrees | None:
         trees = []
-        for block in text.split("end of trees", 1)[0].split("\nTree=")[1:]:
+        for block in text.split("\nend of trees", 1)[0].split("\nTree=")[1:]:
             fields = dict(line.split("=", 1) for line in block.splitlines()[1:] if "=" in line)
             if (int(fields.get("num_cat", 0)) or int(fields.get("is_linear", 0))
                     or int(fields["num_leaves"]) > MAX_LEAVES):
@@ -134,6 +143,8 @@ class FlatTrees:
             if (decision_type & 1).any():  # categorical split
                 return None
             split_threshold = _split(fields["threshold"], float)
+            if np.isnan(split_threshold).any():  # never written by LightGBM; its "<=" would differ
+                return None
             order, left_span = _leaves_left_to_right(_split(fields["left_child"], np.int64),
                                                      _split(fields["right_child"], np.int64))
             feature.append(_split(fields["split_feature"], np.int64))
@@ -210,6 +221,8 @@ class TreeEnsemble:
         # the kernel reads any float32 layout (feature rows are often a strided view); LightGBM rows
         data = rows.astype(np.float32, copy=False) if self.flat is not None else np.ascontiguousarray(
             rows, dtype=np.float32)
+        if data.ndim != 2 or data.shape[1] != self.booster.num_feature():
+            raise ValueError(f"the rows have {data.shape[-1]} features, the model {self.booster.num_feature()}")
         n = data.shape[0]
         per_iteration = max(1, self.booster.num_model_per_iteration())
         width = (n,) if per_iteration == 1 else (n, per_iteration)

@@ -59,13 +59,20 @@ def activate() -> None:
         importlib.invalidate_caches()
 
 
-def requirements(path: Path = REQUIREMENTS) -> list[str]:
-    """The requirement lines of ``requirements.txt`` (comments dropped)."""
+#: A requirement line whose comment starts with this is optional: the plugin runs without it
+#: (slower), so its absence is not reported as missing and a failed install of it is no error.
+OPTIONAL_MARK = "optional"
+
+
+def requirements(path: Path = REQUIREMENTS, optional: bool = False) -> list[str]:
+    """The required (or, with ``optional``, the optional) requirement lines of
+    ``requirements.txt``, comments dropped."""
     lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            lines.append(line)
+        requirement, _, comment = line.partition("#")
+        requirement = requirement.strip()
+        if requirement and comment.strip().lower().startswith(OPTIONAL_MARK) == optional:
+            lines.append(requirement)
     return lines
 
 
@@ -96,11 +103,11 @@ def missing_modules(modules: Iterable[str], try_import: bool = True) -> list[str
     return missing
 
 
-def missing_requirements(path: Path = REQUIREMENTS, try_import: bool = False) -> list[str]:
-    """Requirement lines of ``requirements.txt`` whose package is not importable (looked up only,
-    unless ``try_import``)."""
+def missing_requirements(path: Path = REQUIREMENTS, try_import: bool = False, optional: bool = False) -> list[str]:
+    """Required (or, with ``optional``, optional) requirement lines of ``requirements.txt``
+    whose package is not importable (looked up only, unless ``try_import``)."""
     return [
-        req for req in requirements(path)
+        req for req in requirements(path, optional)
         if missing_modules([import_name(distribution_name(req))], try_import=try_import)
     ]
 
@@ -155,14 +162,43 @@ def install(
     target: Path | None = None,
     extra_pip_args: Sequence[str] = (),
     on_output: Callable[[str], None] | None = None,
+    requirements_path: Path = REQUIREMENTS,
 ) -> Path:
-    """pip-install ``requirement_lines`` (default: the missing ones of requirements.txt) into
-    ``target`` (default :func:`deps_dir`), keeping numpy at the version QGIS has. Returns the
-    folder; raises ``RuntimeError`` with pip's output if pip fails."""
+    """pip-install ``requirement_lines`` (default: the missing required ones of requirements.txt,
+    then in a second pip run the missing optional ones) into ``target`` (default
+    :func:`deps_dir`), keeping numpy at the version QGIS has. Returns the folder; raises
+    ``RuntimeError`` with pip's output if pip fails for a required package. An optional package
+    pip cannot install (no release for this numpy, say) is only reported in the output."""
     target = deps_dir() if target is None else Path(target)
-    lines = list(missing_requirements() if requirement_lines is None else requirement_lines)
-    if not lines:
-        return target
+    lines = list(missing_requirements(requirements_path) if requirement_lines is None else requirement_lines)
+    optional = missing_requirements(requirements_path, optional=True) if requirement_lines is None else []
+    outputs = []
+    if lines:
+        returncode, output = _pip(target, lines, extra_pip_args)
+        outputs.append(output)
+        if returncode != 0:
+            if on_output is not None:
+                on_output(output)
+            raise RuntimeError(f"pip failed ({returncode}):\n{output}")
+    if optional:
+        returncode, output = _pip(target, optional, extra_pip_args)
+        outputs.append(output)
+        if returncode != 0:
+            outputs.append(f"The optional package(s) {', '.join(optional)} could not be installed; "
+                           "EO LULC gives the same results without them, slower.")
+    if on_output is not None and outputs:
+        on_output("\n".join(outputs))
+    # the new packages are usable at once; appended, so QGIS's own numpy and GDAL still win
+    if target == deps_dir():
+        activate()
+    elif str(target) not in sys.path:
+        sys.path.append(str(target))
+        importlib.invalidate_caches()
+    return target
+
+
+def _pip(target: Path, lines: Sequence[str], extra_pip_args: Sequence[str]) -> tuple[int, str]:
+    """One pip run into ``target`` with numpy pinned to QGIS's version: exit status and output."""
     target.mkdir(parents=True, exist_ok=True)
     pins = []
     try:
@@ -175,22 +211,11 @@ def install(
         handle.write("\n".join(pins) + "\n")
         constraints = Path(handle.name)
     try:
-        command = pip_command(target, lines, constraints, extra_pip_args)
-        process = subprocess.run(command, capture_output=True, text=True)
+        process = subprocess.run(pip_command(target, lines, constraints, extra_pip_args), capture_output=True,
+                                 text=True)
     finally:
         constraints.unlink(missing_ok=True)
-    output = process.stdout + process.stderr
-    if on_output is not None:
-        on_output(output)
-    if process.returncode != 0:
-        raise RuntimeError(f"pip failed ({process.returncode}):\n{output}")
-    # the new packages are usable at once; appended, so QGIS's own numpy and GDAL still win
-    if target == deps_dir():
-        activate()
-    elif str(target) not in sys.path:
-        sys.path.append(str(target))
-        importlib.invalidate_caches()
-    return target
+    return process.returncode, process.stdout + process.stderr
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,17 +233,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.action == "path":
         print(deps_dir())
         return 0
-    missing = missing_requirements()
+    missing, optional = missing_requirements(), missing_requirements(optional=True)
     if args.action == "status":
         print(f"package folder: {deps_dir()}")
         print("missing: " + (", ".join(missing) if missing else "nothing, all requirements are importable"))
+        if optional:
+            print(f"optional, missing: {', '.join(optional)} (same results without, slower)")
         return 1 if missing else 0
-    if not missing:
+    if not missing and not optional:
         print("All requirements are already importable; nothing to install.")
         return 0
-    print(f"Installing {', '.join(missing)} into {deps_dir()} ...")
+    print(f"Installing {', '.join(missing + optional)} into {deps_dir()} ...")
     try:
-        install(missing, extra_pip_args=args.pip_args, on_output=print)
+        install(extra_pip_args=args.pip_args, on_output=print)
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 1

@@ -24,8 +24,8 @@ class InstallDependenciesTask(QgsTask):
         self.error = ""
 
     def run(self) -> bool:
-        try:
-            dependencies.install(self.missing, on_output=self._keep_output)
+        try:  # the missing required packages, then the optional ones (their failure is no error)
+            dependencies.install(on_output=self._keep_output)
         except (RuntimeError, OSError) as error:
             self.error = str(error)
             return False
@@ -78,7 +78,7 @@ class EoLulcPlugin:
         bar.pushWidget(widget, Qgis.MessageLevel.Warning)
 
     def install_dependencies(self) -> None:
-        missing = dependencies.missing_requirements()
+        missing = dependencies.missing_requirements() + dependencies.missing_requirements(optional=True)
         if not missing:
             QMessageBox.information(
                 self.iface.mainWindow(), "EO LULC", "All Python packages EO LULC needs are installed."

@@ -119,6 +119,23 @@ def test_offline_install_lands_in_the_plugin_folder(tmp_path: Path, plugins_dir:
             assert path.index(str(Path(site_dir).resolve())) < len(path) - 1
 
 
+def test_an_optional_package_pip_cannot_install_is_no_error(tmp_path: Path, monkeypatch) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("eolulc_fake_dep\neolulc_optional_absent>=1  # optional: faster when present\n")
+    assert dependencies.missing_requirements(requirements) == ["eolulc_fake_dep"]
+    assert dependencies.missing_requirements(requirements, optional=True) == ["eolulc_optional_absent>=1"]
+    monkeypatch.setenv("EOLULC_DEPS_DIR", str(tmp_path / "deps"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    output: list[str] = []
+    target = dependencies.install(target=tmp_path / "deps" / PY_TAG, requirements_path=requirements,
+                                  extra_pip_args=["--no-index", "--find-links", str(wheels)],
+                                  on_output=output.append)
+    assert (target / "eolulc_fake_dep" / "__init__.py").is_file()
+    assert "eolulc_optional_absent>=1 could not be installed" in "".join(output)
+
+
 def test_failed_pip_raises_with_pip_output(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="eolulc_not_a_wheel"):
         dependencies.install(
@@ -166,7 +183,7 @@ def test_missing_requirements_of_a_requirements_file(tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(
         "# comment line\nnumpy>=1.20  # QGIS has it\n\neolulc-surely-absent>=1.0\nscipy\n"
-        "eolulc_also_absent[extra]; python_version>'3'\n"
+        "eolulc_also_absent[extra]; python_version>'3'\neolulc-optional-absent  # optional: faster\n"
     )
     assert dependencies.requirements(requirements) == [
         "numpy>=1.20", "eolulc-surely-absent>=1.0", "scipy", "eolulc_also_absent[extra]; python_version>'3'"

@@ -40,7 +40,7 @@ def _test_rows(booster: lightgbm.Booster, seed: int, features: int = 12) -> np.n
                 thresholds[node["split_feature"]].append(node["threshold"])
                 stack += [node["left_child"], node["right_child"]]
     random_rows = rng.normal(scale=1.5, size=(2000, features)).astype(np.float32)
-    edge_rows = np.repeat(random_rows[:1], 0, axis=0)
+    edge_rows = np.empty((0, features), np.float32)
     for feature, values in thresholds.items():
         with np.errstate(over="ignore"):  # LightGBM's thresholds may exceed float32 (the split at 0 is 1e-35)
             near = np.float32(values)
@@ -101,14 +101,24 @@ def test_random_forest_scores_are_lightgbms_average():
 
 
 @needs_numba
-def test_threads_and_row_counts_do_not_change_scores():
+def test_threads_layouts_and_row_counts_do_not_change_scores(monkeypatch):
     booster = _train(MODELS["multiclass, 15 leaves (the LULC default, 16-bit masks)"])
     rows = _test_rows(booster, seed=3)
     one = TreeEnsemble(booster.model_to_string(), threads=1).raw_scores(rows)
-    two = TreeEnsemble(booster.model_to_string(), threads=2)
-    np.testing.assert_array_equal(two.raw_scores(rows), one)
-    for count in (0, 1, treepredict.BLOCK_ROWS - 1, treepredict.BLOCK_ROWS + 1):  # partial blocks
-        np.testing.assert_array_equal(two.raw_scores(rows[:count]), one[:count])
+    monkeypatch.setattr(treepredict, "MIN_ROW_TREES_PER_THREAD", 1)  # threads even for a few rows
+    calls = []
+    original = treepredict.FlatTrees.add_scores
+    monkeypatch.setattr(treepredict.FlatTrees, "add_scores", lambda self, *a: calls.append(1) or original(self, *a))
+    three = TreeEnsemble(booster.model_to_string(), threads=3)
+    np.testing.assert_array_equal(three.raw_scores(rows), one)
+    assert len(calls) == 3
+    # feature rows as a strided view (what the pipeline hands over), and float64 rows
+    np.testing.assert_array_equal(three.raw_scores(np.asfortranarray(rows)), one)
+    np.testing.assert_array_equal(three.raw_scores(rows.astype(np.float64)), one)
+    for count in (0, 1, 2, treepredict.BLOCK_ROWS - 1, treepredict.BLOCK_ROWS + 1):  # partial blocks
+        np.testing.assert_array_equal(three.raw_scores(rows[:count]), one[:count])
+    with pytest.raises(ValueError, match="the rows have 5 features, the model 12"):
+        three.raw_scores(rows[:, :5])
 
 
 def test_lightgbm_fallback_gives_the_same_scores():
