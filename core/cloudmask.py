@@ -14,6 +14,7 @@ Sentinel Hub's cloud service does at 160 m; the mask is then made at full resolu
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -256,12 +257,11 @@ class CloudDetector:
 
                 # the next part is read and the last one written while this one is computed
                 with closing(read_ahead(parts, read)) as parts_read, WriteBehind() as behind:
-                    for (block, dates), raw in parts_read:
-                        progress.check()
-                        valid, cells = _valid_pixels_and_cells(raw, info.nodata, factor)
-                        probability = self._block_probability(raw, valid, cells, result.radiometry, factor, block,
-                                                              grid)
-                        del raw
+                    def finish(block: Block, dates: list[int], valid: np.ndarray, probability) -> None:
+                        """Upsampling, mask, counts and writing: in the background, while the model
+                        runs on the next part (they are single-threaded, the model is not)."""
+                        if callable(probability):
+                            probability = probability()
                         rows, cols = block.inner
                         inner_valid = valid[:, rows, cols]
                         mask = self.mask_from_probabilities(probability)[:, rows, cols]
@@ -270,9 +270,16 @@ class CloudDetector:
                         inner_probability = None
                         if prob_writer is not None:
                             inner_probability = np.where(inner_valid, probability[:, rows, cols], np.float32(np.nan))
-                        behind.submit(write, block, dates, inner_probability,
-                                      np.where(inner_valid, mask, np.uint8(MASK_NODATA)))
-                        del probability, mask, inner_probability
+                        write(block, dates, inner_probability, np.where(inner_valid, mask, np.uint8(MASK_NODATA)))
+
+                    for (block, dates), raw in parts_read:
+                        progress.check()
+                        valid, cells = _valid_pixels_and_cells(raw, info.nodata, factor)
+                        probability = self._block_probability(raw, valid, cells, result.radiometry, factor, block,
+                                                              grid)
+                        del raw
+                        behind.submit(finish, block, dates, valid, probability)
+                        del valid, probability
                 pixels = grid.width * grid.height
                 result.valid_fraction = [float(c) / pixels for c in valid_counts]
                 result.cloud_fraction = [float(c) / pixels for c in cloud_counts]
@@ -286,9 +293,10 @@ class CloudDetector:
                     if writer is not None:
                         writer.close()
 
-    def _block_probability(self, raw, valid, cells, radiometry, factor, block, grid) -> np.ndarray:
+    def _block_probability(self, raw, valid, cells, radiometry, factor, block, grid):
         """Probabilities ``(time, h, w)`` of a block read with its halo (NaN where invalid); ``cells``
-        are the valid pixels' sums and counts per coarse cell (``factor`` > 1)."""
+        are the valid pixels' sums and counts per coarse cell (``factor`` > 1). On a coarse grid,
+        a function that upsamples the cells' probabilities (to run in the background)."""
         if factor == 1:
             reflectance = radiometry.apply(raw)
             probability = np.full(valid.shape, np.nan, np.float32)
@@ -297,7 +305,7 @@ class CloudDetector:
         coarse, coarse_valid = _cell_means(*cells, radiometry)
         coarse_probability = np.full(coarse_valid.shape, np.nan, np.float32)
         coarse_probability[coarse_valid] = self.probabilities(coarse[coarse_valid])
-        return _upsample(coarse_probability, factor, block, grid)
+        return functools.partial(_upsample, coarse_probability, factor, block, grid)
 
 
 def _valid_pixels_and_cells(raw: np.ndarray, nodata: float | None,
