@@ -225,8 +225,9 @@ class CloudDetector:
         cloud_counts = np.zeros(n_dates, np.int64)
         halo = self.halo(factor)
         # per date: raw bands (twice: the next part is read meanwhile), float32 reflectance (10 m
-        # processing) or cell sums, probabilities, upsampling weights, masks and the output copies
-        per_date = len(band_indices) * (2 * np.dtype(info.dtype).itemsize + 8) + 60
+        # processing) or cell sums, probabilities, upsampling weights, masks and the output copies;
+        # the last part's upsampling and mask (in the background) overlap the model on this one
+        per_date = len(band_indices) * (2 * np.dtype(info.dtype).itemsize + 8) + 90
         # dates are independent: a block holds a group of dates, so blocks stay wide (the halo is
         # read again for every block; narrow blocks of all 68 dates read the data several times)
         budget = self.budget_bytes or default_budget_bytes()

@@ -71,7 +71,7 @@ def requirements(path: Path = REQUIREMENTS, optional: bool = False) -> list[str]
     for line in path.read_text(encoding="utf-8").splitlines():
         requirement, _, comment = line.partition("#")
         requirement = requirement.strip()
-        if requirement and comment.strip().lower().startswith(OPTIONAL_MARK) == optional:
+        if requirement and bool(re.match(rf"{OPTIONAL_MARK}\b", comment.strip().lower())) == optional:
             lines.append(requirement)
     return lines
 
@@ -163,15 +163,20 @@ def install(
     extra_pip_args: Sequence[str] = (),
     on_output: Callable[[str], None] | None = None,
     requirements_path: Path = REQUIREMENTS,
+    optional_lines: Sequence[str] | None = None,
 ) -> Path:
-    """pip-install ``requirement_lines`` (default: the missing required ones of requirements.txt,
-    then in a second pip run the missing optional ones) into ``target`` (default
+    """pip-install ``requirement_lines`` (default: the missing required ones of requirements.txt),
+    then in a second pip run ``optional_lines`` (default: the missing optional ones when
+    ``requirement_lines`` is the default) into ``target`` (default
     :func:`deps_dir`), keeping numpy at the version QGIS has. Returns the folder; raises
     ``RuntimeError`` with pip's output if pip fails for a required package. An optional package
     pip cannot install (no release for this numpy, say) is only reported in the output."""
     target = deps_dir() if target is None else Path(target)
     lines = list(missing_requirements(requirements_path) if requirement_lines is None else requirement_lines)
-    optional = missing_requirements(requirements_path, optional=True) if requirement_lines is None else []
+    if optional_lines is not None:
+        optional = list(optional_lines)
+    else:
+        optional = missing_requirements(requirements_path, optional=True) if requirement_lines is None else []
     outputs = []
     if lines:
         returncode, output = _pip(target, lines, extra_pip_args)

@@ -17,15 +17,15 @@ LOG_TAG = "EO LULC"
 class InstallDependenciesTask(QgsTask):
     """Runs pip in the background so QGIS stays responsive."""
 
-    def __init__(self, missing: list[str]) -> None:
+    def __init__(self, required: list[str], optional: list[str]) -> None:
         super().__init__("EO LULC: installing Python packages", QgsTask.Flag.CanCancel)
-        self.missing = missing
+        self.required, self.optional = required, optional
         self.output = ""
         self.error = ""
 
     def run(self) -> bool:
-        try:  # the missing required packages, then the optional ones (their failure is no error)
-            dependencies.install(on_output=self._keep_output)
+        try:  # the required packages, then the optional ones (their failure is no error)
+            dependencies.install(self.required, optional_lines=self.optional, on_output=self._keep_output)
         except (RuntimeError, OSError) as error:
             self.error = str(error)
             return False
@@ -78,7 +78,8 @@ class EoLulcPlugin:
         bar.pushWidget(widget, Qgis.MessageLevel.Warning)
 
     def install_dependencies(self) -> None:
-        missing = dependencies.missing_requirements() + dependencies.missing_requirements(optional=True)
+        required, optional = dependencies.missing_requirements(), dependencies.missing_requirements(optional=True)
+        missing = required + [f"{line} (optional: faster)" for line in optional]
         if not missing:
             QMessageBox.information(
                 self.iface.mainWindow(), "EO LULC", "All Python packages EO LULC needs are installed."
@@ -92,7 +93,7 @@ class EoLulcPlugin:
         )
         if answer != QMessageBox.StandardButton.Yes:
             return
-        task = InstallDependenciesTask(missing)
+        task = InstallDependenciesTask(required, optional)
         task.taskCompleted.connect(lambda: self._installed(task, ok=True))
         task.taskTerminated.connect(lambda: self._installed(task, ok=False))
         self._task = task  # keep a reference: sip would free it
@@ -103,9 +104,16 @@ class EoLulcPlugin:
         bar = self.iface.messageBar()
         if ok:
             dependencies.activate()
-            bar.pushMessage(
-                "EO LULC", "Python packages installed; the algorithms are ready.", Qgis.MessageLevel.Success
-            )
+            left = dependencies.missing_requirements(optional=True)
+            if left:
+                bar.pushMessage(
+                    "EO LULC", f"The algorithms are ready; the optional {', '.join(left)} could not be installed, "
+                    "so they run slower (see the EO LULC tab of the log messages panel).", Qgis.MessageLevel.Warning
+                )
+            else:
+                bar.pushMessage(
+                    "EO LULC", "Python packages installed; the algorithms are ready.", Qgis.MessageLevel.Success
+                )
         else:
             bar.pushMessage(
                 "EO LULC",

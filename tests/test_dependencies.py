@@ -184,10 +184,12 @@ def test_missing_requirements_of_a_requirements_file(tmp_path: Path) -> None:
     requirements.write_text(
         "# comment line\nnumpy>=1.20  # QGIS has it\n\neolulc-surely-absent>=1.0\nscipy\n"
         "eolulc_also_absent[extra]; python_version>'3'\neolulc-optional-absent  # optional: faster\n"
+        "numpy  # optionally newer: still required\n"
     )
     assert dependencies.requirements(requirements) == [
-        "numpy>=1.20", "eolulc-surely-absent>=1.0", "scipy", "eolulc_also_absent[extra]; python_version>'3'"
+        "numpy>=1.20", "eolulc-surely-absent>=1.0", "scipy", "eolulc_also_absent[extra]; python_version>'3'", "numpy"
     ]
+    assert dependencies.requirements(requirements, optional=True) == ["eolulc-optional-absent"]
     assert dependencies.missing_requirements(requirements) == [
         "eolulc-surely-absent>=1.0", "eolulc_also_absent[extra]; python_version>'3'"
     ]
