@@ -14,7 +14,6 @@ Sentinel Hub's cloud service does at 160 m; the mask is then made at full resolu
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import math
@@ -258,11 +257,11 @@ class CloudDetector:
 
                 # the next part is read and the last one written while this one is computed
                 with closing(read_ahead(parts, read)) as parts_read, WriteBehind() as behind:
-                    def finish(block: Block, dates: list[int], valid: np.ndarray, probability) -> None:
+                    def finish(block: Block, dates: list[int], valid: np.ndarray, probability: np.ndarray) -> None:
                         """Upsampling, mask, counts and writing: in the background, while the model
                         runs on the next part (they are single-threaded, the model is not)."""
-                        if callable(probability):
-                            probability = probability()
+                        if factor > 1:
+                            probability = _upsample(probability, factor, block, grid)
                         rows, cols = block.inner
                         inner_valid = valid[:, rows, cols]
                         mask = self.mask_from_probabilities(probability)[:, rows, cols]
@@ -276,8 +275,7 @@ class CloudDetector:
                     for (block, dates), raw in parts_read:
                         progress.check()
                         valid, cells = _valid_pixels_and_cells(raw, info.nodata, factor)
-                        probability = self._block_probability(raw, valid, cells, result.radiometry, factor, block,
-                                                              grid)
+                        probability = self._block_probability(raw, valid, cells, result.radiometry, factor)
                         del raw
                         behind.submit(finish, block, dates, valid, probability)
                         del valid, probability
@@ -294,10 +292,10 @@ class CloudDetector:
                     if writer is not None:
                         writer.close()
 
-    def _block_probability(self, raw, valid, cells, radiometry, factor, block, grid):
-        """Probabilities ``(time, h, w)`` of a block read with its halo (NaN where invalid); ``cells``
-        are the valid pixels' sums and counts per coarse cell (``factor`` > 1). On a coarse grid,
-        a function that upsamples the cells' probabilities (to run in the background)."""
+    def _block_probability(self, raw, valid, cells, radiometry, factor) -> np.ndarray:
+        """Probabilities of a block read with its halo (NaN where invalid), on the processing grid:
+        ``(time, h, w)`` pixels, or with ``factor`` > 1 the coarse cells whose valid pixels' sums
+        and counts are ``cells`` (upsampled afterwards, in the background)."""
         if factor == 1:
             reflectance = radiometry.apply(raw)
             probability = np.full(valid.shape, np.nan, np.float32)
@@ -306,7 +304,7 @@ class CloudDetector:
         coarse, coarse_valid = _cell_means(*cells, radiometry)
         coarse_probability = np.full(coarse_valid.shape, np.nan, np.float32)
         coarse_probability[coarse_valid] = self.probabilities(coarse[coarse_valid])
-        return functools.partial(_upsample, coarse_probability, factor, block, grid)
+        return coarse_probability
 
 
 def _valid_pixels_and_cells(raw: np.ndarray, nodata: float | None,

@@ -19,6 +19,7 @@ Rows are split over threads in both cases (numba and LightGBM release the GIL).
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -191,15 +192,22 @@ class TreeEnsemble:
         self.average = average
         self._boosters = [Booster(model_str=model_text)]
         self._factory = Booster
-        self.flat = None
-        if compiled and kernels() is not None:
-            self.flat = FlatTrees.from_model_text(model_text, max(1, self.booster.num_model_per_iteration()))
+        self._compile = compiled
 
     @classmethod
     def from_file(cls, path: str, threads: int | None = None, average: bool = False,
                   compiled: bool = True) -> TreeEnsemble:
         with open(path, encoding="utf-8") as handle:
             return cls(handle.read(), threads, average, compiled)
+
+    @functools.cached_property
+    def flat(self) -> FlatTrees | None:
+        """The flattened trees, made at the first prediction (not for a model only loaded to be
+        checked); None where LightGBM predicts. numba is imported only for a model it can run."""
+        if not self._compile:
+            return None
+        flat = FlatTrees.from_model_text(self.model_text, max(1, self.booster.num_model_per_iteration()))
+        return flat if flat is not None and kernels() is not None else None
 
     @property
     def compiled(self) -> bool:
@@ -230,37 +238,32 @@ class TreeEnsemble:
             return np.zeros(width)
         iterations = self.booster.num_trees() // per_iteration
         parts = min(self.threads, max(1, n * iterations // MIN_ROW_TREES_PER_THREAD))
-        edges = np.linspace(0, n, parts + 1).astype(int)
-        if self.flat is not None:
-            total = np.zeros((n, per_iteration), np.float64)
-            ranges = list(zip(edges[:-1], edges[1:]))
-            if parts == 1:
-                self.flat.add_scores(data, total)
-            else:
-                with ThreadPoolExecutor(parts) as pool:
-                    list(pool.map(lambda r: self.flat.add_scores(data[r[0]:r[1]], total[r[0]:r[1]]), ranges))
-            total = total.reshape(width)
-            return total / iterations if self.average else total
         passes = max(1, round(len(self.model_text) / BYTES_PER_PASS))
         step = max(1, -(-iterations // passes))
+        total = np.zeros((n, per_iteration), np.float64)
 
-        def one_range(index: int, chunk: np.ndarray) -> np.ndarray:
+        def add_range(index: int, first: int, last: int) -> None:
+            """Add the trees' outputs for rows ``first .. last`` (one thread, its own booster)."""
+            if self.flat is not None:
+                self.flat.add_scores(data[first:last], total[first:last])
+                return
             booster = self._booster(index)
-            total = np.zeros((chunk.shape[0],) + width[1:], np.float64)
             for start in range(0, iterations, step):
-                count = min(step, iterations - start)
-                total += booster.predict(chunk, start_iteration=start, num_iteration=count, raw_score=True,
-                                         num_threads=1)
-            # raw scores are sums over the trees also for random forests, which LightGBM averages
-            return total / iterations if self.average else total
+                total[first:last] += booster.predict(
+                    data[first:last], start_iteration=start, num_iteration=min(step, iterations - start),
+                    raw_score=True, num_threads=1).reshape(last - first, per_iteration)
 
+        edges = np.linspace(0, n, parts + 1).astype(int)
         if parts == 1:
-            return one_range(0, data)
-        for index in range(parts):  # create the boosters before the threads start
-            self._booster(index)
-        chunks = [data[a:b] for a, b in zip(edges[:-1], edges[1:])]
-        with ThreadPoolExecutor(parts) as pool:
-            return np.concatenate(list(pool.map(one_range, range(parts), chunks)))
+            add_range(0, 0, n)
+        else:
+            for index in range(parts):  # create the boosters before the threads start
+                self._booster(index)
+            with ThreadPoolExecutor(parts) as pool:
+                list(pool.map(add_range, range(parts), edges[:-1], edges[1:]))
+        total = total.reshape(width)
+        # raw scores are sums over the trees also for random forests, which LightGBM averages
+        return total / iterations if self.average else total
 
 
 def sigmoid(raw: np.ndarray) -> np.ndarray:
