@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from conftest import SCENE_FRAMES, write_scene_stack
 
+from eolulc.core.blocks import iter_blocks
 from eolulc.core.cloudmask import TAG_VALID_FRACTION, CloudDetector
 from eolulc.core.compiled import kernels
 from eolulc.core.eopatch import read_eopatch
@@ -80,6 +81,31 @@ def test_identical_for_any_block_size(scene_stack, tmp_path, resolution):
     )
     np.testing.assert_array_equal(_read(tmp_path / "p1.tif"), _read(tmp_path / "p2.tif"))
     np.testing.assert_array_equal(_read(tmp_path / "m1.tif"), _read(tmp_path / "m2.tif"))
+
+
+@pytest.mark.parametrize("budget", [None, 1_000_000])
+def test_coarse_grid_by_date_groups_equals_blocks_with_halos(monkeypatch, eopatch_dir, reference_scenes, tmp_path,
+                                                              budget):
+    """The whole raster's coarse grid a group of dates at a time (blocks read once, no halo) gives
+    the probabilities, masks and fractions of blocks read with their halos, bit for bit."""
+    scenes = reference_scenes.copy()
+    scenes[1, 20:30, 40:60, :] = np.nan  # a hole across cells
+    scenes[3, :, 97:, 2] = np.nan  # one band missing along the edge
+    stack = write_scene_stack(tmp_path / "holes.tif", eopatch_dir, scenes)
+    detector = CloudDetector(processing_resolution=40, budget_bytes=budget)
+    with open_stack(str(stack)) as reader:
+        groups = detector.date_groups(reader.info, 10, 4)
+    assert groups is not None and sorted(d for g in groups.dates for d in g) == list(range(5))
+    blocks = list(iter_blocks(101, 100, groups.block_bytes_per_pixel, groups.block_budget, multiple_of=4))
+    assert (len(blocks) > 4) == (budget is not None)
+    by_groups = detector.run(stack, tmp_path / "p1.tif", tmp_path / "m1.tif")
+    monkeypatch.setattr(CloudDetector, "date_groups", lambda *args: None)
+    by_blocks = detector.run(stack, tmp_path / "p2.tif", tmp_path / "m2.tif")
+    np.testing.assert_array_equal(_read(tmp_path / "p1.tif"), _read(tmp_path / "p2.tif"))
+    np.testing.assert_array_equal(_read(tmp_path / "m1.tif"), _read(tmp_path / "m2.tif"))
+    assert by_groups.valid_fraction == by_blocks.valid_fraction
+    assert by_groups.cloud_fraction == by_blocks.cloud_fraction
+    assert (_read(tmp_path / "m1.tif")[1, 20:30, 40:60] == 255).all()
 
 
 def test_coarse_processing_agrees_with_10m(scene_stack, expected, tmp_path):
