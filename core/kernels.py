@@ -62,6 +62,8 @@ def bitmask_scores(rows, features, node_start, leaf_start, node_feature, node_th
     outputs = out.shape[1]
     by_column = rows.strides[0] < rows.strides[1]
     columns = np.empty((features.size, block), np.float32)
+    # the block's sums per output, contiguous (adding into ``out`` row by row was ~20 % slower)
+    block_sums = np.empty((outputs, block), np.float64)
     for start in range(0, rows.shape[0], block):
         count = min(block, rows.shape[0] - start)
         if by_column:  # the used features of the block's rows, read along the rows' memory
@@ -72,6 +74,9 @@ def bitmask_scores(rows, features, node_start, leaf_start, node_feature, node_th
             for r in range(count):
                 for j in range(features.size):
                     columns[j, r] = _lightgbm_value(rows[start + r, features[j]])
+        for r in range(count):
+            for output in range(outputs):
+                block_sums[output, r] = out[start + r, output]
         for tree in range(node_start.size - 1):
             mask[:count] = every
             for node in range(node_start[tree], node_start[tree + 1]):
@@ -93,11 +98,15 @@ def bitmask_scores(rows, features, node_start, leaf_start, node_feature, node_th
                         mask[r] &= every if (values[r] <= limit and values[r] != 0) else keep
             output = tree % outputs
             first_leaf = leaf_start[tree]
+            sums = block_sums[output]
             for r in range(count):
                 bits = np.uint64(mask[r])
                 lowest = bits & (~bits + np.uint64(1))
                 leaf = _DE_BRUIJN_INDEX[(lowest * _DE_BRUIJN) >> np.uint64(58)]
-                out[start + r, output] += leaf_value[first_leaf + leaf]
+                sums[r] += leaf_value[first_leaf + leaf]
+        for r in range(count):
+            for output in range(outputs):
+                out[start + r, output] = block_sums[output, r]
 
 
 @_jit

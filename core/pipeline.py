@@ -10,6 +10,7 @@ stack is written only when asked for and never read back.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,24 +97,25 @@ def run_pipeline(
     if reference.classes.shape != (info.grid.height, info.grid.width):
         raise ValueError("the reference is not on the L1C stack's grid")
 
-    progress.log("Step 1/6: cloud mask (s2cloudless)")
-    clouds = CloudDetector(processing_resolution=settings.processing_resolution, budget_bytes=budget_bytes).run(
-        l1c_stack, None, outputs.cloud_mask, parts[0])
-
-    if outputs.features:
-        progress.log("Step 2/6: features (bands and indices per date)")
-        compute_features(l1c_stack, outputs.features, settings.features, parts[1], budget_bytes)
-        source, computed = outputs.features, None
-    else:
-        progress.log("Step 2/6: features: computed for the kept dates while interpolating (not kept)")
-        source, computed = l1c_stack, settings.features
-        parts[1].report(1.0)
-
-    # the training and test pixels depend on the reference only: the training rows are
-    # interpolated alone, and the test pixels are judged on the map
+    # the training and test pixels depend on the reference only: planned while the cloud mask is
+    # made (the training rows are interpolated alone, the test pixels are judged on the map)
     settings.train.validate()
     rng = np.random.default_rng(settings.train.seed)
-    plan = plan_samples(reference, settings.train, rng)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eolulc-plan") as pool:
+        planned = pool.submit(plan_samples, reference, settings.train, rng)
+        progress.log("Step 1/6: cloud mask (s2cloudless)")
+        clouds = CloudDetector(processing_resolution=settings.processing_resolution, budget_bytes=budget_bytes).run(
+            l1c_stack, None, outputs.cloud_mask, parts[0])
+
+        if outputs.features:
+            progress.log("Step 2/6: features (bands and indices per date)")
+            compute_features(l1c_stack, outputs.features, settings.features, parts[1], budget_bytes)
+            source, computed = outputs.features, None
+        else:
+            progress.log("Step 2/6: features: computed for the kept dates while interpolating (not kept)")
+            source, computed = l1c_stack, settings.features
+            parts[1].report(1.0)
+        plan = planned.result()
 
     mask = outputs.cloud_mask if settings.cloud_mask_in_interpolation else None
     progress.log("Step 3/6: scene filter and the training pixels' interpolated features"
