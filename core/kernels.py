@@ -17,7 +17,9 @@ by tree, one output per tree of an iteration), so the sums are LightGBM's, bit f
 
 **Cloud cells** (:func:`valid_cell_sums`, for :mod:`.cloudmask`): the valid pixels and the
 integer sums of each cell in one pass over the digital numbers; integers add up exactly in any
-order, so the sums are numpy's.
+order, so the sums are numpy's. :func:`bilinear_columns` finishes the bilinear upsampling of
+the cells' probabilities in one pass with numpy's float32 operations in numpy's order (numba
+does not fuse them without ``fastmath``), so the values are numpy's bit for bit.
 """
 
 from __future__ import annotations
@@ -145,3 +147,20 @@ def valid_cell_sums(planes, factor, nodata, has_nodata, valid, sums, counts):
                     for x in range(cell * factor, (cell + 1) * factor):
                         total += by_rows[x]
                     target[cell] += total
+
+
+@_jit
+def bilinear_columns(by_rows, present_rows, low, high, low_weight, high_weight, out):
+    """``out[t, y, x]``: the float32 ``(t, y, cells)`` row-interpolated values between cells
+    ``low[x]`` and ``high[x]``, weighted, divided by the same weights of the present cells
+    (``present_rows``); NaN where no present cell weighs."""
+    for t in range(out.shape[0]):
+        for y in range(out.shape[1]):
+            values = by_rows[t, y]
+            present = present_rows[t, y]
+            row = out[t, y]
+            for x in range(out.shape[2]):
+                a, b = low[x], high[x]
+                total = values[a] * low_weight[x] + values[b] * high_weight[x]
+                weight = present[a] * low_weight[x] + present[b] * high_weight[x]
+                row[x] = total / weight if weight > 0 else np.float32(np.nan)
