@@ -27,6 +27,7 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import WriteBehind, iter_blocks, read_ahead
+from .compiled import kernels
 from .progress import Progress, ensure_progress
 from .sentinel2 import Radiometry, find_bands, radiometry_from_scale
 from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
@@ -224,10 +225,19 @@ def normalized_difference(a: np.ndarray, b: np.ndarray, out: np.ndarray | None =
 
 def per_date_features(raw: np.ndarray, plan: Plan, nodata: float | None) -> np.ndarray:
     """Features ``(t, h, w, F)`` float32 of one block's raw read bands (a view of ``(t, F, h, w)``
-    planes, which the stack writer takes without a copy)."""
-    values = reflectance(raw, plan, nodata).transpose(0, 3, 1, 2)
-    t, _, h, w = values.shape
+    planes, which the stack writer takes without a copy). Digital numbers take one compiled
+    pass where numba is installed (the same values)."""
+    t, h, w, _ = raw.shape
     out = np.empty((t, plan.n_features, h, w), np.float32)
+    compiled = kernels()
+    if compiled is not None and raw.dtype.kind in "ui":
+        has_nodata = nodata is not None and not math.isnan(nodata)
+        compiled.digital_number_features(
+            raw.transpose(0, 3, 1, 2), np.array([r.shift for r in plan.radiometry], np.float32),
+            np.array([r.divisor for r in plan.radiometry], np.float32), float(nodata) if has_nodata else 0.0,
+            has_nodata, np.array(plan.kept, np.intp), np.array(plan.pairs, np.intp).reshape(-1, 2), out)
+        return out.transpose(0, 2, 3, 1)
+    values = reflectance(raw, plan, nodata).transpose(0, 3, 1, 2)
     for f, j in enumerate(plan.kept):
         out[:, f] = values[:, j]
     for f, (a, b) in enumerate(plan.pairs, start=len(plan.kept)):

@@ -20,6 +20,9 @@ integer sums of each cell in one pass over the digital numbers; integers add up 
 order, so the sums are numpy's. :func:`bilinear_columns` finishes the bilinear upsampling of
 the cells' probabilities in one pass with numpy's float32 operations in numpy's order (numba
 does not fuse them without ``fastmath``), so the values are numpy's bit for bit.
+
+**Features** (:func:`digital_number_features`, for :mod:`.features`): reflectance and normalized
+differences of digital numbers in one pass, with :mod:`.features`' float32 operations.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ for _bit in range(64):
 
 
 def _jit(function):
+    # numpy's error model: a float division by zero gives inf or NaN, as in numpy (Python's
+    # model raises ZeroDivisionError)
     try:
-        return numba.njit(nogil=True, cache=True)(function)
+        return numba.njit(nogil=True, cache=True, error_model="numpy")(function)
     except RuntimeError:  # no writable cache folder: compiled again in each process
-        return numba.njit(nogil=True)(function)
+        return numba.njit(nogil=True, error_model="numpy")(function)
 
 
 @_jit
@@ -164,3 +169,33 @@ def bilinear_columns(by_rows, present_rows, low, high, low_weight, high_weight, 
                 total = values[a] * low_weight[x] + values[b] * high_weight[x]
                 weight = present[a] * low_weight[x] + present[b] * high_weight[x]
                 row[x] = total / weight if weight > 0 else np.float32(np.nan)
+
+
+@_jit
+def digital_number_features(planes, shift, divisor, nodata, has_nodata, kept, pairs, out):
+    """``out`` ``(t, F, h, w)`` float32 from integer ``(t, k, h, w)`` band planes: each read band's
+    reflectance ``(float32(v) + shift) / divisor`` (NaN where ``v`` is ``nodata``), the ``kept``
+    bands, then each pair's ``(a - b) / (a + b)``, NaN where not finite."""
+    n_dates, n_read, height, width = planes.shape
+    n_kept = kept.size
+    row = np.empty((n_read, width), np.float32)
+    for t in range(n_dates):
+        for y in range(height):
+            for j in range(n_read):
+                source = planes[t, j, y]
+                target = row[j]
+                add, divide = shift[j], divisor[j]
+                for x in range(width):
+                    value = source[x]
+                    if has_nodata and value == nodata:
+                        target[x] = np.float32(np.nan)
+                    else:
+                        target[x] = (np.float32(value) + add) / divide
+            for f in range(n_kept):
+                out[t, f, y, :] = row[kept[f]]
+            for p in range(pairs.shape[0]):
+                a, b = row[pairs[p, 0]], row[pairs[p, 1]]
+                target = out[t, n_kept + p, y]
+                for x in range(width):
+                    ratio = (a[x] - b[x]) / (a[x] + b[x])
+                    target[x] = ratio if np.isfinite(ratio) else np.float32(np.nan)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from eolulc.core.compiled import kernels
 from eolulc.core.features import (
     TAG_FEATURES,
     FeatureSpec,
@@ -216,3 +217,30 @@ def test_cancel_leaves_no_output(scene_stack, tmp_path):
     with pytest.raises(Cancelled):
         compute_features(scene_stack, tmp_path / "f.tif", FeatureSpec(), progress, budget_bytes=50_000)
     assert calls and not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+@pytest.mark.parametrize("nodata", [0.0, None, 7.0, 0.5, -1.0])
+@pytest.mark.parametrize("layout", ["planes", "picked pixels"])
+def test_compiled_features_of_digital_numbers_equal_numpy(monkeypatch, reference_scenes, nodata, layout):
+    """The one-pass compiled reflectance and indices of digital numbers equal the numpy path bit
+    for bit: the processing-baseline offset, nodata values the integers hold or cannot hold,
+    indices of bands that sum to 0 (NaN), and the pixel-picked layout of the training rows."""
+    from eolulc.core import features
+
+    dn = np.round(np.asarray(reference_scenes)[:, :37, :29] * 10000).astype(np.uint16) + 1000
+    dn[:, 3:6, 4:9, 7] = dn[:, 3:6, 4:9, 3] = 1000  # B08 = B04 = 0 after the offset: NDVI 0 / 0
+    dn[:, 7:9, 4:9, 7], dn[:, 7:9, 4:9, 3] = 1500, 500  # B08 = -B04: NDVI 0.1 / 0
+    dn[1, 10:12] = 7
+    info = StackInfo(None, (None,) * dn.shape[0], L1C_BANDS, "uint16", scales=(1e-4,) * 13,
+                     offsets=(-0.1,) * 13)
+    plan = features.plan_features(info, FeatureSpec(indices=preset_indices(("NDVI", "NDWI", "NDBI"))))
+    raw = dn[..., list(plan.read)]
+    if layout == "picked pixels":  # (t, pixels, 1, k), as the training rows are read
+        raw = raw.reshape(raw.shape[0], -1, raw.shape[-1])[:, ::3, None, :]
+    compiled = features.per_date_features(raw, plan, nodata)
+    with monkeypatch.context() as patch:
+        patch.setattr(features, "kernels", lambda: None)
+        expected = features.per_date_features(raw, plan, nodata)
+    np.testing.assert_array_equal(compiled, expected)
+    assert np.isnan(compiled[..., 6]).any()  # NDVI where B08 + B04 = 0
