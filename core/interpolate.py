@@ -30,6 +30,7 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import Block, WriteBehind, iter_blocks, read_ahead
+from .compiled import kernels
 from .features import FeatureReader, FeatureSpec, pick_pixels
 from .featureset import ChosenPixels, block_rows
 from .progress import Progress, ensure_progress
@@ -212,6 +213,15 @@ def interpolate_block(
     :data:`CHUNK_SERIES` so a plan stays in cache while every band sharing its validity uses it.
     """
     n_bands, n_series = values.shape[1], values.shape[2]
+    compiled = kernels()
+    if (compiled is not None and values.dtype == np.float32 and out.dtype == np.float32
+            and np.all(np.diff(times) > 0) and np.all(np.diff(new_times) >= 0)):
+        has_nodata = nodata is not None and not np.isnan(nodata)
+        compiled.interpolate_chunks(
+            values, np.float32(nodata) if has_nodata else np.float32(0), has_nodata,
+            np.ones((1, 1, 1), bool) if clear is None else clear, clear is not None,
+            times.astype(np.float64), new_times.astype(np.float64), fill_edges, out, counts, COUNT_NODATA)
+        return
     for start in range(0, n_series, CHUNK_SERIES):
         part = slice(start, start + CHUNK_SERIES)
         plans: list[tuple[np.ndarray, InterpolationPlan]] = []

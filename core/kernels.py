@@ -21,6 +21,10 @@ order, so the sums are numpy's. :func:`bilinear_columns` finishes the bilinear u
 the cells' probabilities in one pass with numpy's float32 operations in numpy's order (numba
 does not fuse them without ``fastmath``), so the values are numpy's bit for bit.
 
+**Interpolation** (:func:`interpolate_chunks`, for :mod:`.interpolate`): per chunk of series,
+the last valid observation at or before and the first at or after each new date by one sweep
+forwards and one backwards, then np.interp's float64 formula, as the numpy plan computes it.
+
 **Features** (:func:`digital_number_features`, for :mod:`.features`): reflectance and normalized
 differences of digital numbers in one pass, with :mod:`.features`' float32 operations.
 """
@@ -199,3 +203,100 @@ def digital_number_features(planes, shift, divisor, nodata, has_nodata, kept, pa
                 for x in range(width):
                     ratio = (a[x] - b[x]) / (a[x] + b[x])
                     target[x] = ratio if np.isfinite(ratio) else np.float32(np.nan)
+
+
+#: Series per chunk of :func:`interpolate_chunks` (their validity and neighbours stay in cache).
+_SERIES = 256
+
+
+@_jit
+def interpolate_chunks(values, nodata, has_nodata, clear, has_clear, times, new_times, fill_edges, out, counts,
+                       count_max):
+    """``out`` ``(N, B, P)`` float32: the ``(T, B, P)`` float32 ``values`` interpolated in time
+    from strictly increasing ``times`` to non-decreasing ``new_times`` (float64 hours) over their
+    valid observations (not NaN, not ``nodata``, and with ``has_clear`` ``clear`` ``(T, 1 or B,
+    P)``); ``counts`` ``(B, P)`` the valid observations, at most ``count_max``. Between
+    neighbours ``v0 + (v1 - v0) / (t1 - t0) * (t - t0)`` in float64; on an observation its value;
+    NaN outside the valid range unless ``fill_edges`` takes the nearest. A band whose validity in
+    a chunk is the last band's reuses its neighbours (bands of a pixel share its cloud mask)."""
+    n_times, n_bands, n_series = values.shape
+    n_new = new_times.size
+    valid = np.zeros((n_times, _SERIES), np.bool_)
+    last_valid = np.zeros((n_times, _SERIES), np.bool_)
+    before = np.empty((n_new, _SERIES), np.int32)
+    after = np.empty((n_new, _SERIES), np.int32)
+    nearest = np.empty(_SERIES, np.int32)
+    seen = np.empty(_SERIES, np.int32)
+    check_nodata = nodata if has_nodata else np.float32(np.nan)  # NaN equals nothing
+    for start in range(0, n_series, _SERIES):
+        size = min(_SERIES, n_series - start)
+        for b in range(n_bands):
+            mask_band = b if clear.shape[1] > 1 else 0
+            for t in range(n_times):
+                row = values[t, b, start:start + size]
+                flags = valid[t]
+                if has_clear:
+                    clear_row = clear[t, mask_band, start:start + size]
+                    for p in range(size):
+                        value = row[p]
+                        flags[p] = (value == value) & (value != check_nodata) & clear_row[p]
+                else:
+                    for p in range(size):
+                        value = row[p]
+                        flags[p] = (value == value) & (value != check_nodata)
+            same = b > 0
+            if same:
+                for t in range(n_times):
+                    for p in range(size):
+                        if valid[t, p] != last_valid[t, p]:
+                            same = False
+                            break
+                    if not same:
+                        break
+            if not same:
+                seen[:size] = 0
+                for t in range(n_times):
+                    for p in range(size):
+                        seen[p] += valid[t, p]
+                        last_valid[t, p] = valid[t, p]
+                nearest[:size] = -1
+                n = 0
+                for t in range(n_times):  # forwards: the last valid at or before
+                    while n < n_new and new_times[n] < times[t]:
+                        before[n, :size] = nearest[:size]
+                        n += 1
+                    for p in range(size):
+                        nearest[p] = t if valid[t, p] else nearest[p]
+                while n < n_new:
+                    before[n, :size] = nearest[:size]
+                    n += 1
+                nearest[:size] = -1
+                n = n_new - 1
+                for t in range(n_times - 1, -1, -1):  # backwards: the first valid at or after
+                    while n >= 0 and new_times[n] > times[t]:
+                        after[n, :size] = nearest[:size]
+                        n -= 1
+                    for p in range(size):
+                        nearest[p] = t if valid[t, p] else nearest[p]
+                while n >= 0:
+                    after[n, :size] = nearest[:size]
+                    n -= 1
+                if fill_edges:
+                    for n in range(n_new):
+                        for p in range(size):
+                            low, high = before[n, p], after[n, p]
+                            before[n, p], after[n, p] = (high if low < 0 else low), (low if high < 0 else high)
+            for p in range(size):
+                counts[b, start + p] = min(seen[p], count_max)
+            for n in range(n_new):
+                target = out[n, b, start:start + size]
+                for p in range(size):
+                    low, high = before[n, p], after[n, p]
+                    if low < 0 or high < 0:
+                        target[p] = np.float32(np.nan)
+                    elif low == high:
+                        target[p] = values[low, b, start + p]
+                    else:
+                        first = np.float64(values[low, b, start + p])
+                        step = (np.float64(values[high, b, start + p]) - first) / (times[high] - times[low])
+                        target[p] = np.float32(first + step * (new_times[n] - times[low]))

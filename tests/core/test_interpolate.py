@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eolulc.core.compiled import kernels
 from eolulc.core.eopatch import import_eopatch
 from eolulc.core.interpolate import date_grid, interpolate_series, interpolate_stack, parse_date_list
 from eolulc.core.progress import Cancelled, Progress
@@ -374,3 +375,52 @@ def test_blocks_without_an_output_file(ndvi_stacks, tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
     with pytest.raises(ValueError, match="output file or a block consumer"):
         write_interpolation(ndvi_stacks[0], plan, None)
+
+
+@pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+@pytest.mark.parametrize("mask_bands", [1, 3])
+@pytest.mark.parametrize("fill", [False, True])
+def test_compiled_interpolation_equals_numpy_plan_and_np_interp(monkeypatch, mask_bands, fill):
+    """The compiled kernel (sorted, distinct acquisition times) equals the numpy plan bit for bit
+    and np.interp per series: a nodata value and NaN gaps of single bands (bands whose validity
+    differs in a chunk), shared and per-band masks, pixels never valid or valid once, new dates
+    before, on and after the observations, several chunks and a partial one."""
+    from eolulc.core import interpolate
+
+    rng = np.random.default_rng(5)
+    times = np.array([0, 20, 30, 50, 70, 90, 120], dtype=np.int64)
+    new_times = np.array([-10, 0, 5, 20, 33, 60, 60, 95, 120, 130], dtype=np.int64)
+    n_bands, n_pixels = 3, 3 * 256 + 41
+    values = rng.normal(size=(len(times), n_bands, n_pixels)).astype(np.float32)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    values[rng.random(values.shape) < 0.05] = -9999.0  # nodata
+    clear = rng.random((len(times), mask_bands, n_pixels)) > 0.4
+    clear[:, :, 0] = False  # never valid
+    clear[:, :, 1] = False
+    clear[3, :, 1] = True  # valid once (where its value is)
+    clear[:, :, 300:600] = True  # whole chunks where the bands' validity is the same
+    values[:, :, 300:600] = np.abs(values[:, :, 300:600])
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        out = np.empty((len(new_times), n_bands, n_pixels), np.float32)
+        counts = np.empty((n_bands, n_pixels), np.uint16)
+        interpolate.interpolate_block(values, -9999.0, clear, times, new_times, fill, out, counts)
+        return out, counts
+
+    compiled = run()
+    with monkeypatch.context() as patch:
+        patch.setattr(interpolate, "kernels", lambda: None)
+        expected = run()
+    np.testing.assert_array_equal(compiled[0], expected[0])
+    np.testing.assert_array_equal(compiled[1], expected[1])
+    for b in range(n_bands):
+        for p in list(range(0, n_pixels, 7)) + [1]:
+            ok = clear[:, b if mask_bands > 1 else 0, p] & ~np.isnan(values[:, b, p]) & (values[:, b, p] != -9999.0)
+            assert compiled[1][b, p] == ok.sum()
+            if not ok.any():
+                assert np.isnan(compiled[0][:, b, p]).all()
+                continue
+            series = np.interp(new_times, times[ok], values[ok, b, p].astype(np.float64)).astype(np.float32)
+            if not fill:
+                series[(new_times < times[ok][0]) | (new_times > times[ok][-1])] = np.nan
+            np.testing.assert_array_equal(compiled[0][:, b, p], series)
