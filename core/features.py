@@ -232,8 +232,8 @@ def per_date_features(raw: np.ndarray, plan: Plan, nodata: float | None) -> np.n
     compiled = kernels()
     if compiled is not None and raw.dtype.kind in "ui":
         has_nodata = nodata is not None and not math.isnan(nodata)
-        compiled.digital_number_features(
-            raw.transpose(0, 3, 1, 2), np.array([r.shift for r in plan.radiometry], np.float32),
+        compiled.digital_number_features(  # contiguous planes: one compiled version per integer type
+            np.ascontiguousarray(raw.transpose(0, 3, 1, 2)), np.array([r.shift for r in plan.radiometry], np.float32),
             np.array([r.divisor for r in plan.radiometry], np.float32), float(nodata) if has_nodata else 0.0,
             has_nodata, np.array(plan.kept, np.intp), np.array(plan.pairs, np.intp).reshape(-1, 2), out)
         return out.transpose(0, 2, 3, 1)

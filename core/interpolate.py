@@ -217,9 +217,10 @@ def interpolate_block(
     if (compiled is not None and values.dtype == np.float32 and out.dtype == np.float32
             and np.all(np.diff(times) > 0) and np.all(np.diff(new_times) >= 0)):
         has_nodata = nodata is not None and not np.isnan(nodata)
+        # contiguous arrays: one compiled version for blocks and picked pixels alike
         compiled.interpolate_chunks(
-            values, np.float32(nodata) if has_nodata else np.float32(0), has_nodata,
-            np.ones((1, 1, 1), bool) if clear is None else clear, clear is not None,
+            np.ascontiguousarray(values), np.float32(nodata) if has_nodata else np.float32(0), has_nodata,
+            np.ones((1, 1, 1), bool) if clear is None else np.ascontiguousarray(clear), clear is not None,
             times.astype(np.float64), new_times.astype(np.float64), fill_edges, out, counts, COUNT_NODATA)
         return
     for start in range(0, n_series, CHUNK_SERIES):
