@@ -3,13 +3,17 @@
 The model (a LightGBM booster shipped in the s2cloudless package) gives a cloud probability per
 pixel from 10 L1C bands; the mask is s2cloudless's post-processing: the probability averaged
 over a disk of ``average_over`` pixels, thresholded, then dilated by a disk of
-``dilation_size`` pixels. Blocks are read with a halo wide enough for those disks, so the result
-does not depend on the block size.
+``dilation_size`` pixels. Each block's mask is made with a ring of pixels wide enough for those
+disks, so the result does not depend on the block size.
 
 With ``processing_resolution`` coarser than the stack (e.g. 40 m on a 10 m stack) the bands are
 averaged onto a grid ``factor`` times coarser, the model runs there (``factor**2`` fewer
 pixels), and the probabilities come back to the stack's grid by bilinear interpolation, as
-Sentinel Hub's cloud service does at 160 m; the mask is then made at full resolution.
+Sentinel Hub's cloud service does at 160 m; the mask is then made at full resolution. The
+coarse cells of the whole raster are then made a group of dates at a time (every tile decoded
+once, the model run on a group's cells at once); at 10 m, or when the raster's coarse grid does
+not fit the budget, blocks are read with a halo and modelled one by one. Both give the same
+values bit for bit.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import math
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -235,13 +240,14 @@ class CloudDetector:
                 mask_writer = StackWriter(str(mask_path), mask_info) if mask_path else None
                 writers.append(mask_writer)
 
-                def finish(block: Block, dates: list[int], valid: np.ndarray, probability: np.ndarray) -> None:
+                def finish(block: Block, dates: list[int], valid: np.ndarray, probability: np.ndarray,
+                           first_cells: tuple[int, int] = (0, 0)) -> None:
                     """Upsampling, mask, counts and writing of a block's owned pixels (``valid``),
-                    from the probabilities of its read window (coarse cells from the window's first
-                    cell with ``factor`` > 1); runs in the background while the model works on
-                    the next part (these steps are single-threaded, the model is not)."""
+                    from the probabilities of its read window (with ``factor`` > 1 coarse cells
+                    from ``first_cells``); runs in the background while the model works on the
+                    next part (these steps are single-threaded, the model is not)."""
                     if factor > 1:
-                        probability = _upsample(probability, factor, block, grid)
+                        probability = _upsample(probability, factor, block, grid, first_cells)
                     rows, cols = block.inner
                     mask = self.mask_from_probabilities(probability)[:, rows, cols]
                     valid_counts[dates] += np.count_nonzero(valid & (mask == 0), axis=(1, 2))
@@ -290,7 +296,7 @@ class CloudDetector:
         if fitting < 1:
             return None
         size = int(min(fitting, math.ceil(n_dates / DATE_GROUPS)))
-        groups = [list(range(start, min(n_dates, start + size))) for start in range(0, n_dates, size)]
+        groups = _date_chunks(n_dates, size)
         # the first group is read before any model runs, the last one is finished after all
         # reading: halved, so less of the run has one stage alone
         ends = [_halves(groups[0])] + ([groups[1:-1], _halves(groups[-1])] if len(groups) > 1 else [])
@@ -314,7 +320,7 @@ class CloudDetector:
         budget = self.budget_bytes or default_budget_bytes()
         side = BLOCK_SIDE + 2 * halo
         group = int(max(1, min(n_dates, budget // (per_date * side * side))))
-        date_groups = [list(range(start, min(n_dates, start + group))) for start in range(0, n_dates, group)]
+        date_groups = _date_chunks(n_dates, group)
         blocks = iter_blocks(grid.height, grid.width, per_date * group, self.budget_bytes, halo=halo,
                              progress=progress, multiple_of=factor)
         parts = ((block, dates) for block in blocks for dates in date_groups)
@@ -331,7 +337,8 @@ class CloudDetector:
                 probability = self._block_probability(raw, valid, cells, radiometry, factor)
                 del raw
                 rows, cols = block.inner
-                behind.submit(finish, block, dates, valid[:, rows, cols], probability)
+                behind.submit(finish, block, dates, valid[:, rows, cols], probability,
+                              (block.read_row // factor, block.read_col // factor))
                 del valid, probability
 
     def _by_date_groups(self, reader, band_indices, factor, radiometry, groups: DateGroups, finish,
@@ -346,9 +353,11 @@ class CloudDetector:
         n_cells = math.ceil(grid.height / factor), math.ceil(grid.width / factor)
         ring = self.average_over + self.dilation_size
 
-        def parts():
-            for index, dates in enumerate(groups.dates):
-                share = progress.scaled(index / len(groups.dates), (index + 1) / len(groups.dates))
+        def parts() -> Iterator[tuple[Block, list[int]]]:
+            done = 0
+            for dates in groups.dates:
+                share = progress.scaled(done / info.n_dates, (done + len(dates)) / info.n_dates)
+                done += len(dates)
                 for block in iter_blocks(grid.height, grid.width, groups.block_bytes_per_pixel, groups.block_budget,
                                          progress=share, multiple_of=factor):
                     yield block, dates
@@ -359,17 +368,15 @@ class CloudDetector:
 
         def finish_group(dates: list[int], cells: np.ndarray, present: np.ndarray,
                          blocks: list[tuple[Block, np.ndarray]]) -> None:
-            probability = np.full(present.shape, np.nan, np.float32)
-            probability[present] = self.probabilities(cells[present])
+            probability = self._probabilities_where(cells, present)
             for block, bits in blocks:
+                progress.check()
                 window = _grown(block, ring, grid)
-                rows = slice(window.read_row // factor,
-                             min(n_cells[0], (window.read_row + window.read_height - 1) // factor + 2))
-                cols = slice(window.read_col // factor,
-                             min(n_cells[1], (window.read_col + window.read_width - 1) // factor + 2))
+                rows, cols = _cells_around(window, factor, n_cells)
                 valid = np.unpackbits(bits, axis=-1, count=block.width).view(bool)
-                finish(window, dates, valid, probability[:, rows, cols])
+                finish(window, dates, valid, probability[:, rows, cols], (rows.start, cols.start))
 
+        model_path()  # a missing model is reported now, not after the first group
         with closing(read_ahead(parts(), read)) as parts_read, WriteBehind() as behind:
             behind.submit(lambda: self.model)  # loaded while the first group is read
             cells = present = None
@@ -398,14 +405,14 @@ class CloudDetector:
         ``(time, h, w)`` pixels, or with ``factor`` > 1 the coarse cells whose valid pixels' sums
         and counts are ``cells`` (upsampled afterwards, in the background)."""
         if factor == 1:
-            reflectance = radiometry.apply(raw)
-            probability = np.full(valid.shape, np.nan, np.float32)
-            probability[valid] = self.probabilities(reflectance[valid])
-            return probability
-        coarse, coarse_valid = _cell_means(*cells, radiometry)
-        coarse_probability = np.full(coarse_valid.shape, np.nan, np.float32)
-        coarse_probability[coarse_valid] = self.probabilities(coarse[coarse_valid])
-        return coarse_probability
+            return self._probabilities_where(radiometry.apply(raw), valid)
+        return self._probabilities_where(*_cell_means(*cells, radiometry))
+
+    def _probabilities_where(self, reflectance: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """Probabilities of the ``(..., 10)`` ``reflectance`` ``where`` true, NaN elsewhere."""
+        probability = np.full(where.shape, np.nan, np.float32)
+        probability[where] = self.probabilities(reflectance[where])
+        return probability
 
 
 @dataclass(frozen=True)
@@ -415,6 +422,10 @@ class DateGroups:
     dates: list[list[int]]
     block_bytes_per_pixel: int
     block_budget: int
+
+
+def _date_chunks(n_dates: int, size: int) -> list[list[int]]:
+    return [list(range(start, min(n_dates, start + size))) for start in range(0, n_dates, size)]
 
 
 def _halves(dates: list[int]) -> list[list[int]]:
@@ -428,6 +439,14 @@ def _grown(block: Block, ring: int, grid) -> Block:
     bottom = min(grid.height, block.row + block.height + ring)
     right = min(grid.width, block.col + block.width + ring)
     return replace(block, read_row=top, read_col=left, read_height=bottom - top, read_width=right - left)
+
+
+def _cells_around(window: Block, factor: int, n_cells: tuple[int, int]) -> tuple[slice, slice]:
+    """The coarse cells (rows, columns) that the bilinear upsampling of ``window``'s read window
+    needs: a pixel's two neighbouring cells may lie one cell beyond the window on either side."""
+    def axis(start: int, length: int, cells: int) -> slice:
+        return slice(max(0, start // factor - 1), min(cells, (start + length - 1) // factor + 2))
+    return axis(window.read_row, window.read_height, n_cells[0]), axis(window.read_col, window.read_width, n_cells[1])
 
 
 def _valid_pixels_and_cells(raw: np.ndarray, nodata: float | None,
@@ -509,15 +528,16 @@ def _cell_means(sums: np.ndarray, counts: np.ndarray, radiometry) -> tuple[np.nd
     return reflectance, coarse_valid
 
 
-def _upsample(coarse: np.ndarray, factor: int, block, grid) -> np.ndarray:
-    """Bilinear interpolation of coarse cell values back to the block's pixels, in the raster's
-    global coordinates (so any block gives the same values); missing cells are skipped.
+def _upsample(coarse: np.ndarray, factor: int, block: Block, grid, first_cells: tuple[int, int]) -> np.ndarray:
+    """Bilinear interpolation of coarse cell values (``coarse`` holds the cells from
+    ``first_cells``, row and column) back to the pixels of the block's read window, in the
+    raster's global coordinates (so any block gives the same values); missing cells are skipped.
 
     Separable: rows first on the coarse columns (small), then columns at full resolution, for
     both the weighted values and the weights of the present cells (their ratio is the value).
     """
-    rows = _axis_weights(block.read_row, block.read_height, factor, grid.height, coarse.shape[1])
-    cols = _axis_weights(block.read_col, block.read_width, factor, grid.width, coarse.shape[2])
+    rows = _axis_weights(block.read_row, block.read_height, factor, grid.height, first_cells[0], coarse.shape[1])
+    cols = _axis_weights(block.read_col, block.read_width, factor, grid.width, first_cells[1], coarse.shape[2])
     (r0, r1, wr), (c0, c1, wc) = rows, cols
     present = np.isfinite(coarse).astype(np.float32)
     values = np.nan_to_num(coarse, nan=0.0).astype(np.float32)
@@ -542,19 +562,19 @@ def _upsample(coarse: np.ndarray, factor: int, block, grid) -> np.ndarray:
     return total
 
 
-def _axis_weights(start: int, length: int, factor: int, size: int, cells: int):
+def _axis_weights(start: int, length: int, factor: int, size: int, first_cell: int, cells: int):
     """For pixels ``start .. start+length`` of a raster axis of ``size`` pixels: the two
-    neighbouring coarse cells (indices local to the block's cells) and the weight of the second."""
+    neighbouring coarse cells (indices into the ``cells`` held, from ``first_cell``) and the
+    weight of the second."""
     global_cells = math.ceil(size / factor)
-    first_cell = start // factor
     centre = (np.arange(start, start + length) + 0.5) / factor - 0.5
     low = np.floor(centre)
     weight = centre - low
     low = low.astype(int)
     high = np.clip(low + 1, 0, global_cells - 1)
     low = np.clip(low, 0, global_cells - 1)
-    # the block holds cells first_cell .. first_cell + cells - 1; its halo guarantees the owned
-    # pixels' neighbours are among them, pixels near the halo's edge fall back to the nearest
+    # the caller holds the owned pixels' neighbours; pixels near a halo's edge (blocks read with
+    # a halo) fall back to the nearest cell held
     local_low = np.clip(low - first_cell, 0, cells - 1)
     local_high = np.clip(high - first_cell, 0, cells - 1)
     return local_low, local_high, weight

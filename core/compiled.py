@@ -1,9 +1,10 @@
 """Optional compiled kernels: :mod:`.kernels` (numba) where numba is installed, else None.
 
-The hot loops that numpy cannot vectorise well (tree ensembles, cell sums of digital numbers)
-have a numba kernel. numba is in the requirements, but a QGIS whose numpy has no matching numba release
-yet must still run: every kernel has a numpy or LightGBM path that gives the same values (the
-tests compare the two), only slower.
+The hot loops that numpy cannot vectorise well, or only in many passes over memory (tree
+ensembles; the cloud step's cell sums and upsampling; features of digital numbers; the
+interpolation in time), have a numba kernel. numba is an optional requirement: a QGIS whose
+numpy has no matching numba release yet must still run, so every kernel has a numpy or LightGBM
+path that gives the same values (the tests compare the two), only slower.
 """
 
 from __future__ import annotations

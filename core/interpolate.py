@@ -2,7 +2,8 @@
 
 The result equals eo-learn 1.5's ``LinearInterpolationTask(feature, mask_feature=VALID,
 resample_range=...)`` (after the LULC example's ``SimpleFilterTask`` with a valid-fraction
-predicate), computed block by block with vectorised numpy instead of one ``np.interp`` per pixel.
+predicate), computed block by block (a compiled kernel, or vectorised numpy) instead of one
+``np.interp`` per pixel.
 eo-learn's rules that are mirrored on purpose, because they change values:
 
 - times are whole hours since the first (kept) acquisition, ``round(seconds / 3600)`` with

@@ -294,9 +294,10 @@ def interpolate_chunks(values, nodata, has_nodata, clear, has_clear, times, new_
                     low, high = before[n, p], after[n, p]
                     if low < 0 or high < 0:
                         target[p] = np.float32(np.nan)
-                    elif low == high:
-                        target[p] = values[low, b, start + p]
-                    else:
-                        first = np.float64(values[low, b, start + p])
-                        step = (np.float64(values[high, b, start + p]) - first) / (times[high] - times[low])
-                        target[p] = np.float32(first + step * (new_times[n] - times[low]))
+                        continue
+                    # the numpy plan's operations, on an observation too (span 1, offset 0: -0.0
+                    # becomes 0.0 and inf NaN there, as in the plan)
+                    span, offset = (times[high] - times[low], new_times[n] - times[low]) if low != high else (1.0, 0.0)
+                    first = np.float64(values[low, b, start + p])
+                    step = (np.float64(values[high, b, start + p]) - first) / span
+                    target[p] = np.float32(first + step * offset)

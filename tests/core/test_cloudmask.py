@@ -83,21 +83,25 @@ def test_identical_for_any_block_size(scene_stack, tmp_path, resolution):
     np.testing.assert_array_equal(_read(tmp_path / "m1.tif"), _read(tmp_path / "m2.tif"))
 
 
-@pytest.mark.parametrize("budget", [None, 1_000_000])
+@pytest.mark.parametrize(("resolution", "average_over", "dilation", "budget"), [
+    (40, 4, 2, None), (40, 4, 2, 1_000_000), (20, 4, 2, 1_000_000), (80, 4, 2, 1_000_000), (160, 12, 4, 1_000_000)])
 def test_coarse_grid_by_date_groups_equals_blocks_with_halos(monkeypatch, eopatch_dir, reference_scenes, tmp_path,
-                                                              budget):
+                                                              resolution, average_over, dilation, budget):
     """The whole raster's coarse grid a group of dates at a time (blocks read once, no halo) gives
-    the probabilities, masks and fractions of blocks read with their halos, bit for bit."""
+    the probabilities, masks and fractions of blocks read with their halos, bit for bit: factors
+    whose ring starts in either half of a cell, a ring of whole cells, one block or many."""
     scenes = reference_scenes.copy()
     scenes[1, 20:30, 40:60, :] = np.nan  # a hole across cells
     scenes[3, :, 97:, 2] = np.nan  # one band missing along the edge
     stack = write_scene_stack(tmp_path / "holes.tif", eopatch_dir, scenes)
-    detector = CloudDetector(processing_resolution=40, budget_bytes=budget)
+    detector = CloudDetector(processing_resolution=resolution, average_over=average_over, dilation_size=dilation,
+                             budget_bytes=budget)
+    factor = resolution // 10
     with open_stack(str(stack)) as reader:
-        groups = detector.date_groups(reader.info, 10, 4)
+        groups = detector.date_groups(reader.info, 10, factor)
     assert groups is not None and sorted(d for g in groups.dates for d in g) == list(range(5))
-    blocks = list(iter_blocks(101, 100, groups.block_bytes_per_pixel, groups.block_budget, multiple_of=4))
-    assert (len(blocks) > 4) == (budget is not None)
+    blocks = list(iter_blocks(101, 100, groups.block_bytes_per_pixel, groups.block_budget, multiple_of=factor))
+    assert (len(blocks) > 1) == (budget is not None)
     by_groups = detector.run(stack, tmp_path / "p1.tif", tmp_path / "m1.tif")
     monkeypatch.setattr(CloudDetector, "date_groups", lambda *args: None)
     by_blocks = detector.run(stack, tmp_path / "p2.tif", tmp_path / "m2.tif")
@@ -193,9 +197,32 @@ def test_compiled_upsampling_equals_numpy(monkeypatch, window):
     cells[2, :, 6] = np.nan
     first = row // factor, col // factor
     coarse = cells[:, first[0]:, first[1]:]
-    compiled = cloudmask._upsample(coarse, factor, block, grid)
+    compiled = cloudmask._upsample(coarse, factor, block, grid, first)
     with monkeypatch.context() as patch:
         patch.setattr(cloudmask, "kernels", lambda: None)
-        expected = cloudmask._upsample(coarse, factor, block, grid)
+        expected = cloudmask._upsample(coarse, factor, block, grid, first)
     np.testing.assert_array_equal(compiled, expected)
     assert np.isnan(compiled[1]).all() and np.isfinite(compiled[2]).all()
+
+
+@pytest.mark.parametrize("factor", [2, 4, 6, 8, 16])
+@pytest.mark.parametrize("ring", [0, 3, 6, 16])
+def test_a_window_upsampled_from_its_cells_equals_the_whole_raster(factor, ring):
+    """The cells the date-group path hands to the upsampling (``_cells_around`` a block grown by
+    its ring) give each pixel of the window the value the whole raster's upsampling gives it."""
+    from eolulc.core import cloudmask
+    from eolulc.core.blocks import Block
+
+    grid = type("Grid", (), {"height": 97, "width": 83})()
+    n_cells = -(-97 // factor), -(-83 // factor)
+    cells = np.random.default_rng(factor).random((2,) + n_cells).astype(np.float32)
+    whole = Block(0, 1, 0, 0, 97, 83, 0, 0, 97, 83)
+    everywhere = cloudmask._upsample(cells, factor, whole, grid, (0, 0))
+    for row, col in [(0, 0), (factor * 3, factor * 2), (factor * (n_cells[0] - 2), factor * (n_cells[1] - 1))]:
+        block = Block(0, 1, row, col, min(2 * factor, 97 - row), min(3 * factor, 83 - col), row, col, 0, 0)
+        window = cloudmask._grown(block, ring, grid)
+        rows, cols = cloudmask._cells_around(window, factor, n_cells)
+        values = cloudmask._upsample(cells[:, rows, cols], factor, window, grid, (rows.start, cols.start))
+        expected = everywhere[:, window.read_row:window.read_row + window.read_height,
+                              window.read_col:window.read_col + window.read_width]
+        np.testing.assert_array_equal(values, expected)
