@@ -24,7 +24,7 @@ import math
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from .sentinel2 import (
     radiometry_for,
     radiometry_from_scale,
 )
-from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
+from .timestack import Grid, StackInfo, StackReader, StackWriter, bounded_gdal_cache, open_stack
 from .treepredict import TreeEnsemble, sigmoid
 
 MODEL_FILE = "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
@@ -241,7 +241,7 @@ class CloudDetector:
                 writers.append(mask_writer)
 
                 def finish(block: Block, dates: list[int], valid: np.ndarray, probability: np.ndarray,
-                           first_cells: tuple[int, int] = (0, 0)) -> None:
+                           first_cells: tuple[int, int]) -> None:
                     """Upsampling, mask, counts and writing of a block's owned pixels (``valid``),
                     from the probabilities of its read window (with ``factor`` > 1 coarse cells
                     from ``first_cells``); runs in the background while the model works on the
@@ -303,7 +303,8 @@ class CloudDetector:
         return DateGroups(dates=[g for part in ends for g in part], block_bytes_per_pixel=size * per_pixel,
                           block_budget=budget - size * state)
 
-    def _by_blocks(self, reader, band_indices, factor, radiometry, finish, progress) -> None:
+    def _by_blocks(self, reader: StackReader, band_indices: list[int], factor: int, radiometry: Radiometry,
+                   finish: Finish, progress: Progress) -> None:
         """Blocks read with a halo wide enough for the upsampling and the mask's disks, the model
         on each block's own pixels or cells: for native processing, or a coarse grid too large
         for the budget."""
@@ -341,8 +342,8 @@ class CloudDetector:
                               (block.read_row // factor, block.read_col // factor))
                 del valid, probability
 
-    def _by_date_groups(self, reader, band_indices, factor, radiometry, groups: DateGroups, finish,
-                        progress) -> None:
+    def _by_date_groups(self, reader: StackReader, band_indices: list[int], factor: int, radiometry: Radiometry,
+                        groups: DateGroups, finish: Finish, progress: Progress) -> None:
         """The coarse grid of the whole raster, a group of dates at a time: blocks are read
         without a halo (each tile is decoded once) and reduced to their cells' means; the model
         runs once per group on all its cells (big batches are cheaper per row); then each block
@@ -415,6 +416,11 @@ class CloudDetector:
         return probability
 
 
+#: Finishing a block: ``(block, dates, owned pixels' validity, probabilities of its read window,
+#: first coarse cells of those probabilities)``.
+Finish = Callable[[Block, list[int], np.ndarray, np.ndarray, tuple[int, int]], None]
+
+
 @dataclass(frozen=True)
 class DateGroups:
     """The groups of date indices, and the bytes per pixel and budget of a group's blocks."""
@@ -433,7 +439,7 @@ def _halves(dates: list[int]) -> list[list[int]]:
     return [dates[:half], dates[half:]] if half else [dates]
 
 
-def _grown(block: Block, ring: int, grid) -> Block:
+def _grown(block: Block, ring: int, grid: Grid) -> Block:
     """``block`` whose read window is its owned window grown by ``ring`` pixels (clipped)."""
     top, left = max(0, block.row - ring), max(0, block.col - ring)
     bottom = min(grid.height, block.row + block.height + ring)
@@ -528,7 +534,7 @@ def _cell_means(sums: np.ndarray, counts: np.ndarray, radiometry) -> tuple[np.nd
     return reflectance, coarse_valid
 
 
-def _upsample(coarse: np.ndarray, factor: int, block: Block, grid, first_cells: tuple[int, int]) -> np.ndarray:
+def _upsample(coarse: np.ndarray, factor: int, block: Block, grid: Grid, first_cells: tuple[int, int]) -> np.ndarray:
     """Bilinear interpolation of coarse cell values (``coarse`` holds the cells from
     ``first_cells``, row and column) back to the pixels of the block's read window, in the
     raster's global coordinates (so any block gives the same values); missing cells are skipped.
