@@ -13,7 +13,7 @@ import math
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .progress import Progress, ensure_progress
@@ -75,6 +75,14 @@ class Block:
     def read_window(self) -> tuple[int, int, int, int]:
         """``(row, col, height, width)`` of the window to read, halo included."""
         return self.read_row, self.read_col, self.read_height, self.read_width
+
+    def grown(self, halo: int, height: int, width: int) -> Block:
+        """This block read with ``halo`` pixels around its owned window, clipped to a raster of
+        ``height`` x ``width`` pixels."""
+        top, left = max(0, self.row - halo), max(0, self.col - halo)
+        bottom = min(height, self.row + self.height + halo)
+        right = min(width, self.col + self.width + halo)
+        return replace(self, read_row=top, read_col=left, read_height=bottom - top, read_width=right - left)
 
     @property
     def inner(self) -> tuple[slice, slice]:
@@ -154,23 +162,8 @@ def iter_blocks(
         for c in range(n_cols):
             col = c * cols
             w = min(cols, width - col)
-            read_row = max(0, row - halo)
-            read_col = max(0, col - halo)
-            read_bottom = min(height, row + h + halo)
-            read_right = min(width, col + w + halo)
             progress.check()
-            yield Block(
-                index=index,
-                count=count,
-                row=row,
-                col=col,
-                height=h,
-                width=w,
-                read_row=read_row,
-                read_col=read_col,
-                read_height=read_bottom - read_row,
-                read_width=read_right - read_col,
-            )
+            yield Block(index, count, row, col, h, w, row, col, h, w).grown(halo, height, width)
             index += 1
             progress.report(index / count)
 

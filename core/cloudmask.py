@@ -22,7 +22,7 @@ import importlib.util
 import json
 import math
 from contextlib import closing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -372,7 +372,7 @@ class CloudDetector:
             probability = self._probabilities_where(cells, present)
             for block, bits in blocks:
                 progress.check()
-                window = _grown(block, ring, grid)
+                window = block.grown(ring, grid.height, grid.width)
                 rows, cols = _cells_around(window, factor, n_cells)
                 valid = np.unpackbits(bits, axis=-1, count=block.width).view(bool)
                 finish(window, dates, valid, probability[:, rows, cols], (rows.start, cols.start))
@@ -437,14 +437,6 @@ def _date_chunks(n_dates: int, size: int) -> list[list[int]]:
 def _halves(dates: list[int]) -> list[list[int]]:
     half = len(dates) // 2
     return [dates[:half], dates[half:]] if half else [dates]
-
-
-def _grown(block: Block, ring: int, grid: Grid) -> Block:
-    """``block`` whose read window is its owned window grown by ``ring`` pixels (clipped)."""
-    top, left = max(0, block.row - ring), max(0, block.col - ring)
-    bottom = min(grid.height, block.row + block.height + ring)
-    right = min(grid.width, block.col + block.width + ring)
-    return replace(block, read_row=top, read_col=left, read_height=bottom - top, read_width=right - left)
 
 
 def _cells_around(window: Block, factor: int, n_cells: tuple[int, int]) -> tuple[slice, slice]:

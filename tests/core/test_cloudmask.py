@@ -220,7 +220,7 @@ def test_a_window_upsampled_from_its_cells_equals_the_whole_raster(factor, ring)
     everywhere = cloudmask._upsample(cells, factor, whole, grid, (0, 0))
     for row, col in [(0, 0), (factor * 3, factor * 2), (factor * (n_cells[0] - 2), factor * (n_cells[1] - 1))]:
         block = Block(0, 1, row, col, min(2 * factor, 97 - row), min(3 * factor, 83 - col), row, col, 0, 0)
-        window = cloudmask._grown(block, ring, grid)
+        window = block.grown(ring, grid.height, grid.width)
         rows, cols = cloudmask._cells_around(window, factor, n_cells)
         values = cloudmask._upsample(cells[:, rows, cols], factor, window, grid, (rows.start, cols.start))
         expected = everywhere[:, window.read_row:window.read_row + window.read_height,
