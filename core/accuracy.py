@@ -24,9 +24,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .blocks import iter_blocks
+from .gdalerrors import open_raster, reading
 from .legend import Legend
 from .progress import Progress, ensure_progress
-from .timestack import Grid, bounded_gdal_cache
+from .timestack import Grid, bounded_gdal_cache, window_text
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) -> np.ndarray:
@@ -74,6 +75,27 @@ def assess(
     labels = sorted({int(v) for v in np.unique(y_true)} | {int(v) for v in np.unique(y_pred)})
     counts = confusion_matrix(y_true, y_pred, labels)
     return assess_confusion(counts, labels, legend, map_pixel_counts, pixel_area_m2, confidence)
+
+
+#: Cohen's kappa below this: the map agrees with the reference little more than chance would.
+CHANCE_KAPPA = 0.1
+
+
+def warning_notes(report: Mapping[str, Any], class_ids: Sequence[int]) -> list[str]:
+    """Warnings that belong next to the figures: a map no better than chance (a high overall accuracy
+    can come from always answering the largest class), and model classes it never predicts."""
+    notes = []
+    kappa = report.get("kappa")
+    if kappa is not None and not math.isnan(kappa) and kappa < CHANCE_KAPPA and len(report["labels"]) > 1:
+        notes.append(f"Cohen's kappa is {kappa:.3f}: the map agrees with the reference little more than chance "
+                     "would (the overall accuracy may come from answering the largest class). Check that the "
+                     "features carry information about the classes.")
+    tested = {c["id"]: c for c in report["per_class"] if c["support"] > 0}
+    never = [c for class_id, c in tested.items() if class_id in set(class_ids) and c["predicted"] == 0]
+    if never:
+        names = ", ".join(f"{c['id']} {c['name']}" for c in never)
+        notes.append(f"The model never predicts class(es) {names} on the test pixels: they are missing from the map.")
+    return notes
 
 
 def assess_confusion(
@@ -269,14 +291,8 @@ def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- rasters, block by block
 def raster_grid(path: str) -> Grid:
     """The grid of any single-band GDAL raster."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    try:
-        with rasterio.open(path) as ds:
-            return Grid(ds.width, ds.height, ds.crs.to_wkt() if ds.crs else None, tuple(ds.transform)[:6])
-    except RasterioIOError as error:
-        raise ValueError(f"cannot open '{path}' as a raster: {error}") from error
+    with open_raster(path) as ds:
+        return Grid(ds.width, ds.height, ds.crs.to_wkt() if ds.crs else None, tuple(ds.transform)[:6])
 
 
 def pixel_area_m2(grid: Grid) -> float | None:
@@ -311,21 +327,21 @@ def compare_raster(
     the map counts cover every valid map pixel, reference or not (the strata of the area
     estimates).
     """
-    import rasterio
     from rasterio.windows import Window
 
     progress = ensure_progress(progress)
     ignored = np.asarray(sorted({int(v) for v in ignore}), np.int64)
     pairs: dict[int, int] = {}
     mapped: dict[int, int] = {}
-    with rasterio.open(path) as ds:
+    with open_raster(path) as ds:
         if (ds.height, ds.width) != reference.shape:
             raise ValueError(f"the reference is {reference.shape}, the map {(ds.height, ds.width)}")
         nodata = ds.nodata
         is_float = ds.dtypes[0].startswith("float")
         for block in iter_blocks(ds.height, ds.width, 40, budget_bytes, progress=progress):
             row, col, h, w = block.window
-            values = ds.read(1, window=Window(col, row, w, h))
+            with reading(path, window_text(block.window, None)):
+                values = ds.read(1, window=Window(col, row, w, h))
             valid = np.ones(values.shape, bool)
             if is_float:
                 valid &= np.isfinite(values)

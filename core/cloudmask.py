@@ -31,6 +31,7 @@ import numpy as np
 from .atomic import atomic_outputs
 from .blocks import Block, WriteBehind, default_budget_bytes, iter_blocks, read_ahead
 from .compiled import kernels
+from .limits import MAX_CLOUD_RADIUS, check_range
 from .progress import Progress, ensure_progress
 from .sentinel2 import (
     S2CLOUDLESS_BANDS,
@@ -79,6 +80,14 @@ def disk(radius: int) -> np.ndarray:
     return cv2.circle(np.zeros((2 * radius + 1, 2 * radius + 1), np.uint8), (radius, radius), radius, 1, -1)
 
 
+def check_radius(name: str, radius: int, grid: Grid) -> None:
+    """Refuse a disk wider than the raster: it would only blur every pixel into one value."""
+    side = max(grid.width, grid.height)
+    if radius >= side:
+        raise ValueError(f"{name} = {radius} px is a disk wider than the raster ({grid.width} x {grid.height} px); "
+                         f"use a radius below {side}")
+
+
 @dataclass
 class CloudMaskResult:
     radiometry: Radiometry
@@ -108,8 +117,8 @@ class CloudDetector:
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"the threshold {threshold} must be between 0 and 1")
-        if average_over < 0 or dilation_size < 0:
-            raise ValueError("average_over and dilation_size are radii in pixels: 0 or more")
+        check_range("average_over", average_over, 0, MAX_CLOUD_RADIUS, "a radius in pixels (s2cloudless: 22 at 10 m)")
+        check_range("dilation_size", dilation_size, 0, MAX_CLOUD_RADIUS, "a radius in pixels (s2cloudless: 11 at 10 m)")
         self.threshold = float(threshold)
         self.average_over = int(average_over)
         self.dilation_size = int(dilation_size)
@@ -199,6 +208,8 @@ class CloudDetector:
                     f"'{input_path}' is not a time stack: its bands carry no acquisition dates. "
                     "Build one with 'Build time stack from per-date rasters' or 'Import eo-learn EOPatch'"
                 )
+            check_radius("average_over", self.average_over, info.grid)
+            check_radius("dilation_size", self.dilation_size, info.grid)
             band_indices = find_bands(info.bands, S2CLOUDLESS_BANDS,
                                       "all 13 L1C bands or the 10 the s2cloudless model uses")
             radiometry = self.radiometry(reader, band_indices, progress)

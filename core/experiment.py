@@ -56,6 +56,7 @@ from .features import compute_features
 from .featureset import FeatureSet
 from .interpolate import check_inputs, date_grid, default_range, interpolate_stack
 from .legend import Legend
+from .limits import MAX_INTERVAL_DAYS, check_range
 from .model import LulcModel, predict_probabilities
 from .pipeline import PipelineSettings
 from .progress import Cancelled, Progress, ensure_progress
@@ -150,6 +151,8 @@ def parse_intervals(text: str) -> list[int]:
         raise ValueError(f"'{text}' is not a list of whole days such as 8,16,32") from None
     if not days:
         raise ValueError("give at least one interval in days, e.g. 8,16,32")
+    for day in days:
+        check_range("an interval", day, 1, MAX_INTERVAL_DAYS, "write whole days such as 8,16,32")
     return days
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accuracy import assess, pixel_area_m2
+from .accuracy import assess, pixel_area_m2, warning_notes
 from .atomic import atomic_outputs
 from .blocks import WriteBehind, iter_blocks
 from .classify import MapWriter
@@ -171,6 +171,7 @@ def run_pipeline(
     truth = plan.classes.ravel()[plan.test]
     report = assess(truth[judged].astype(int), mapped_test[judged].astype(int), model_legend,
                     map_pixel_counts=classified.class_pixels, pixel_area_m2=pixel_area_m2(info.grid))
+    notes.extend(warning_notes(report, model.class_ids))
     report.update(split=settings.train.split, pipeline=describe_settings(settings),
                   interpolation=interpolation.as_dict(),
                   feature_importance=importance_table(importances))

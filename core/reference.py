@@ -13,6 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .gdalerrors import open_raster, reading
 from .timestack import Grid
 
 #: Class id meaning "no reference here" (eo-learn's LULC convention).
@@ -69,14 +70,9 @@ def read_reference_raster(path: str, grid: Grid, band: int = 1) -> Reference:
     resampled with nearest neighbour (classes must not be averaged)."""
     import rasterio
     from rasterio.crs import CRS
-    from rasterio.errors import RasterioIOError
     from rasterio.warp import Resampling, reproject
 
-    try:
-        source = rasterio.open(path)
-    except RasterioIOError as error:
-        raise ValueError(f"cannot open the reference raster '{path}': {error}") from error
-    with source:
+    with open_raster(path) as source, reading(path, f"band {band}"):
         if band < 1 or band > source.count:
             raise ValueError(f"the reference raster has {source.count} band(s), not band {band}")
         if source.dtypes[band - 1].startswith("float"):

@@ -28,9 +28,20 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import iter_blocks
+from .gdalerrors import open_raster, reading
+from .limits import MAX_GRID_SIDE
 from .progress import Progress, ensure_progress
 from .sentinel2 import default_band_names
-from .timestack import Grid, StackInfo, StackWriter, bounded_gdal_cache, format_datetime, open_stack, parse_datetime
+from .timestack import (
+    Grid,
+    StackInfo,
+    StackWriter,
+    bounded_gdal_cache,
+    format_datetime,
+    open_stack,
+    parse_datetime,
+    window_text,
+)
 
 DEFAULT_FILTER = "*.tif;*.tiff;*.jp2;*.vrt;*.img"
 
@@ -246,9 +257,8 @@ def read_scene(path: str | Path) -> Scene | str:
 
 def _imagery_tags(path: str) -> dict[str, str]:
     """GDAL's IMAGERY metadata domain (ACQUISITIONDATETIME of many satellite drivers)."""
-    import rasterio
 
-    with rasterio.open(path) as ds:
+    with open_raster(path) as ds:
         return ds.tags(ns="IMAGERY")
 
 
@@ -339,6 +349,9 @@ def make_grid(
         raise ValueError(f"the target resolution must be positive, got {resolution}")
     width = max(1, math.ceil((xmax - xmin) / res_x - 1e-6))
     height = max(1, math.ceil((ymax - ymin) / res_y - 1e-6))
+    if max(width, height) > MAX_GRID_SIDE:
+        raise ValueError(f"a pixel size of {res_x:g} x {res_y:g} makes the output {width} x {height} px, more than "
+                         f"{MAX_GRID_SIDE} px a side; choose a larger resolution or a smaller extent")
     return Grid(
         width=width,
         height=height,
@@ -373,7 +386,7 @@ class _SceneSource:
         self.scene = scene
         self.dtype = dtype
         self.nodata = nodata
-        self._ds = rasterio.open(scene.path)
+        self._ds = open_raster(scene.path)
         self._vrt = None
         self.warped = not scene.grid.same_as(grid)
         if self.warped:
@@ -402,11 +415,13 @@ class _SceneSource:
 
         row, col, height, width = window
         rio_window = Window(col, row, width, height)
-        if self._vrt is not None:
-            data = self._vrt.read(window=rio_window).astype(self.dtype, copy=False)
-            missing = None  # the warp already wrote the output nodata
-        else:
-            raw = self._ds.read(window=rio_window)
+        with reading(self.scene.path, window_text(window, None)):
+            if self._vrt is not None:
+                data = self._vrt.read(window=rio_window).astype(self.dtype, copy=False)
+                missing = None  # the warp already wrote the output nodata
+            else:
+                raw = self._ds.read(window=rio_window)
+        if self._vrt is None:
             missing = _nodata_mask(raw, self.scene.nodata)
             data = raw.astype(self.dtype, copy=False)
         return np.moveaxis(self._finish(data, missing), 0, -1)

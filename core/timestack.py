@@ -23,6 +23,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .gdalerrors import open_raster, reading
+
 FORMAT_VERSION = "1"
 TAG_VERSION = "EOLULC_STACK_VERSION"
 TAG_DATES = "EOLULC_DATES"
@@ -193,13 +195,7 @@ def read_info(path: str) -> StackInfo:
 
 
 def _open_dataset(path: str):
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    try:
-        return rasterio.open(path)
-    except RasterioIOError as error:
-        raise ValueError(f"cannot open '{path}' as a raster: {error}") from error
+    return open_raster(path)
 
 
 def _info_from_dataset(ds) -> StackInfo:
@@ -298,8 +294,19 @@ class StackReader:
         if window is not None:
             row, col, h, w = window
             rio_window = RioWindow(col, row, w, h)
-        data = self._ds.read(layers, window=rio_window)
+        with reading(self.path, window_text(window, info.grid), self._layer_name):
+            data = self._ds.read(layers, window=rio_window)
         return data.reshape(len(t_idx), len(b_idx), h, w).transpose(0, 2, 3, 1)
+
+    def _layer_name(self, layer: int) -> str:
+        """1-based GeoTIFF band -> "date 2016-01-05, band B04" (GDAL's messages count bands)."""
+        info = self.info
+        date_index, band_index = divmod(layer - 1, info.n_bands)
+        if not 0 <= date_index < info.n_dates:
+            return f"band {layer}"
+        date = info.dates[date_index]
+        when = f"date {format_datetime(date)}, " if date is not None else ""
+        return f"{when}band {info.bands[band_index]}"
 
     def close(self) -> None:
         self._ds.close()
@@ -309,6 +316,15 @@ class StackReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def window_text(window: Window | None, grid: Grid | None) -> str:
+    """A window as a user reads it: rows and columns, 0-based, end excluded (the grid's whole
+    extent for no window)."""
+    if window is None:
+        return "the whole raster" if grid is None else f"rows 0-{grid.height}, columns 0-{grid.width}"
+    row, col, h, w = window
+    return f"rows {row}-{row + h}, columns {col}-{col + w}"
 
 
 def open_stack(path: str) -> StackReader:

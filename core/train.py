@@ -18,15 +18,19 @@ from __future__ import annotations
 import math
 import os
 import platform
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from textwrap import shorten
 from typing import Sequence
 
 import numpy as np
 
+from .accuracy import warning_notes
 from .blocks import iter_blocks
 from .featureset import ChosenPixels, FeatureColumns, FeatureSet
 from .legend import Legend
+from .limits import MAX_BLOCK_SIZE, MAX_EROSION, MAX_LEAVES, MAX_SAMPLES, MAX_SEED, MAX_TREES, check_range
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
@@ -70,10 +74,13 @@ class TrainSettings:
             raise ValueError(f"unknown classifier '{self.classifier}'; use one of {', '.join(CLASSIFIERS)}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"the test fraction must be between 0 and 1 (exclusive), not {self.test_fraction}")
-        if self.samples < 10:
-            raise ValueError("ask for at least 10 training samples")
-        if self.n_estimators < 1 or self.num_leaves < 2 or self.learning_rate <= 0:
-            raise ValueError("LightGBM needs at least 1 tree, 2 leaves and a positive learning rate")
+        check_range("the number of training samples", self.samples, 10, MAX_SAMPLES)
+        check_range("the number of boosting rounds", self.n_estimators, 1, MAX_TREES)
+        check_range("the number of leaves per tree", self.num_leaves, 2, MAX_LEAVES)
+        check_range("the split block size", self.block_size, 0, MAX_BLOCK_SIZE, "0 = automatic")
+        check_range("the seed", self.seed, 0, MAX_SEED)
+        if self.learning_rate <= 0:
+            raise ValueError("LightGBM needs a positive learning rate")
         if not 0.0 < self.feature_fraction <= 1.0:
             raise ValueError(f"the feature fraction must be above 0 and at most 1, not {self.feature_fraction}")
 
@@ -103,8 +110,8 @@ def parse_erosion(spec: str) -> tuple[int, dict[int, int]]:
     except ValueError:
         raise ValueError(f"'{spec}' is not an erosion setting; write a radius like 1, or 1, 8:0 for class 8 "
                          "not eroded") from None
-    if default < 0 or any(v < 0 for v in per_class.values()):
-        raise ValueError("erosion radii are 0 or more pixels")
+    for radius in (default, *per_class.values()):
+        check_range("the erosion radius", radius, 0, MAX_EROSION, "eo-learn's recipe erodes by 1 pixel")
     return default, per_class
 
 
@@ -120,6 +127,10 @@ def erode(classes: np.ndarray, spec: str) -> np.ndarray:
     from scipy.ndimage import binary_erosion
 
     default, per_class = parse_erosion(spec)
+    radii = [default, *per_class.values()]
+    if max(radii) >= max(classes.shape):
+        raise ValueError(f"an erosion radius of {max(radii)} px is wider than the reference "
+                         f"({classes.shape[1]} x {classes.shape[0]} px): no pixel would be left")
     out = classes.copy()
     for class_id in np.unique(classes):
         if class_id == NO_CLASS:
@@ -240,6 +251,10 @@ def plan_samples(reference: Reference, settings: TrainSettings, rng: np.random.G
     test_only = sorted(set(int(c) for c in np.unique(classes[test])) - set(train_ids))
     if test_only:
         notes.append(f"Class(es) {test_only} occur only in the test part: the model cannot predict them.")
+    available = int(train_candidates.sum())
+    if available < settings.samples:
+        notes.append(f"{settings.samples} training pixels were asked for, but the training part holds only "
+                     f"{available} labelled pixels: all of them are used.")
     train_idx = sample_pixels(train_candidates, classes, settings.samples, settings.sampling, rng)
     test_idx = np.flatnonzero(test)
     if test_idx.size > MAX_TEST_PIXELS:
@@ -265,6 +280,15 @@ def fit_model(
     if not usable.any():
         raise ValueError("the features hold only nodata where the reference has classes")
     x_train, y_train_ids = x_train[usable], y_train_ids[usable]
+    constant = constant_columns(x_train)
+    if constant.all():
+        raise ValueError(f"all {constant.size} features are constant over the training pixels: they carry no "
+                         "information about the classes. Check the feature stacks (nodata, a wrong band, a "
+                         "constant index)")
+    if constant.any():
+        shown = ", ".join(n for n, c in zip(features.names, constant) if c)
+        plan.notes.append(f"{int(constant.sum())} of {constant.size} features are constant over the training "
+                          f"pixels and carry no information: {shorten(shown, 200)}.")
     class_ids = sorted(int(c) for c in np.unique(y_train_ids))
     if len(class_ids) < 2:
         raise ValueError("the features have data for only one reference class; a classifier needs two or more")
@@ -297,6 +321,15 @@ def fit_model(
     total_gain = float(gains.sum()) or 1.0
     importances = sorted(((n, float(g) / total_gain) for n, g in zip(features.names, gains)), key=lambda t: -t[1])
     return model, importances
+
+
+def constant_columns(rows: np.ndarray) -> np.ndarray:
+    """Columns whose values (NaN aside) vary by no more than float32 rounding, or are all NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        low, high = np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)
+    scale = np.maximum(1.0, np.maximum(np.abs(low), np.abs(high)))
+    return ~(high - low > 1e-6 * scale)
 
 
 def importance_table(importances: list[tuple[str, float]]) -> list[dict]:
@@ -348,6 +381,7 @@ def train_model(
             y_pred = np.zeros(0, int)
         y_test_ids = plan.classes.ravel()[plan.test]
         report = held_out_report(y_test_ids, y_pred, model.legend, settings.split, plan.notes, importances)
+        plan.notes.extend(warning_notes(report, class_ids))  # (report["notes"] is plan.notes)
         progress.report(1.0)
     return TrainResult(model=model, report=report, notes=plan.notes, importances=importances,
                        test_truth=y_test_ids.astype(int), test_predicted=y_pred.astype(int))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -84,14 +85,15 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
     ) -> dict[str, Any]:
         from ..core.accuracy import assess_confusion, compare_raster, pixel_area_m2, raster_grid
         from ..core.report import write_report
+        from ..core.timestack import read_info
 
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
+        source = self.raster_source(parameters, self.INPUT, context)
+        if source is None:
             raise self.parameter_error(self.INPUT, self.tr("choose a class raster"))
-        source = layer.source()
-        if layer.bandCount() > 1:
-            feedback.pushWarning(
-                self.tr("The class raster has {} bands; band 1 is assessed.").format(layer.bandCount()))
+        with self.about(self.INPUT):
+            bands = read_info(source).count
+        if bands > 1:
+            feedback.pushWarning(self.tr("The class raster has {} bands; band 1 is assessed.").format(bands))
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context) or None
         json_path = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context) or None
         if html_path is None:
@@ -118,7 +120,7 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
         if reference.polygons is not None:
             notes.append("Reference polygons rasterized onto the map's grid (pixel centres).")
         notes.append(f"Ignored classes: {', '.join(str(i) for i in sorted(ignore)) or 'none'}.")
-        write_report(html_path, json_path, report, self.tr("Accuracy of {}").format(layer.name()), notes)
+        write_report(html_path, json_path, report, self.tr("Accuracy of {}").format(Path(source).stem), notes)
         progress.report(1.0)
         feedback.pushInfo(describe_scores(report, self.tr("{} pixels").format(report["n_samples"])))
         return {self.OUTPUT_HTML: html_path, self.OUTPUT_JSON: json_path, **score_results(report)}

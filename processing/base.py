@@ -15,12 +15,14 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterNumber,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.progress import Cancelled, Progress
 from ..plugin.dependencies import missing_message, missing_modules
+from .paths import is_layer_parameter, overwrite_conflict, plain_files, raster_sources, unreadable_input
 
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "eolulc.svg"
 
@@ -32,6 +34,10 @@ def _advanced_flag():
     if scoped is not None:
         return scoped.Advanced
     return QgsProcessingParameterDefinition.Flag.FlagAdvanced
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 def progress_from_feedback(feedback: QgsProcessingFeedback | None) -> Progress:
@@ -102,6 +108,15 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
             parts.append("<h3>Parameters</h3><dl>" + "".join(items) + "</dl>")
         return "".join(parts)
 
+    def raster_source(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str | None:
+        """The file (GDAL source) of a raster parameter, without loading a file given as text."""
+        sources = raster_sources(self, parameters, name, context)
+        return sources[0] if sources else None
+
+    def raster_sources(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> list[str]:
+        """The files of a multiple-layer parameter, without loading those given as text."""
+        return raster_sources(self, parameters, name, context)
+
     def parameter_label(self, name: str) -> str:
         definition = self.parameterDefinition(name)
         return f"{definition.description()} ({name})" if definition is not None else name
@@ -118,12 +133,50 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
         except ValueError as error:
             raise self.parameter_error(name, str(error)) from None
 
+    def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext):  # noqa: N802
+        """Before QGIS's own checks: a missing, empty or damaged input file and a number out of its
+        range are named with the parameter and the fix (QGIS would say "not found" or "Incorrect
+        parameter value")."""
+        problem = unreadable_input(self, parameters, context) or self._number_out_of_range(parameters, context)
+        if problem:
+            return False, problem
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            if is_layer_parameter(definition) and plain_files(value) is not None:
+                # checked above with GDAL; QGIS's check would load the layer, whose statistics
+                # leave a .aux.xml beside the user's file
+                continue
+            if not definition.checkValueIsAcceptable(value, context):
+                label = self.parameter_label(definition.name())
+                return False, self.tr("Incorrect parameter value for {}").format(label)
+        return True, ""
+
+    def _number_out_of_range(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+        for definition in self.parameterDefinitions():
+            if not isinstance(definition, QgsProcessingParameterNumber):
+                continue
+            value = parameters.get(definition.name())
+            if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue  # an expression or a property: QGIS evaluates and checks it
+            if not definition.minimum() <= number <= definition.maximum():
+                return self.tr("{}: {} is outside the allowed range {} to {}").format(
+                    self.parameter_label(definition.name()), value, _number_text(definition.minimum()),
+                    _number_text(definition.maximum()))
+        return None
+
     def processAlgorithm(  # noqa: N802
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
         missing = missing_modules(self.REQUIRES, try_import=True)
         if missing:
             raise QgsProcessingException(missing_message(missing))
+        conflict = overwrite_conflict(self, parameters, context)
+        if conflict:
+            raise QgsProcessingException(conflict)
         try:
             return self.execute(parameters, context, feedback, progress_from_feedback(feedback))
         except Cancelled:

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .reference import add_legend_parameter, add_score_outputs, describe_scores, legend_from_parameters, score_results
@@ -84,7 +85,7 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size (pixels)"),
                                          type=QgsProcessingParameterNumber.Type.Integer, defaultValue=1000,
-                                         minValue=16),
+                                         minValue=16, maxValue=limits.MAX_TILE_SIZE),
             "Side of the tiles a large stack is split into, rounded up to whole cells of the cloud mask's "
             "processing grid (16 px for 160 m on 10 m pixels).",
         )
@@ -103,22 +104,25 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.WORKERS, self.tr("Local worker processes"), type=integer,
-                                         defaultValue=2, minValue=0),
+                                         defaultValue=2, minValue=0, maxValue=limits.MAX_WORKERS),
             "Tiles processed at the same time on this machine; 0 = as many as the CPUs and the available memory "
             "allow. Ignored on a Dask cluster (its workers are used).",
         )
         self.add(
             QgsProcessingParameterNumber(self.INTERVAL_DAYS, self.tr("Interval (days)"), type=integer,
-                                         defaultValue=16, minValue=1),
+                                         defaultValue=16, minValue=1,
+                                         maxValue=limits.MAX_INTERVAL_DAYS),
             "Spacing of the date grid all tiles are interpolated onto.",
         )
         self.add(
             QgsProcessingParameterNumber(self.SAMPLES, self.tr("Training pixels"), type=integer,
-                                         defaultValue=20000, minValue=10),
+                                         defaultValue=20000, minValue=10,
+                                         maxValue=limits.MAX_SAMPLES),
             "Training pixels of the pooled model, sampled from all tiles.", advanced=True,
         )
         self.add(
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42),
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42,
+                                         minValue=0, maxValue=limits.MAX_SEED),
             "Seed of the splits, the sampling and LightGBM.", advanced=True,
         )
         self.add(

@@ -100,6 +100,7 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
                 type=QgsProcessingParameterNumber.Type.Double,
                 optional=True,
                 minValue=0.0,
+                maxValue=1e7,
             ),
             "Pixel size of the output stack. Empty: the pixel size of the earliest file.",
             advanced=True,

@@ -44,7 +44,8 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
             "The feature stacks, in the same order as for training, on one grid.",
         )
         self.add(
-            QgsProcessingParameterFile(self.MODEL, self.tr("Model file"), fileFilter="EO LULC model (*.json)"),
+            QgsProcessingParameterFile(self.MODEL, self.tr("Model file"),
+                                       fileFilter="EO LULC model (*.json);;All files (*)"),
             "A model file written by 'Train LULC classifier' (JSON with LightGBM's text model; pickles are refused).",
         )
         self.add(
@@ -65,15 +66,15 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
         from ..core.classify import classify
         from ..core.model import load_model
 
-        layers = self.parameterAsLayerList(parameters, self.FEATURES, context)
-        if not layers:
+        sources = self.raster_sources(parameters, self.FEATURES, context)
+        if not sources:
             raise self.parameter_error(self.FEATURES, self.tr("choose the feature stacks"))
         with self.about(self.MODEL):
             model = load_model(self.parameterAsFile(parameters, self.MODEL, context))
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         confidence = self.parameterAsOutputLayer(parameters, self.OUTPUT_CONFIDENCE, context) or None
         with self.about(self.FEATURES):
-            result = classify([layer.source() for layer in layers], model, output, confidence, progress)
+            result = classify(sources, model, output, confidence, progress)
         legend = model.legend
         total = sum(result.class_pixels.values()) or 1
         for class_id, pixels in sorted(result.class_pixels.items()):

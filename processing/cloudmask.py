@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 
@@ -66,6 +67,7 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
             QgsProcessingParameterNumber(
                 self.AVERAGE_OVER, self.tr("Average over (pixels)"),
                 type=QgsProcessingParameterNumber.Type.Integer, defaultValue=4, minValue=0,
+                maxValue=limits.MAX_CLOUD_RADIUS,
             ),
             "Radius in pixels of the disk the probabilities are averaged over before thresholding "
             "(removes speckle); 0 turns it off. eo-learn's LULC example uses 4.",
@@ -74,6 +76,7 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
             QgsProcessingParameterNumber(
                 self.DILATION_SIZE, self.tr("Dilation size (pixels)"),
                 type=QgsProcessingParameterNumber.Type.Integer, defaultValue=2, minValue=0,
+                maxValue=limits.MAX_CLOUD_RADIUS,
             ),
             "Radius in pixels by which the cloud mask is grown (cloud edges); 0 turns it off. "
             "eo-learn's LULC example uses 2.",
@@ -83,6 +86,7 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
                 self.PROCESSING_RESOLUTION, self.tr("Processing resolution (m)"),
                 type=QgsProcessingParameterNumber.Type.Double,
                 defaultValue=DEFAULT_PROCESSING_RESOLUTION, minValue=0.0,
+                maxValue=limits.MAX_PROCESSING_RESOLUTION,
             ),
             f"Resolution in metres the model runs at: the stack's own (10 m, or 0) is exact and slowest; 20, 40, "
             f"80 or 160 average the bands onto a coarser grid, run the model there and bring the probabilities "
@@ -121,10 +125,11 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
         feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
-        from ..core.cloudmask import CloudDetector
+        from ..core.cloudmask import CloudDetector, check_radius
+        from ..core.timestack import read_info
 
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
+        source = self.raster_source(parameters, self.INPUT, context)
+        if source is None:
             raise self.parameter_error(self.INPUT, self.tr("choose a raster layer or file"))
         outputs = {
             name: self.parameterAsOutputLayer(parameters, name, context) or None
@@ -142,8 +147,13 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
                 value_scale=scale,
             )
         with self.about(self.INPUT):
+            grid = read_info(source).grid
+        for name, radius in ((self.AVERAGE_OVER, detector.average_over), (self.DILATION_SIZE, detector.dilation_size)):
+            with self.about(name):
+                check_radius(name.lower(), radius, grid)
+        with self.about(self.INPUT):
             result = detector.run(
-                layer.source(),
+                source,
                 output_probability=outputs[self.OUTPUT_PROBABILITY],
                 output_mask=outputs[self.OUTPUT_MASK],
                 progress=progress,

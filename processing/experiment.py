@@ -160,13 +160,12 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         from ..core.pipeline import PipelineSettings
         from ..core.timestack import read_info
 
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
+        source = self.raster_source(parameters, self.INPUT, context)
+        if source is None:
             raise self.parameter_error(self.INPUT, self.tr("choose the L1C time stack"))
         with self.about(self.INPUT):
-            info = read_info(layer.source())
-        mask_layer = self.parameterAsRasterLayer(parameters, self.CLOUD_MASK, context)
-        cloud_mask = mask_layer.source() if mask_layer is not None else None
+            info = read_info(source)
+        cloud_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         if cloud_mask is not None:
             with self.about(self.CLOUD_MASK):
                 check_inputs(info, read_info(cloud_mask))
@@ -207,7 +206,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         try:
             with self.about(self.INPUT):
                 result = run_experiment(
-                    layer.source(), reference, legend, variants, seeds, folder, progress, base=base,
+                    source, reference, legend, variants, seeds, folder, progress, base=base,
                     html_path=files[self.OUTPUT_HTML], csv_path=files[self.OUTPUT_CSV],
                     json_path=files[self.OUTPUT_JSON] or None, classification=output,
                     title=f"EO LULC experiment: {dict(EXPERIMENTS)[kind].lower()}", workers=workers,

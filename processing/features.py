@@ -108,10 +108,9 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
         from ..core.features import compute_features as run_features
         from ..core.timestack import read_info
 
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
+        source = self.raster_source(parameters, self.INPUT, context)
+        if source is None:
             raise self.parameter_error(self.INPUT, self.tr("choose a raster layer or file"))
-        source = layer.source()
         with self.about(self.INPUT):
             info = read_info(source)
         bands = parse_band_list(self.parameterAsString(parameters, self.BANDS, context))

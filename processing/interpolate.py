@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 
@@ -76,6 +77,7 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
             QgsProcessingParameterNumber(
                 self.INTERVAL_DAYS, self.tr("Interval (days)"),
                 type=QgsProcessingParameterNumber.Type.Integer, defaultValue=16, minValue=1,
+                maxValue=limits.MAX_INTERVAL_DAYS,
             ),
             "Days between new dates.",
         )
@@ -116,10 +118,7 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
         )
 
     def _layer_path(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str | None:
-        layer = self.parameterAsRasterLayer(parameters, name, context)
-        if layer is None:
-            return None
-        return layer.source()
+        return self.raster_source(parameters, name, context)
 
     def execute(
         self,

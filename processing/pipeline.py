@@ -18,6 +18,7 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
+from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .reference import (
@@ -71,6 +72,10 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     OUTPUT_FEATURES = "OUTPUT_FEATURES"
     OUTPUT_INTERPOLATED = "OUTPUT_INTERPOLATED"
 
+    #: outputs a command line may leave out (written to temporary files then)
+    SECONDARY = {"OUTPUT_CONFIDENCE": "confidence.tif", "OUTPUT_REFERENCE": "reference.tif",
+                 "OUTPUT_AGREEMENT": "agreement.tif", "OUTPUT_MODEL": "model.json", "OUTPUT_REPORT": "report.html"}
+
     def initAlgorithm(self, config=None):  # noqa: N802
         from ..core.cloudmask import DEFAULT_PROCESSING_RESOLUTION
         from ..core.features import DEFAULT_BANDS
@@ -103,7 +108,8 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.INTERVAL_DAYS, self.tr("Interval (days)"), type=integer,
-                                         defaultValue=16, minValue=1),
+                                         defaultValue=16, minValue=1,
+                                         maxValue=limits.MAX_INTERVAL_DAYS),
             "Spacing of the regular date grid the features are interpolated onto.",
         )
         self.add(
@@ -116,7 +122,8 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.PROCESSING_RESOLUTION, self.tr("Cloud mask processing resolution (m)"),
-                                         type=double, defaultValue=DEFAULT_PROCESSING_RESOLUTION, minValue=0.0),
+                                         type=double, defaultValue=DEFAULT_PROCESSING_RESOLUTION, minValue=0.0,
+                                         maxValue=limits.MAX_PROCESSING_RESOLUTION),
             "Resolution the s2cloudless model runs at (see 'Cloud mask'); 10 or 0 = the stack's own.", advanced=True,
         )
         self.add(
@@ -137,11 +144,13 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.SAMPLES, self.tr("Training pixels"), type=integer,
-                                         defaultValue=20000, minValue=10),
+                                         defaultValue=20000, minValue=10,
+                                         maxValue=limits.MAX_SAMPLES),
             "Training pixels sampled proportionally to the classes.", advanced=True,
         )
         self.add(
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42),
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42,
+                                         minValue=0, maxValue=limits.MAX_SEED),
             "Seed of the split, the sampling and LightGBM.", advanced=True,
         )
         outputs = (
@@ -158,18 +167,23 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         )
         for name, label, help_text in outputs:
             intermediate = name in (self.OUTPUT_CLOUD_MASK, self.OUTPUT_FEATURES, self.OUTPUT_INTERPOLATED)
-            self.add(QgsProcessingParameterRasterDestination(name, self.tr(label), optional=intermediate,
+            self.add(QgsProcessingParameterRasterDestination(name, self.tr(label), optional=name != self.OUTPUT,
                                                              createByDefault=not intermediate),
-                     help_text + (" Not kept unless a file is given." if intermediate else ""))
+                     help_text + (" Not kept unless a file is given." if intermediate else "")
+                     + (" Optional: a temporary file when not given." if name in self.SECONDARY else ""))
         self.add(
             QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, self.tr("Model file"),
-                                                  fileFilter="EO LULC model (*.json)"),
-            "The trained model (reusable with 'Classify with LULC model').",
+                                                  fileFilter="EO LULC model (*.json)", optional=True,
+                                                  createByDefault=True),
+            "The trained model (reusable with 'Classify with LULC model'). Optional: a temporary file when "
+            "not given.",
         )
         self.add(
             QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, self.tr("Accuracy report (HTML)"),
-                                                  fileFilter="HTML files (*.html)"),
-            "Accuracy on the held-out test part, area-adjusted estimates, settings and feature importances.",
+                                                  fileFilter="HTML files (*.html)", optional=True,
+                                                  createByDefault=True),
+            "Accuracy on the held-out test part, area-adjusted estimates, settings and feature importances. "
+            "Optional: a temporary file when not given.",
         )
         add_score_outputs(self, "Test ")
 
@@ -177,20 +191,21 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
-        from ..core.features import FeatureSpec, parse_band_list
+        from ..core.features import FeatureSpec, parse_band_list, resolve_bands
         from ..core.pipeline import PipelineOutputs, PipelineSettings, run_pipeline
         from ..core.timestack import read_info
         from ..core.train import TrainSettings
 
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
+        source = self.raster_source(parameters, self.INPUT, context)
+        if source is None:
             raise self.parameter_error(self.INPUT, self.tr("choose the L1C time stack"))
         with self.about(self.INPUT):
-            info = read_info(layer.source())
+            info = read_info(source)
         reference = reference_on_grid(self, parameters, context, info.grid)
         legend = legend_from_parameters(self, parameters, context)
         with self.about(self.BANDS):
             features = FeatureSpec(bands=parse_band_list(self.parameterAsString(parameters, self.BANDS, context)))
+            resolve_bands(info.bands, features.bands)
         settings = PipelineSettings(
             scene_filter=self.parameterAsBoolean(parameters, self.SCENE_FILTER, context),
             min_valid_fraction=self.parameterAsDouble(parameters, self.MIN_VALID_FRACTION, context),
@@ -221,9 +236,13 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         rasters.setdefault(self.OUTPUT_CLOUD_MASK, QgsProcessingUtils.generateTempFilename("output_cloud_mask.tif"))
         files = {name: self.parameterAsFileOutput(parameters, name, context)
                  for name in (self.OUTPUT_MODEL, self.OUTPUT_REPORT)}
-        for name, path in {**rasters, **files}.items():
-            if not path:
-                raise self.parameter_error(name, self.tr("give a file (or leave the temporary output)"))
+        # secondary products not asked for (e.g. on a qgis_process command line) go to temporary files
+        for products in (rasters, files):
+            for name, path in products.items():
+                if not path and name in self.SECONDARY:
+                    products[name] = QgsProcessingUtils.generateTempFilename(self.SECONDARY[name])
+        if not rasters[self.OUTPUT]:
+            raise self.parameter_error(self.OUTPUT, self.tr("give a file (or leave the temporary output)"))
         outputs = PipelineOutputs(
             cloud_mask=rasters[self.OUTPUT_CLOUD_MASK],
             # not asked for: the features are computed for the kept dates while interpolating, and
@@ -235,7 +254,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             report=files[self.OUTPUT_REPORT],
         )
         with self.about(self.INPUT):
-            result = run_pipeline(layer.source(), reference, legend, outputs, settings, progress)
+            result = run_pipeline(source, reference, legend, outputs, settings, progress)
         report = result.report
         feedback.pushInfo(describe_scores(report, self.tr("Test split")))
         group = self.tr("EO LULC {}").format(datetime.now().strftime("%Y-%m-%d %H:%M"))

@@ -21,6 +21,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from ..core.gdalerrors import is_raster_file
 from ..core.legend import Legend, read_legend
 from ..core.reference import Reference, rasterize_polygons, read_reference_raster
 from ..core.timestack import Grid
@@ -74,6 +75,11 @@ def add_reference_parameters(algorithm, description: str = "Reference land cover
 
 def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcessingContext, grid: Grid) -> Reference:
     """Read the reference parameters onto ``grid``; errors name the parameter to fix."""
+    given = parameters.get(REFERENCE)
+    if isinstance(given, str) and is_raster_file(given):
+        # read as it is: loading it as a QGIS layer would leave a .aux.xml beside the user's file
+        with algorithm.about(REFERENCE):
+            return read_reference_raster(given, grid)
     layer = algorithm.parameterAsLayer(parameters, REFERENCE, context)
     if layer is None:
         raise algorithm.parameter_error(REFERENCE, algorithm.tr("choose a reference raster or polygon layer"))

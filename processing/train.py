@@ -18,6 +18,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .reference import (
@@ -96,7 +97,8 @@ class TrainAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.SAMPLES, self.tr("Training pixels"), type=integer,
-                                         defaultValue=20000, minValue=10),
+                                         defaultValue=20000, minValue=10,
+                                         maxValue=limits.MAX_SAMPLES),
             "How many training pixels to sample from the training part (all of them when there are fewer).",
         )
         self.add(
@@ -119,7 +121,8 @@ class TrainAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.BLOCK_SIZE, self.tr("Split block size (pixels, 0 = automatic)"),
-                                         type=integer, defaultValue=0, minValue=0),
+                                         type=integer, defaultValue=0, minValue=0,
+                                         maxValue=limits.MAX_BLOCK_SIZE),
             "Side of the spatial split's blocks; automatic makes 40 or more blocks of 8 to 64 pixels.",
             advanced=True,
         )
@@ -130,7 +133,8 @@ class TrainAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.N_ESTIMATORS, self.tr("Maximum boosting rounds"), type=integer,
-                                         defaultValue=500, minValue=1),
+                                         defaultValue=500, minValue=1,
+                                         maxValue=limits.MAX_TREES),
             "Upper bound of trees per class. With early stopping the model keeps only the rounds that still "
             "improved a validation part of the training pixels.",
             advanced=True,
@@ -143,7 +147,8 @@ class TrainAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.NUM_LEAVES, self.tr("Leaves per tree"), type=integer,
-                                         defaultValue=15, minValue=2),
+                                         defaultValue=15, minValue=2,
+                                         maxValue=limits.MAX_LEAVES),
             "LightGBM's num_leaves. 15 (LightGBM's default is 31): the same accuracy on the real "
             "TestEOPatch (bench/train_quality.py), smaller trees that fit and predict faster.",
             advanced=True,
@@ -169,7 +174,8 @@ class TrainAlgorithm(EoLulcAlgorithm):
             advanced=True,
         )
         self.add(
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42),
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42,
+                                         minValue=0, maxValue=limits.MAX_SEED),
             "Seed of the split, the sampling and LightGBM: the same inputs and seed give the same model.",
             advanced=True,
         )
@@ -199,10 +205,9 @@ class TrainAlgorithm(EoLulcAlgorithm):
         from ..core.timestack import read_info
         from ..core.train import TrainSettings, parse_erosion, train_model
 
-        layers = self.parameterAsLayerList(parameters, self.FEATURES, context)
-        if not layers:
+        paths = self.raster_sources(parameters, self.FEATURES, context)
+        if not paths:
             raise self.parameter_error(self.FEATURES, self.tr("choose at least one feature stack"))
-        paths = [layer.source() for layer in layers]
         with self.about(self.FEATURES):
             grid = read_info(paths[0]).grid
         reference = reference_on_grid(self, parameters, context, grid)

@@ -165,6 +165,8 @@ def build_model():
     )
     from qgis.PyQt.QtCore import QPointF
 
+    from eolulc.core import limits
+
     defaults = _defaults()
     model_defaults = defaults["model"]
     model = QgsProcessingModelAlgorithm(MODEL_NAME, MODEL_GROUP, MODEL_GROUP_ID)
@@ -186,8 +188,10 @@ def build_model():
         QgsProcessingParameterNumber(MIN_VALID_FRACTION, "Minimum clear fraction (0 = no scene filter)", type=double,
                                      defaultValue=model_defaults[MIN_VALID_FRACTION], minValue=0.0, maxValue=1.0),
         QgsProcessingParameterNumber(INTERVAL_DAYS, "Interval (days)", type=integer,
-                                     defaultValue=model_defaults[INTERVAL_DAYS], minValue=1),
-        QgsProcessingParameterNumber(SEED, "Random seed", type=integer, defaultValue=model_defaults[SEED]),
+                                     defaultValue=model_defaults[INTERVAL_DAYS], minValue=1,
+                                     maxValue=limits.MAX_INTERVAL_DAYS),
+        QgsProcessingParameterNumber(SEED, "Random seed", type=integer, defaultValue=model_defaults[SEED],
+                                     minValue=0, maxValue=limits.MAX_SEED),
     )
     for row, parameter in enumerate(inputs):
         parameter.setHelp(HELP[parameter.name()])

@@ -80,7 +80,7 @@ def test_split_description():
 def test_unreadable_file_is_a_value_error(tmp_path: Path):
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
-    with pytest.raises(ValueError, match="cannot open"):
+    with pytest.raises(ValueError, match="bad.tif' is not a raster GDAL can read"):
         open_stack(str(bad))
 
 
