@@ -53,7 +53,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .atomic import atomic_outputs
+from .atomic import atomic_outputs, remove_stale_temporaries
 from .blocks import available_memory
 from .legend import Legend
 from .pipeline import PipelineSettings, describe_settings
@@ -204,9 +204,7 @@ def _tile_paths(folder: Path) -> dict[str, Path]:
 
 def _remove_stale_parts(folder: Path) -> None:
     """Temporary files of an attempt whose worker died before it could clean up."""
-    for part in folder.glob(".*.part-*"):
-        with contextlib.suppress(OSError):
-            part.unlink()
+    remove_stale_temporaries(folder)
 
 
 def _file_stamp(path: str | Path) -> dict:
