@@ -1,5 +1,6 @@
-"""Compiled (numba) kernels, imported only through :func:`.compiled.kernels` (see there why
-each has a numpy or LightGBM twin that gives the same values).
+"""Compiled (numba) kernels, loaded only through :func:`.compiled.kernels` (see there why each
+has a numpy or LightGBM twin that gives the same values, and why this module is loaded under a
+name of its own and imports nothing from the package).
 
 **Trees** (:func:`bitmask_scores`, for :mod:`.treepredict`; arrays from
 :class:`.treepredict.FlatTrees`): a block of rows is copied first, keeping only the features the
@@ -31,11 +32,15 @@ differences of digital numbers in one pass, with :mod:`.features`' float32 opera
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numba
 import numpy as np
 
-from .treepredict import RIGHT_IF_GREATER, RIGHT_UNLESS_LESS_EQUAL, ZERO_LEFT
-
+#: :mod:`.treepredict`'s node rules (a test checks they are the same). Here, not imported: numba
+#: bakes them into its cached machine code, which it renews only when this file's text changes.
+RIGHT_IF_GREATER, RIGHT_UNLESS_LESS_EQUAL, ZERO_LEFT, ZERO_RIGHT = 0, 1, 2, 3
 #: LightGBM's kZeroThreshold: its dense-row reader drops values at most this far from zero.
 ZERO = np.float32(1e-35)
 #: Index of the lowest set bit of a 64-bit word by a de Bruijn multiplication (no branches).
@@ -45,13 +50,56 @@ for _bit in range(64):
     _DE_BRUIJN_INDEX[((int(_DE_BRUIJN) << _bit) & 0xFFFFFFFFFFFFFFFF) >> 58] = _bit
 
 
+try:
+    from numba.core.caching import FunctionCache
+except ImportError:  # another numba layout: numba's own cache, as ``cache=True`` makes it
+    FunctionCache = None
+
+
+if FunctionCache is not None:
+    class _TolerantCache(FunctionCache):
+        """numba's on-disk cache of a kernel (what ``cache=True`` installs), except that an entry
+        that cannot be loaded (a truncated or corrupted file, one pickled under a module name that
+        does not import here, ...) is compiled again with a warning instead of failing the call;
+        numba itself lets the unpickling error escape from the first call."""
+
+        def __init__(self, py_func) -> None:
+            super().__init__(py_func)
+            self.kernel = py_func.__name__
+
+        def load_overload(self, sig, target_context):
+            try:
+                return super().load_overload(sig, target_context)
+            except Exception as error:  # noqa: BLE001  anything unpickling can raise
+                warnings.warn(f"EO LULC: the cached compiled kernel {self.kernel} cannot be loaded "
+                              f"({type(error).__name__}: {error}); compiling it again", RuntimeWarning, stacklevel=2)
+                with contextlib.suppress(Exception):
+                    self.flush()  # an empty index, so that the new machine code can be saved
+                return None
+
+        def save_overload(self, sig, data):
+            try:
+                super().save_overload(sig, data)
+            except Exception as error:  # noqa: BLE001  a full disk or read-only folder: compiled next time again
+                warnings.warn(f"EO LULC: the compiled kernel {self.kernel} cannot be cached "
+                              f"({type(error).__name__}: {error})", RuntimeWarning, stacklevel=2)
+
+
 def _jit(function):
     # numpy's error model: a float division by zero gives inf or NaN, as in numpy (Python's
     # model raises ZeroDivisionError)
+    options = {"nogil": True, "error_model": "numpy"}
+    if FunctionCache is None:
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache folder: compiled again in each process
+            return numba.njit(**options)(function)
+    dispatcher = numba.njit(**options)(function)
     try:
-        return numba.njit(nogil=True, cache=True, error_model="numpy")(function)
+        dispatcher._cache = _TolerantCache(function)  # what enable_caching (cache=True) sets, tolerant
     except RuntimeError:  # no writable cache folder: compiled again in each process
-        return numba.njit(nogil=True, error_model="numpy")(function)
+        pass
+    return dispatcher
 
 
 @_jit

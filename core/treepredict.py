@@ -43,8 +43,7 @@ BLOCK_ROWS = 128
 #: Trees with more leaves than bits in a mask are left to LightGBM.
 MAX_LEAVES = 64
 #: How a node sends a value right (LightGBM's missing-value handling, see :mod:`.kernels`).
-#: numba bakes these into its cached machine code, which it renews only when kernels.py changes:
-#: after changing them, touch kernels.py.
+#: kernels.py defines the same codes (a test checks), as numba bakes them into its cached code.
 RIGHT_IF_GREATER, RIGHT_UNLESS_LESS_EQUAL, ZERO_LEFT, ZERO_RIGHT = 0, 1, 2, 3
 
 
