@@ -9,4 +9,4 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install --quiet --upgrade pip
 "$VENV/bin/pip" install --quiet "eo-learn==1.5.*" "numpy<2" scipy scikit-learn numba s2cloudless lightgbm
-"$VENV/bin/python" -c "import eolearn.core, eolearn.mask.extra.cloud_mask, eolearn.features, lightgbm, s2cloudless, numba; import importlib.metadata as m; print("eo-learn venv ready:", m.version("eo-learn"))"
+"$VENV/bin/python" -c "import eolearn.core, eolearn.mask.extra.cloud_mask, eolearn.features, lightgbm, s2cloudless, numba; import importlib.metadata as m; print('eo-learn venv ready:', m.version('eo-learn'))"
