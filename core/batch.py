@@ -26,6 +26,9 @@ Phases:
 3. per tile, in parallel: classification with the pooled model; then a VRT mosaic of the tile
    maps with the legend's ``.qml`` and one accuracy report over the held-out pixels of all tiles.
 
+A tile that only lacks what the recipe expects (a spatial split of its own, labelled pixels, a date
+passing its scene filter, any data) is no failure: it is classified with the pooled model and named,
+with the reason, in the log and the report; its place in the mosaic is never a hole.
 A tile that fails is retried once, then reported; the others finish. A worker process that dies
 (killed, out of memory, a crash in a native library) costs the tiles it was running one attempt;
 locally those tiles are then retried one at a time so a tile that kills its worker is identified,
@@ -372,13 +375,16 @@ def prepare_tile(tile: TileInput, folder: str, settings: PipelineSettings, grid_
         else:
             summary = _interpolate_stack(tile.l1c, paths, settings, grid_dates, budget_bytes, threads)
         summary["name"] = tile.name
-    samples = _sample_tile(tile, reference, str(paths["interpolated"]), settings, quota, budget_bytes)
+    unsplit: list[str] = []
+    samples = _sample_tile(tile, reference, str(paths["interpolated"]), settings, quota, budget_bytes, unsplit)
     with atomic_outputs([paths["samples"]]) as (temp,):
         with open(temp, "wb") as handle:
             np.savez(handle, **samples)
+    summary.pop("unsplit", None)
     summary.update(seconds=round(time.perf_counter() - started, 3), train_pixels=int(samples["y_train"].size),
                    test_pixels=int(samples["y_test"].size),
-                   reference_classes=[int(c) for c in samples["reference_classes"]])
+                   reference_classes=[int(c) for c in samples["reference_classes"]],
+                   **({"unsplit": unsplit[0]} if unsplit else {}))
     # last: the tile is complete
     _write_json_atomic(paths["marker"], {"key": key, "quota": quota, "summary": summary})
     return {**summary, "skipped": False}
@@ -386,14 +392,27 @@ def prepare_tile(tile: TileInput, folder: str, settings: PipelineSettings, grid_
 
 def _interpolate(features: Path, mask: Path | None, output: Path, settings: PipelineSettings,
                  grid_dates: Sequence[str], min_valid_fraction: float, budget_bytes: int | None) -> dict:
-    from .interpolate import interpolate_stack
-    from .timestack import parse_datetime
+    """The features interpolated onto the common date grid. When no date of the tile passes its
+    own scene filter (a cloudy or mostly empty tile) all its dates are kept, cloud-masked, so the
+    tile is still mapped wherever it was seen clear (and said so in its summary)."""
+    from .interpolate import plan_interpolation, valid_fractions, write_interpolation
+    from .timestack import bounded_gdal_cache, parse_datetime
 
-    interpolation = interpolate_stack(
-        str(features), str(output), grid=[parse_datetime(d) for d in grid_dates],
-        mask_path=str(mask) if mask is not None and settings.cloud_mask_in_interpolation else None,
-        min_valid_fraction=min_valid_fraction, budget_bytes=budget_bytes)
-    return {"dates_kept": len(interpolation.kept), "dates_in": len(interpolation.input_dates)}
+    mask_path = str(mask) if mask is not None and settings.cloud_mask_in_interpolation else None
+    fractions, summary = None, {}
+    with bounded_gdal_cache():  # as interpolate_stack does
+        if min_valid_fraction > 0:
+            fractions = valid_fractions(str(features), mask_path, budget_bytes)
+            if not np.any(fractions > min_valid_fraction):
+                best = float(np.max(fractions, initial=0.0))
+                summary["scene_filter"] = (f"no date has a valid fraction above {min_valid_fraction:g} (the best is "
+                                           f"{best:.3f}): all dates kept, cloud-masked")
+                fractions, min_valid_fraction = None, 0.0
+        plan = plan_interpolation(str(features), grid=[parse_datetime(d) for d in grid_dates], mask_path=mask_path,
+                                  min_valid_fraction=min_valid_fraction, fractions=fractions,
+                                  budget_bytes=budget_bytes)
+        write_interpolation(str(features), plan, str(output), mask_path=mask_path, budget_bytes=budget_bytes)
+    return {"dates_kept": len(plan.kept), "dates_in": len(plan.input_dates), **summary}
 
 
 def _interpolate_stack(l1c: str, paths: dict[str, Path], settings: PipelineSettings, grid_dates: Sequence[str],
@@ -467,28 +486,45 @@ def _interpolate_eopatch(tile: TileInput, paths: dict[str, Path], settings: Pipe
 
 
 def _sample_tile(tile: TileInput, reference_path: str, interpolated: str, settings: PipelineSettings, quota: dict,
-                 budget_bytes: int | None) -> dict[str, np.ndarray]:
-    """The tile's spatial train/test split and its sampled feature rows (train's recipe, per tile)."""
+                 budget_bytes: int | None, unsplit: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The tile's spatial train/test split and its sampled feature rows (train's recipe, per tile).
+
+    A tile whose labelled pixels cannot be split (all in one block: a small edge window, or
+    labels in one corner) is no failure: its sampled labelled pixels all train the pooled model
+    and none tests it (a test part would lie next to its own training pixels, and leaving them
+    out would drop real reference data, maybe a class no other tile has). Why is appended to
+    ``unsplit``, as it is for a tile without labelled pixels."""
     from .featureset import FeatureSet
     from .reference import NO_CLASS, read_reference_raster
-    from .train import erode, gather_rows, sample_pixels, split_mask, touching
+    from .train import UnsplittableError, erode, gather_rows, sample_pixels, split_mask, touching
 
     train = settings.train
     with FeatureSet([interpolated]) as features:
-        reference = read_reference_raster(reference_path, features.grid)
+        reference = read_reference_raster(reference_path, features.grid, require_classes=False)
         # one seed per tile, derived from the seed and the tile's name: reproducible, not identical
         rng = np.random.default_rng([train.seed, *tile.name.encode("utf-8")])
         classes = erode(reference.classes, train.erosion)
         labelled = classes != NO_CLASS
         empty = np.zeros((0, features.n_features), np.float32)
         if not labelled.any():
+            if unsplit is not None:
+                where = (" after erosion" if (reference.classes != NO_CLASS).any() else
+                         " (the reference holds only 0 on this tile or does not overlap it)")
+                unsplit.append(f"no labelled pixels{where}: it neither trains nor tests the model")
             nothing = np.zeros(0, np.int64)
             return {"x_train": empty, "y_train": nothing, "x_test": empty, "y_test": nothing,
                     "names": np.array(features.names), "reference_classes": np.array(reference.class_ids, np.int64)}
         notes: list[str] = []
-        test = split_mask(reference, labelled, train, rng, notes)
+        try:
+            test = split_mask(reference, labelled, train, rng, notes)
+        except UnsplittableError as error:
+            test = np.zeros_like(labelled)
+            if unsplit is not None:
+                reason = error.args[0].split(";")[0].replace(": a spatial split", ", so a spatial split")
+                unsplit.append(f"{reason}: its {int(labelled.sum())} labelled pixels go to training (sampled like "
+                               "any tile's), none to testing")
         candidates = labelled & ~test
-        if train.split != "random":
+        if train.split != "random" and test.any():
             candidates &= ~touching(test)
         train_idx = sample_pixels(candidates, classes, quota["train"], train.sampling, rng)
         test_idx = np.flatnonzero(test)
@@ -528,7 +564,7 @@ def classify_tile(tile: TileInput, folder: str, model_path: str, budget_bytes: i
     marker_path.unlink(missing_ok=True)
     _remove_stale_parts(Path(folder))
     result = classify([str(paths["interpolated"])], model, str(paths["classification"]), str(paths["confidence"]),
-                      None, budget_bytes, threads=threads)
+                      None, budget_bytes, threads=threads, allow_empty=True)  # a tile without data: all nodata
     summary = {"name": tile.name, "classification": str(paths["classification"]),
                "class_pixels": {str(c): int(n) for c, n in result.class_pixels.items()}, "nodata": result.nodata}
     _write_json_atomic(marker_path, {"key": key, "summary": summary})
@@ -844,6 +880,9 @@ def run_batch(
         skipped = sorted(n for n, s in prepared.items() if s.get("skipped"))
         if skipped:
             progress.log(f"Resumed: {len(skipped)} tile(s) already prepared ({', '.join(skipped)}).")
+        tile_notes = _tile_notes(tiles, prepared)
+        for line in tile_notes:
+            progress.log(line)
 
         # -- phase 2
         progress.check()
@@ -852,6 +891,7 @@ def run_batch(
             raise ValueError("every tile failed: " + "; ".join(f"{f.name}: {f.message}" for f in failed))
         progress.log(f"Training on samples pooled from {len(ready)} tile(s).")
         model, x_test, y_test, notes = _train_pooled(ready, folder, legend, settings, progress.scaled(0.6, 0.75))
+        notes.extend(tile_notes)
         model.metadata["pipeline"] = describe_settings(settings)
         model.metadata["batch"] = {"tiles": [t.name for t in ready], "date_grid": grid_dates}
         model.save(model_path)
@@ -869,9 +909,14 @@ def run_batch(
         notes.append("The scene filter counted only the windows whose cloud mask succeeded.")
 
     order = [t.name for t in tiles if t.name in classified]
+    empty = [n for n in order if not any(classified[n]["class_pixels"].values())]
+    if empty:
+        notes.append(f"Tile(s) without a pixel with data, nodata in the map: {', '.join(empty)}.")
+        progress.log(notes[-1])
     maps = {n: classified[n]["classification"] for n in order}
     nodata = classified[order[0]]["nodata"]
-    build_mosaic([maps[n] for n in order], mosaic, nodata)
+    # windows: the mosaic lies on the large stack's grid even when a whole edge row of them failed
+    build_mosaic([maps[n] for n in order], mosaic, nodata, _stack_bounds(windows[0].l1c) if windows else None)
     from .style import write_sidecar_qml
 
     write_sidecar_qml(mosaic, model.legend.restricted(model.class_ids), nodata=nodata)
@@ -901,6 +946,26 @@ def _dask_client(scheduler: str | None):
             yield default_client()
         except ValueError:
             raise ValueError("give the Dask scheduler's address (tcp://host:8786)") from None
+
+
+def _tile_notes(tiles: Sequence[TileInput], prepared: dict[str, dict]) -> list[str]:
+    """Tiles prepared another way than the recipe (no split of their own, no date passing their
+    scene filter): one line each, for the log and the report. They are classified all the same."""
+    lines = []
+    for tile in tiles:
+        summary = prepared.get(tile.name, {})
+        if summary.get("unsplit"):
+            lines.append(f"Tile {tile.name}: no train/test split of its own, {summary['unsplit']}; it is "
+                         "classified with the pooled model like the others.")
+        if summary.get("scene_filter"):
+            lines.append(f"Tile {tile.name}: {summary['scene_filter']}.")
+    return lines
+
+
+def _stack_bounds(l1c: str) -> tuple[float, float, float, float]:
+    from .timestack import read_info
+
+    return read_info(l1c).grid.bounds
 
 
 def _collect(outcome: dict, phase: str, results: dict, failed: list[TileFailure], progress: Progress) -> None:
@@ -996,24 +1061,30 @@ def _report(model, x_test, y_test, classified, maps, failed, skipped, prepared, 
     report.update(split=settings.train.split, pipeline=describe_settings(settings), tiles={
         "classified": list(maps), "resumed": skipped,
         "failed": [dataclasses.asdict(f) for f in failed],
+        "unsplit": {n: s["unsplit"] for n, s in prepared.items() if s.get("unsplit")},
         "prepared": {n: {k: v for k, v in s.items() if k != "reference_classes"} for n, s in prepared.items()},
     })
     all_notes = list(notes)
     if failed:
-        all_notes.append("Failed tile(s), not in the map nor the report: "
+        # a tile that failed only at classification was prepared: its samples trained and tested the model
+        all_notes.append("Failed tile(s), nodata in the map; not in the training nor in this report unless they "
+                         "failed only at classification: "
                          + "; ".join(f"{f.name} ({f.phase}): {f.message}" for f in failed))
     write_report(html, json_path, report, f"EO LULC batch: accuracy on the held-out pixels of {len(maps)} tiles",
                  notes=all_notes)
     return report
 
 
-def build_mosaic(paths: Sequence[str], output: str | Path, nodata: float) -> Path:
-    """A VRT of the tile maps (same CRS and pixel size; each tile on the common pixel grid)."""
+def build_mosaic(paths: Sequence[str], output: str | Path, nodata: float,
+                 bounds: tuple[float, float, float, float] | None = None) -> Path:
+    """A VRT of the tile maps (same CRS and pixel size; each tile on the common pixel grid), over
+    ``bounds`` (left, bottom, right, top) when given, else over the tiles; nodata where no tile is."""
     from osgeo import gdal
 
     output = Path(output)
     with atomic_outputs([output]) as (temp,):
-        options = gdal.BuildVRTOptions(srcNodata=nodata, VRTNodata=nodata, resolution="highest")
+        options = gdal.BuildVRTOptions(srcNodata=nodata, VRTNodata=nodata, resolution="highest",
+                                       outputBounds=bounds)
         vrt = gdal.BuildVRT(str(temp), [os.path.abspath(p) for p in paths], options=options)
         if vrt is None:
             raise ValueError("GDAL could not build the mosaic of the tile maps")

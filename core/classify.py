@@ -42,10 +42,12 @@ class MapWriter:
     """Predicts feature rows block by block into the class raster (model class ids, with a
     sidecar ``.qml`` of the model's legend) and optionally the confidence raster (probability of
     the chosen class, 0-100): what :func:`classify` does with stacks on disk, and the pipeline
-    with interpolated blocks that are never written. A context manager: all outputs or none."""
+    with interpolated blocks that are never written. A context manager: all outputs or none.
+    Features holding only nodata are an error unless ``allow_empty`` (a batch tile without data:
+    an all-nodata map keeps its place in the mosaic)."""
 
     def __init__(self, model: LulcModel, grid: Grid, output: str | Path, output_confidence: str | Path | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, allow_empty: bool = False) -> None:
         self.model, self.grid = model, grid
         self.output, self.output_confidence = output, output_confidence
         self.class_ids = np.asarray(model.class_ids)
@@ -53,6 +55,7 @@ class MapWriter:
         self.counts = np.zeros(self.class_ids.size, np.int64)
         self.ensemble = model.ensemble(threads)
         self.any_data = False
+        self.allow_empty = allow_empty
         self._exit = ExitStack()
         self._writers: list[StackWriter] = []
 
@@ -92,7 +95,7 @@ class MapWriter:
             self._writers[1].write(confidence.reshape(shape), window)
 
     def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
-        if exc_type is None and not self.any_data:
+        if exc_type is None and not self.any_data and not self.allow_empty:
             error = ValueError("the features hold only nodata: nothing to classify")
             self._exit.__exit__(ValueError, error, None)  # the outputs are discarded
             raise error
@@ -115,13 +118,14 @@ def classify(
     progress: Progress | None = None,
     budget_bytes: int | None = None,
     threads: int | None = None,
+    allow_empty: bool = False,
 ) -> ClassifyResult:
     """Write the class raster and optionally the confidence raster of the stacks (see :class:`MapWriter`)."""
     progress = ensure_progress(progress)
     with FeatureSet(feature_paths) as features:
         compare_to_model(features, model.metadata["inputs"], model.feature_names)
         grid = features.grid
-        with MapWriter(model, grid, output, output_confidence, threads) as mapper:
+        with MapWriter(model, grid, output, output_confidence, threads, allow_empty) as mapper:
             # rows twice (the next block is read while this one is predicted) and their prediction
             bytes_per_pixel = 2 * features.bytes_per_pixel() + mapper.bytes_per_pixel()
             blocks = iter_blocks(grid.height, grid.width, bytes_per_pixel, budget_bytes, progress=progress)

@@ -65,9 +65,10 @@ def rasterize_polygons(
     return reference
 
 
-def read_reference_raster(path: str, grid: Grid, band: int = 1) -> Reference:
+def read_reference_raster(path: str, grid: Grid, band: int = 1, require_classes: bool = True) -> Reference:
     """A class raster on ``grid``: read as it is when it lies on the same grid, otherwise
-    resampled with nearest neighbour (classes must not be averaged)."""
+    resampled with nearest neighbour (classes must not be averaged). ``require_classes=False``
+    accepts a grid without class pixels (a batch tile outside the labelled area)."""
     import rasterio
     from rasterio.crs import CRS
     from rasterio.warp import Resampling, reproject
@@ -101,7 +102,8 @@ def read_reference_raster(path: str, grid: Grid, band: int = 1) -> Reference:
         raise ValueError("class ids must be integers from 0 to 65535")
     classes = np.where(invalid, NO_CLASS, values).astype(np.uint16)
     reference = Reference(classes=classes)
-    _require_overlap(reference)
+    if require_classes:
+        _require_overlap(reference)
     return reference
 
 

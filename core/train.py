@@ -43,6 +43,11 @@ CLASSIFIERS = ("gbdt", "rf")
 MAX_TEST_PIXELS = 200_000
 
 
+class UnsplittableError(ValueError):
+    """The labelled pixels lie in one split unit (block or polygon): no spatial split is possible.
+    A batch tile catches it (its pixels then train only); a single run reports it."""
+
+
 @dataclass
 class TrainSettings:
     """What the user can set; the defaults are the recipe's."""
@@ -171,8 +176,8 @@ def split_mask(reference: Reference, labelled: np.ndarray, settings: TrainSettin
         unit_label = f"{size} x {size} px block"
     ids, counts = np.unique(units[units > 0], return_counts=True)
     if ids.size < 2:
-        raise ValueError(f"the labelled pixels lie in a single {unit_label}: a spatial split is impossible; "
-                         "use smaller blocks or the random split")
+        raise UnsplittableError(f"the labelled pixels lie in a single {unit_label}: a spatial split is "
+                                "impossible; use smaller blocks or the random split")
     order = rng.permutation(ids.size)
     cumulative = np.cumsum(counts[order])
     n_test = int(np.searchsorted(cumulative, settings.test_fraction * total) + 1)

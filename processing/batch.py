@@ -37,8 +37,10 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         "of one large L1C stack (Large L1C stack, Reference, Tile size). Per tile, in parallel: cloud mask, "
         "features and interpolation onto one date grid shared by all tiles, and a spatial train/test split; then "
         "one LightGBM model trained on samples pooled from all tiles; then every tile classified in parallel, "
-        "a VRT mosaic styled with the legend and one accuracy report over the held-out pixels of all tiles. A "
-        "failing tile is retried once, then reported, and the others finish. Running again with the same output "
+        "a VRT mosaic styled with the legend and one accuracy report over the held-out pixels of all tiles. A tile "
+        "too small for a train/test split of its own, or without reference pixels, is still classified (its "
+        "labelled pixels train only; the log and the report name it). A failing tile is retried once, then "
+        "reported, and the others finish. Running again with the same output "
         "folder skips the tiles already prepared (resume). Give a Dask scheduler address to run on a cluster."
     )
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless", "joblib")

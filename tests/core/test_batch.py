@@ -16,8 +16,9 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import write_scene_stack
 
-from eolulc.core.batch import TileInput, discover_tiles, run_batch, split_stack
+from eolulc.core.batch import TileInput, copy_window, discover_tiles, run_batch, split_stack
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings
 from eolulc.core.synthetic import SyntheticScene
@@ -377,3 +378,128 @@ def test_without_a_python_the_tiles_run_in_threads():
     outcomes = list(_run_tasks(tasks, "local", 2, 0, Progress(), python=None))
     assert sorted(o["name"] for o in outcomes) == ["a", "b", "c"] and all(o["ok"] for o in outcomes)
     assert threading.get_ident() not in {o["result"] for o in outcomes}
+
+
+# ------------------------------------------------------------------ tiles too small for a split (real data)
+def write_reference(classes: np.ndarray, like: Path, path: Path, window: tuple[int, int, int, int] | None = None
+                    ) -> Path:
+    """Classes (0 = no class) as a raster on the grid of the stack ``like``, or on its ``window``
+    ``(row, col, height, width)``."""
+    from rasterio.windows import Window
+
+    row, col, height, width = window or (0, 0, *classes.shape)
+    with rasterio.open(like) as ds:
+        transform = ds.window_transform(Window(col, row, width, height))
+        profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint16",
+                   "crs": ds.crs, "transform": transform, "nodata": 0}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(classes[row:row + height, col:col + width].astype(np.uint16), 1)
+    return path
+
+
+def test_real_stack_in_48_px_windows_leaves_no_hole(scene_stack, scene_reference, tmp_path):
+    """The real 101 x 100 px stack in windows of 48 px: the corner window r02c02 is 5 x 4 px, too
+    small for a spatial split of its own. It is still classified with the pooled model (its
+    labelled pixels train), the log and the report name it, and every pixel with data in the
+    input has a class in the mosaic."""
+    from eolulc.core.progress import Progress
+
+    reference = write_reference(scene_reference.classes, scene_stack, tmp_path / "reference.tif")
+    tiles = split_stack(scene_stack, reference, 48, settings())
+    assert len(tiles) == 9 and tiles[-1].name == "r02c02" and tiles[-1].window == (96, 96, 5, 4)
+    logs: list[str] = []
+    result = run_batch(tiles, tmp_path / "out", read_legend(), settings(), workers=2,
+                       progress=Progress(on_log=logs.append))
+    assert result.failed == [] and result.tiles == [t.name for t in tiles]
+    with rasterio.open(scene_stack) as ds:
+        valid = np.isfinite(ds.read()).any(axis=0)
+    with rasterio.open(result.mosaic) as ds:
+        assert (ds.width, ds.height) == (100, 101)
+        mosaic = ds.read(1)
+        nodata = ds.nodata
+    assert valid.all()  # the real scenes have data everywhere
+    missing = valid & (mosaic == nodata)
+    assert not missing.any(), f"{int(missing.sum())} valid pixels without a class, e.g. {np.argwhere(missing)[:5]}"
+    assert set(np.unique(mosaic)) <= set(json.loads(Path(result.model).read_text())["metadata"]["class_ids"])
+    unsplit = [line for line in logs if "r02c02" in line and "split" in line]
+    assert unsplit and "train" in unsplit[0], logs
+    report = json.loads(Path(result.report_json).read_text())
+    assert report["tiles"]["unsplit"] == {"r02c02": report["tiles"]["unsplit"]["r02c02"]}
+    assert "single" in report["tiles"]["unsplit"]["r02c02"]
+    assert "r02c02" in Path(result.report).read_text()
+
+
+def test_windows_without_labels_with_one_class_or_without_data_are_no_failures(eopatch_dir, reference_scenes,
+                                                                                 scene_reference, tmp_path):
+    """r00c01 has no labelled pixels (it neither trains nor tests), r01c00 one class only (split as
+    usual), r02c01 no data at all (nodata in the map), r02c02 too small for a split: none fails,
+    every pixel with data has a class."""
+    scenes = np.array(reference_scenes)
+    scenes[:, 96:, 48:96] = np.nan
+    stack = write_scene_stack(tmp_path / "l1c.tif", eopatch_dir, scenes)
+    classes = scene_reference.classes.copy()
+    classes[:48, 48:96] = 0
+    one_class = classes[48:96, :48]
+    one_class[one_class != 0] = 4
+    reference = write_reference(classes, stack, tmp_path / "reference.tif")
+    tiles = split_stack(stack, reference, 48, settings())
+    result = run_batch(tiles, tmp_path / "out", read_legend(), settings(), workers=2)
+    assert result.failed == [] and result.tiles == [t.name for t in tiles]
+    mosaic, _, nodata = read(result.mosaic)
+    valid = np.isfinite(scenes).any(axis=(0, 3))
+    assert not (valid & (mosaic == nodata)).any()
+    assert (mosaic[96:, 48:96] == nodata).all()  # no data in, no class out
+    report = json.loads(Path(result.report_json).read_text())["tiles"]
+    assert sorted(report["unsplit"]) == ["r00c01", "r02c02"]
+    assert report["unsplit"]["r00c01"].startswith("no labelled pixels")
+    assert report["prepared"]["r00c01"]["train_pixels"] == report["prepared"]["r00c01"]["test_pixels"] == 0
+    assert report["prepared"]["r01c00"]["train_pixels"] > 0 and report["prepared"]["r01c00"]["test_pixels"] > 0
+    assert "Tile(s) without a pixel with data, nodata in the map: r02c01." in Path(result.report).read_text()
+
+
+def test_a_damaged_window_is_reported_and_nodata_in_the_mosaic(scene_stack, scene_reference, tmp_path):
+    """A genuine failure (the working folder's interpolated stack is a folder) of the whole last
+    column of windows: retried, reported, and nodata in a mosaic that keeps the stack's extent."""
+    reference = write_reference(scene_reference.classes, scene_stack, tmp_path / "reference.tif")
+    tiles = split_stack(scene_stack, reference, 48, settings())
+    damaged = ["r00c02", "r01c02", "r02c02"]
+    for name in damaged:
+        (tmp_path / "out" / "tiles" / name / "features_interpolated.tif").mkdir(parents=True)
+    result = run_batch(tiles, tmp_path / "out", read_legend(), settings(), workers=2)
+    assert [(f.name, f.phase, f.attempts) for f in result.failed] == [(n, "preparation", 2) for n in damaged]
+    assert all("IsADirectoryError" in f.message for f in result.failed)
+    mosaic, bounds, nodata = read(result.mosaic)
+    with rasterio.open(scene_stack) as ds:
+        assert mosaic.shape == (ds.height, ds.width) and bounds == pytest.approx(tuple(ds.bounds))
+    assert (mosaic[:, 96:] == nodata).all() and (mosaic[:, :96] != nodata).all()
+    report = json.loads(Path(result.report_json).read_text())
+    assert [f["name"] for f in report["tiles"]["failed"]] == damaged
+    assert "Failed tile(s), nodata in the map" in Path(result.report).read_text()
+
+
+def test_folder_tiles_cloudy_or_empty_are_classified(eopatch_dir, reference_scenes, scene_reference, tmp_path):
+    """Folder tiles have a scene filter each: tile b (no data in 40 of its 101 rows) has no date
+    above 0.8 valid and c none at all; all their dates are kept instead of failing the tile."""
+    from eolulc.core.progress import Progress
+
+    scenes = np.array(reference_scenes)
+    scenes[:, :40, 40:80] = np.nan
+    scenes[:, :, 80:] = np.nan
+    whole = write_scene_stack(tmp_path / "whole.tif", eopatch_dir, scenes)
+    inputs = tmp_path / "inputs"
+    for name, col, width in (("a", 0, 40), ("b", 40, 40), ("c", 80, 20)):
+        window = (0, col, 101, width)
+        copy_window(whole, inputs / name / "l1c.tif", window)
+        write_reference(scene_reference.classes, whole, inputs / name / "reference.tif", window)
+    logs: list[str] = []
+    result = run_batch(discover_tiles(inputs), tmp_path / "out", read_legend(), settings(), workers=2,
+                       progress=Progress(on_log=logs.append))
+    assert result.failed == [] and result.tiles == ["a", "b", "c"]
+    mosaic, _, nodata = read(result.mosaic)
+    valid = np.isfinite(scenes).any(axis=(0, 3))
+    assert mosaic.shape == valid.shape and not (valid & (mosaic == nodata)).any()
+    assert (mosaic[~valid] == nodata).all()
+    for name in ("b", "c"):
+        assert any(line.startswith(f"Tile {name}: no date has a valid fraction above 0.8") for line in logs), logs
+    assert "Tile(s) without a pixel with data, nodata in the map: c." in logs

@@ -83,3 +83,33 @@ def test_qgis_process_batch_pipeline_splits_a_large_stack(qgis_process, tiles, t
     assert "Local processes: 2 worker(s)" in text  # worker processes, not threads, under qgis_process.bin
     assert (tmp_path / "map.vrt").is_file() and (tmp_path / "map.qml").is_file()
     assert sorted(p.name for p in (tmp_path / "work" / "tiles").iterdir()) == ["r00c00", "r00c01", "r01c00", "r01c01"]
+
+
+def test_real_stack_in_48_px_tiles_has_no_hole(registered, run_alg, scene_stack, scene_reference, tmp_path):
+    """The real 101 x 100 px stack with Tile size 48: the corner tile r02c02 (5 x 4 px) cannot be
+    split into train and test; it is classified all the same, the log says why, and every pixel
+    with data in the stack has a class in the mosaic."""
+    import numpy as np
+    from qgis.core import QgsProcessingFeedback
+
+    rasterio = pytest.importorskip("rasterio")
+    with rasterio.open(scene_stack) as ds:
+        valid = np.isfinite(ds.read()).any(axis=0)
+        profile = {"driver": "GTiff", "width": ds.width, "height": ds.height, "count": 1, "dtype": "uint16",
+                   "crs": ds.crs, "transform": ds.transform, "nodata": 0}
+    with rasterio.open(tmp_path / "reference.tif", "w", **profile) as out:
+        out.write(scene_reference.classes.astype(np.uint16), 1)
+    feedback = QgsProcessingFeedback()
+    result = run_alg(registered, {
+        "INPUT_STACK": str(scene_stack), "REFERENCE": str(tmp_path / "reference.tif"), "TILE_SIZE": 48,
+        "WORKERS": 2, "INTERVAL_DAYS": 30, "SAMPLES": 2000, "OUTPUT_FOLDER": str(tmp_path / "work"),
+        "OUTPUT_MOSAIC": str(tmp_path / "map.vrt"), "OUTPUT_REPORT": str(tmp_path / "report.html"),
+    }, feedback)
+    assert result["TILES"] == 9 and result["FAILED_TILES"] == ""
+    with rasterio.open(result["OUTPUT_MOSAIC"]) as ds:
+        assert (ds.width, ds.height) == (100, 101)
+        missing = valid & (ds.read(1) == ds.nodata)
+    assert not missing.any(), f"{int(missing.sum())} pixels with data have no class"
+    log = feedback.textLog()
+    assert "Tile r02c02: no train/test split of its own" in log and "8 x 8 px block" in log, log
+    assert "r02c02" in json.loads((tmp_path / "report.json").read_text())["tiles"]["unsplit"]
