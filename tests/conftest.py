@@ -1,5 +1,7 @@
 """Shared test set-up: the plugin imported as the package ``eolulc``, real QGIS in-process,
-``qgis_process.bin`` with the plugin enabled in a throw-away profile, and the real data."""
+``qgis_process.bin`` with the plugin enabled in a throw-away profile, and the real data that the
+repository carries in ``tests/data`` (see its README). A missing data file fails the tests that
+need it; so does any skip of a test not marked optional (``network``, ``gpu``)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO / "tools"))
 from qgis_env import PLUGIN_NAME, throwaway_profile_env  # noqa: E402
+from skip_policy import (  # noqa: E402, F401  (hooks: pytest finds them here)
+    fail_on_unexpected_skips,
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_terminal_summary,
+)
 
-SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+#: The real test data, inside the repository (never outside it: a fresh clone tests everything).
+TEST_DATA = REPO / "tests" / "data"
 
 # The plugin is imported as a package (never put the plugin folder itself on sys.path: its
 # processing/ would shadow QGIS's processing). A symlink gives it the installed folder name.
@@ -31,8 +40,9 @@ sys.path.insert(0, str(_PLUGINS_DIR))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_PLUGINS_DIR, ignore_errors=True)
+    fail_on_unexpected_skips(session)
 
 
 @pytest.fixture(scope="session")
@@ -41,26 +51,48 @@ def plugins_dir() -> Path:
     return _PLUGINS_DIR
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "TestEOPatch").is_dir():
-        pytest.skip(f"real test data not found in {SHARED_DATA}")
-    return SHARED_DATA
+def data_file(name: str) -> Path:
+    """``tests/data/<name>``; fails (never skips) when the repository lacks it."""
+    path = TEST_DATA / name
+    if not path.exists():
+        pytest.fail(f"test data {path} is missing: the repository carries it in tests/data (see its README); "
+                    "restore it with git checkout -- tests/data")
+    return path
 
 
 @pytest.fixture(scope="session")
-def eopatch_dir(shared_data: Path) -> Path:
-    return shared_data / "TestEOPatch"
+def data_dir() -> Path:
+    """The repository's real test data folder (``tests/data``)."""
+    data_file("TestEOPatch")
+    data_file("REFERENCE_SCENES.npy")
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")
-def reference_scenes(shared_data: Path):
+def eopatch_dir(data_dir: Path) -> Path:
+    return data_dir / "TestEOPatch"
+
+
+@pytest.fixture(scope="session")
+def reference_scenes(data_dir: Path):
     import numpy as np
 
-    return np.load(shared_data / "REFERENCE_SCENES.npy")
+    return np.load(data_dir / "REFERENCE_SCENES.npy")
 
 
-#: TestEOPatch frames that REFERENCE_SCENES.npy holds, in its order (see shared/data/README.md).
+@pytest.fixture
+def numba_kernels():
+    """The compiled kernels. numba is optional for users but a test requirement (requirements.txt,
+    installed by tools/setup.sh): without it the kernel tests fail instead of passing unchecked."""
+    from eolulc.core.compiled import kernels
+
+    module = kernels()
+    if module is None:
+        pytest.fail("numba cannot be imported: run tools/setup.sh (requirements.txt installs it)")
+    return module
+
+
+#: TestEOPatch frames that REFERENCE_SCENES.npy holds, in its order (see tests/data/README.md).
 SCENE_FRAMES = (2, 1, 4, 3, 0)
 
 
