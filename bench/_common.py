@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
+#: The real test data the repository carries (see tests/data/README.md); benchmarks read it too.
+TEST_DATA = REPO / "tests" / "data"
 
 
 def package_dir() -> Path:

@@ -1,6 +1,6 @@
 """Benchmark of the cloud mask (:class:`~eolulc.core.cloudmask.CloudDetector`): agreement and speed.
 
-1. **Agreement on real scenes.** The five real L1C scenes of ``shared/data/REFERENCE_SCENES.npy``
+1. **Agreement on real scenes.** The five real L1C scenes of ``tests/data/REFERENCE_SCENES.npy``
    are written as a 5-date float32 reflectance stack on the TestEOPatch grid (dates in time
    order). For each processing resolution (10, 20, 40, 80, 160 m) the detector runs with
    threshold 0.4, ``average_over=4``, ``dilation_size=2``; reported: cloud cover, agreement of
@@ -56,9 +56,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from _common import REPO, import_package, peak_rss_kb, print_result, proc_status_kb, run_json, temp_dir
+from _common import REPO, TEST_DATA, import_package, peak_rss_kb, print_result, proc_status_kb, run_json, temp_dir
 
-SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 DEFAULT_OUT = REPO / "bench" / "out" / "cloudmask.json"
 
 #: TestEOPatch frames of REFERENCE_SCENES.npy: scene i is frame FRAMES[i].
@@ -94,7 +93,7 @@ def mb(kilobytes: float) -> float:
 
 def eopatch_dates(count: int) -> list[datetime]:
     """The TestEOPatch's 68 acquisition times, continued on a 5-day grid when more are asked for."""
-    stamps = json.loads((SHARED_DATA / "TestEOPatch" / "timestamps.json").read_text(encoding="utf-8"))
+    stamps = json.loads((TEST_DATA / "TestEOPatch" / "timestamps.json").read_text(encoding="utf-8"))
     dates = [datetime.fromisoformat(s) for s in stamps]
     while len(dates) < count:
         dates.append(dates[-1] + timedelta(days=5))
@@ -106,7 +105,7 @@ def reference_info(dates: Sequence[datetime], dtype: str, height: int, width: in
     from eolulc.core.eopatch import read_eopatch
     from eolulc.core.timestack import Grid, StackInfo
 
-    patch = read_eopatch(SHARED_DATA / "TestEOPatch")
+    patch = read_eopatch(TEST_DATA / "TestEOPatch")
     base = patch.grid(101, 100)
     grid = Grid(width=width, height=height, crs_wkt=base.crs_wkt, transform=base.transform)
     scales = (1e-4,) * len(L1C_BANDS) if scaled else ()
@@ -261,8 +260,8 @@ def real_scene_agreement(workdir: Path, resolutions: Sequence[float]) -> tuple[l
     from eolulc.core.cloudmask import CloudDetector
     from eolulc.core.timestack import StackWriter
 
-    scenes = np.load(SHARED_DATA / "REFERENCE_SCENES.npy")
-    patch_dir = SHARED_DATA / "TestEOPatch"
+    scenes = np.load(TEST_DATA / "REFERENCE_SCENES.npy")
+    patch_dir = TEST_DATA / "TestEOPatch"
     all_dates = eopatch_dates(68)
     order = sorted(range(len(FRAMES)), key=lambda i: FRAMES[i])  # scenes in time order
     frames = [FRAMES[i] for i in order]
@@ -462,8 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker_main(args)
-    if not (SHARED_DATA / "REFERENCE_SCENES.npy").is_file():
-        print(f"real test data not found in {SHARED_DATA}", file=sys.stderr)
+    if not (TEST_DATA / "REFERENCE_SCENES.npy").is_file():
+        print(f"real test data not found in {TEST_DATA}", file=sys.stderr)
         return 1
     link_dir = import_package()
     import rasterio
@@ -485,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 2. speed
     size, n_dates, n_10m = args.size, args.dates, args.dates_10m
-    scenes = np.load(SHARED_DATA / "REFERENCE_SCENES.npy")
+    scenes = np.load(TEST_DATA / "REFERENCE_SCENES.npy")
     tiled = TiledScenes(scenes, size, n_dates, args.seed)
     stack, stack_10m = workdir / "patch.tif", workdir / f"patch_{n_10m}dates.tif"
     print(f"2. Speed: writing the {size} x {size} px x {n_dates} dates patch ...", flush=True)

@@ -29,8 +29,8 @@ What it does, for each ``--sizes`` N:
    ``compute_features``, ``valid_fractions`` (the scene filter), ``interpolate_stack``, pixel
    sampling (erosion, spatial split, ``sample_pixels``, ``gather_rows``), ``train_model``,
    ``classify``, and ``run_pipeline`` for the whole chain; GeoTIFF in and out everywhere. Then
-   ``eolulc:lulcpipeline`` once through ``qgis_process.bin`` (throw-away profile, as
-   ``tests/conftest.py``) to show the QGIS overhead. Our interpolation step is fed eo-learn's
+   ``eolulc:lulcpipeline`` once through ``qgis_process.bin`` (throw-away profile of
+   ``tools/qgis_env.py``, as the tests use) to show the QGIS overhead. Our interpolation step is fed eo-learn's
    cloud mask, so its agreement figure compares like with like.
 4. **Table**: per step and whole pipeline, seconds each side (min and median of ``--repeats``),
    ratio (eo-learn / ours: > 1 means we are faster), peak RSS each side, agreement (cloud
@@ -284,10 +284,10 @@ class Runner:
         return run_json(command, "EOLEARN-RESULT ", self.env, f"eo-learn {mode}")
 
     def qgis_pipeline(self, spec: dict, root: Path) -> dict:
-        sys.path.insert(0, str(REPO / "tests"))
-        from conftest import qgis_process_env  # noqa: E402  (the tests' throw-away profile)
+        sys.path.insert(0, str(REPO / "tools"))
+        from qgis_env import throwaway_profile_env  # noqa: E402  (the tests' throw-away profile)
 
-        env = {**qgis_process_env(self.link_dir, root),
+        env = {**throwaway_profile_env(self.link_dir, root),
                **{k: v for k, v in self.env.items() if k.endswith("THREADS") or k == "OMP_WAIT_POLICY"}}
         out = root / "out"
         out.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,10 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from _common import TEST_DATA
 
 REPO = Path(__file__).resolve().parent.parent
-PATCH = REPO.parent / "shared" / "data" / "TestEOPatch"
+PATCH = TEST_DATA / "TestEOPatch"
 GRID = ("2016-01-01", "2016-12-31", 16)
 THRESHOLD = 0.8
 FEATURES = ("B02", "B03", "B04", "B08", "B11", "B12", "NDVI", "NDWI", "NDBI")

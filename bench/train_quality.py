@@ -1,6 +1,6 @@
 """Accuracy of the default training recipe against eo-learn's LULC-example recipe, same data and split.
 
-Data: the real TestEOPatch (../shared/data): NDVI, cloud-masked (CLM) and interpolated onto a
+Data: the real TestEOPatch (tests/data): NDVI, cloud-masked (CLM) and interpolated onto a
 16-day grid over 2016 with the 0.8 scene filter; reference from LULC.npy (raster) and from
 LULC.gpkg (polygons). eo-learn's recipe: proportional sampling and a default LGBMClassifier
 (100 rounds, learning rate 0.1, 31 leaves, every feature, no early stopping), i.e.
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import TEST_DATA
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the plugin does before LightGBM loads
@@ -29,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the plugin does before
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="splits/seeds to average over")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "TestEOPatch")
+    parser.add_argument("--data", type=Path, default=TEST_DATA / "TestEOPatch")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="prediction threads")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=KEY:VALUE,...",
                         help="another recipe to compare, TrainSettings changes, e.g. lr02=learning_rate:0.2")

@@ -63,8 +63,9 @@ CLASS_NAMES = {
 CLEAR, CLOUD, SHADOW = 0, 1, 2
 MASK_NODATA = 255
 
-#: Where ``REFERENCE_SCENES.npy`` is looked for by default (the project's ``../shared/data``).
-DEFAULT_REFERENCE_SCENES = Path(__file__).resolve().parents[2] / "shared" / "data" / "REFERENCE_SCENES.npy"
+#: Where ``REFERENCE_SCENES.npy`` is looked for by default: a checkout's ``tests/data`` (the plugin
+#: zip leaves tests out, so an installed plugin uses the built-in spectra).
+DEFAULT_REFERENCE_SCENES = Path(__file__).resolve().parents[1] / "tests" / "data" / "REFERENCE_SCENES.npy"
 #: Sun azimuth (degrees from north) at the ~10:00 UTC overpass over Slovenia.
 SUN_AZIMUTH = 155.0
 LATITUDE = 46.0

@@ -247,7 +247,7 @@ def qgis_process_without_rasterio(tmp_path_factory, plugins_dir: Path, eopatch_d
     """``qgis_process.bin list`` and ``run`` with rasterio blocked, on a machine whose first
     ``python3`` on PATH is not QGIS's Python (pyenv, conda: common on Linux and macOS)."""
     if not Path(QGIS_PROCESS).exists():
-        pytest.skip(f"{QGIS_PROCESS} not found: run tools/setup.sh")
+        pytest.fail(f"{QGIS_PROCESS} not found: run tools/setup.sh")
     root = tmp_path_factory.mktemp("no-rasterio")
     env = qgis_process_env(plugins_dir, root / "profile")
     env["PYTHONPATH"] = os.pathsep.join([str(blocker(root / "block", "rasterio")), env["PYTHONPATH"]])

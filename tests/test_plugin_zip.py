@@ -69,6 +69,11 @@ def test_zip_holds_the_plugin_and_nothing_else(plugin_zip: Path) -> None:
         assert archive.testzip() is None
     assert names == sorted(names)
     assert_clean(names)
+    # the tests and their real data (tests/data, about 12 MB) stay out of the release
+    assert not [name for name in names if name.startswith(f"{PLUGIN_NAME}/tests/")]
+    data_files = {path.name for path in (REPO / "tests" / "data").rglob("*") if path.is_file()} - {"README.md"}
+    assert {"REFERENCE_SCENES.npy", "NDVI.npy", "LULC.gpkg"} <= data_files
+    assert not [name for name in names if name.rsplit("/", 1)[-1] in data_files]
     for required in REQUIRED_FILES:
         assert f"{PLUGIN_NAME}/{required}" in names
     assert (f"{PLUGIN_NAME}/README.md" in names) == (REPO / "README.md").is_file()
@@ -120,7 +125,7 @@ def test_dev_files_never_leak_in(tmp_path: Path) -> None:
 def test_qgis_loads_the_plugin_from_the_unpacked_zip(plugin_zip: Path, tmp_path: Path) -> None:
     """Unpacked where "Install from ZIP" puts it, enabled in the profile, no QGIS_PLUGINPATH."""
     if not Path(QGIS_PROCESS).exists():
-        pytest.skip(f"{QGIS_PROCESS} not found: run tools/setup.sh")
+        pytest.fail(f"{QGIS_PROCESS} not found: run tools/setup.sh")
     env = qgis_process_env(tmp_path / "unused", tmp_path)
     env.pop("QGIS_PLUGINPATH", None)
     plugins = Path(env["QGIS_CUSTOM_CONFIG_PATH"]) / "profiles" / "default" / "python" / "plugins"

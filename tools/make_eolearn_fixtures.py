@@ -30,7 +30,7 @@ from sentinelhub import CRS, BBox
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
-DEFAULT_PATCH = REPO.parent / "shared" / "data" / "TestEOPatch"
+DEFAULT_PATCH = REPO / "tests" / "data" / "TestEOPatch"
 
 VALID = (FeatureType.MASK, "VALID")
 

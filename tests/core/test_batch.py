@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import psutil
 import pytest
+import rasterio
 from conftest import write_scene_stack
+from dask import distributed
 
 from eolulc.core.batch import TileInput, copy_window, discover_tiles, run_batch, split_stack
 from eolulc.core.legend import read_legend
@@ -24,9 +27,6 @@ from eolulc.core.pipeline import PipelineSettings
 from eolulc.core.synthetic import SyntheticScene
 from eolulc.core.train import TrainSettings
 from eolulc.core.workers import worker_python
-
-pytest.importorskip("joblib")
-rasterio = pytest.importorskip("rasterio")
 
 SIZE, DATES, PIXEL, N_TILES, COLUMNS = 48, 8, 10.0, 8, 4
 
@@ -173,7 +173,6 @@ def kill_during(folder: Path, pids: Callable[[], list[int]], pattern: str = "til
 
 def loky_workers() -> list[int]:
     """This process's loky worker processes (not its resource tracker)."""
-    psutil = pytest.importorskip("psutil")
     workers = []
     for child in psutil.Process().children():
         with contextlib.suppress(psutil.Error):
@@ -199,7 +198,6 @@ def test_local_worker_killed_mid_run_is_retried(local_run, tiles_folder, tmp_pat
 
 @pytest.fixture(scope="module")
 def cluster():
-    distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as local_cluster:
         yield local_cluster

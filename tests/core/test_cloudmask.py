@@ -12,7 +12,6 @@ from conftest import SCENE_FRAMES, write_scene_stack
 
 from eolulc.core.blocks import iter_blocks
 from eolulc.core.cloudmask import TAG_VALID_FRACTION, CloudDetector
-from eolulc.core.compiled import kernels
 from eolulc.core.eopatch import read_eopatch
 from eolulc.core.progress import Cancelled, Progress
 from eolulc.core.sentinel2 import L1C_BANDS
@@ -159,7 +158,7 @@ def test_cancel_leaves_nothing(scene_stack, tmp_path):
     assert calls and not list(out.iterdir())
 
 
-@pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+@pytest.mark.usefixtures("numba_kernels")
 @pytest.mark.parametrize("nodata", [0.0, None, 7.0, 0.5, -1.0])
 def test_compiled_cell_sums_equal_numpy(monkeypatch, reference_scenes, nodata):
     """The one-pass compiled validity and cell sums of digital numbers equal the numpy path, for
@@ -179,7 +178,7 @@ def test_compiled_cell_sums_equal_numpy(monkeypatch, reference_scenes, nodata):
     assert compiled[0].all() == (nodata not in (0.0, 7.0))
 
 
-@pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+@pytest.mark.usefixtures("numba_kernels")
 @pytest.mark.parametrize("window", [(0, 0, 70, 53), (32, 16, 40, 61), (90, 64, 27, 36)])
 def test_compiled_upsampling_equals_numpy(monkeypatch, window):
     """The one-pass compiled bilinear upsampling gives numpy's float32 values bit for bit, NaN

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import rasterio
 
-from eolulc.core.compiled import kernels
 from eolulc.core.features import (
     TAG_FEATURES,
     FeatureSpec,
@@ -219,7 +218,7 @@ def test_cancel_leaves_no_output(scene_stack, tmp_path):
     assert calls and not list(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+@pytest.mark.usefixtures("numba_kernels")
 @pytest.mark.parametrize("nodata", [0.0, None, 7.0, 0.5, -1.0])
 @pytest.mark.parametrize("layout", ["planes", "picked pixels"])
 def test_compiled_features_of_digital_numbers_equal_numpy(monkeypatch, reference_scenes, nodata, layout):

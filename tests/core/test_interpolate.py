@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eolulc.core.compiled import kernels
 from eolulc.core.eopatch import import_eopatch
 from eolulc.core.interpolate import date_grid, interpolate_series, interpolate_stack, parse_date_list
 from eolulc.core.progress import Cancelled, Progress
@@ -377,7 +376,7 @@ def test_blocks_without_an_output_file(ndvi_stacks, tmp_path: Path):
         write_interpolation(ndvi_stacks[0], plan, None)
 
 
-@pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+@pytest.mark.usefixtures("numba_kernels")
 @pytest.mark.parametrize("mask_bands", [1, 3])
 @pytest.mark.parametrize("fill", [False, True])
 def test_compiled_interpolation_equals_numpy_plan_and_np_interp(monkeypatch, mask_bands, fill):

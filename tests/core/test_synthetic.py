@@ -183,8 +183,8 @@ def test_float_reflectance_and_builtin_cloud_spectra():
         SyntheticScene(n_dates=0)
 
 
-def test_real_cloud_spectra_match_the_builtin_ones(shared_data):
-    mean, components, source = cloud_spectra(shared_data / "REFERENCE_SCENES.npy")
+def test_real_cloud_spectra_match_the_builtin_ones(data_dir):
+    mean, components, source = cloud_spectra(data_dir / "REFERENCE_SCENES.npy")
     assert "real cloudy pixels" in source
     builtin_mean, builtin_components, _ = cloud_spectra(None)
     np.testing.assert_allclose(mean, builtin_mean, atol=1e-3)

@@ -10,10 +10,9 @@ import pytest
 
 from eolulc.core import treepredict
 from eolulc.core.cloudmask import model_path
-from eolulc.core.compiled import kernels
 from eolulc.core.treepredict import TreeEnsemble
 
-needs_numba = pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+needs_numba = pytest.mark.usefixtures("numba_kernels")
 
 
 def _training_data(seed: int, rows: int = 3000, features: int = 12, classes: int = 3):

@@ -36,8 +36,9 @@ def test_demo_leaves_map_project_and_report(demo):
     assert "<svg" in (demo / "report.html").read_text()
 
 
-@pytest.mark.skipif(not shutil.which("xvfb-run") or not shutil.which("qgis"), reason="needs xvfb-run and qgis")
 def test_project_opens_styled_in_qgis_desktop(demo, tmp_path, plugins_dir):
+    missing = [tool for tool in ("xvfb-run", "qgis") if not shutil.which(tool)]
+    assert not missing, f"{' and '.join(missing)} not found: run tools/setup.sh (it installs xvfb and qgis)"
     from conftest import throwaway_profile_env
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
