@@ -206,6 +206,37 @@ def _pipeline_minimal(i: Path, results: dict[str, Any], log: str) -> None:
     assert 0.5 <= results["OVERALL_ACCURACY"] <= 1.0
 
 
+def _killed_run_leftover(o: Path) -> Path:
+    """A temporary output as a run killed in the middle leaves it: named after a writer that is gone."""
+    import subprocess
+
+    from eolulc.core.atomic import temporary_sibling
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    name = temporary_sibling(o / "interpolated.tif").name.replace(f".part-{os.getpid()}-", f".part-{dead.pid}-")
+    (o / name).write_bytes(b"\0" * 4096)
+    return o / name
+
+
+def _leftover_removed(i: Path, results: dict[str, Any], log: str) -> None:
+    folder = Path(results["OUTPUT"]).parent
+    assert Path(results["OUTPUT"]).exists()
+    assert not [p.name for p in folder.iterdir() if ".part-" in p.name]
+
+
+def _mosaic_complete(i: Path, results: dict[str, Any], log: str) -> None:
+    import rasterio
+
+    with rasterio.open(results["OUTPUT_MOSAIC"]) as mosaic:
+        classes = mosaic.read(1)
+        nodata = mosaic.nodata
+    with open_stack(str(i / "l1c.tif")) as stack:
+        valid = np.isfinite(stack.read()).any(axis=(0, 3))
+    assert classes.shape == valid.shape and not np.any(valid & (classes == nodata))
+    assert results["FAILED_TILES"] == "" and "r02c02" in log
+
+
 CASES = [
     # -- interpolate: outputs on inputs (item 1)
     Case("interpolate-output-is-input", "eolulc:interpolate",
@@ -409,6 +440,11 @@ CASES = [
          lambda i, o: _batch(i, o, SAMPLES=10**12), _range("SAMPLES")),
     Case("batch-no-input", "eolulc:batchpipeline",
          lambda i, o: {k: v for k, v in _batch(i, o).items() if k != "INPUT_STACK"}, r"INPUT_FOLDER|INPUT_STACK"),
+    Case("batch-small-edge-tile-is-mapped", "eolulc:batchpipeline",
+         lambda i, o: _batch(i, o, TILE_SIZE=48, SAMPLES=2000, INTERVAL_DAYS=30), check=_mosaic_complete),
+    # -- a killed run's temporary files (item 6)
+    Case("interpolate-removes-a-killed-runs-temporaries", "eolulc:interpolate",
+         lambda i, o: _killed_run_leftover(o) and _interpolate(i, o), check=_leftover_removed),
     # -- buildtimestack
     Case("build-output-is-layer", "eolulc:buildtimestack",
          lambda i, o: _build(i, o, OUTPUT=str(i / "scene_one_date.tif")), _replaces("OUTPUT", "LAYERS")),
