@@ -41,11 +41,12 @@ def main() -> None:
     parser.add_argument("--keep", help="folder to keep the tiles and outputs in (default: temporary)")
     args = parser.parse_args()
     import_package()
-    from eolulc.core.batch import discover_tiles, run_batch
+    from eolulc.core.batch import run_batch
     from eolulc.core.legend import read_legend
     from eolulc.core.pipeline import PipelineSettings
     from eolulc.core.progress import Progress
     from eolulc.core.synthetic import SyntheticScene
+    from eolulc.core.tiles import discover_tiles
     from eolulc.core.train import TrainSettings
 
     root = Path(args.keep) if args.keep else temp_dir("eolulc_batch_bench_")

@@ -185,7 +185,7 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
 
     def _tiles(self, parameters: dict[str, Any], context: QgsProcessingContext, settings) -> list:
         """The tiles of the folder, or the windows of the large stack; exactly one of them."""
-        from ..core.batch import discover_tiles, split_stack
+        from ..core.tiles import discover_tiles, split_stack
 
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
         stack = self.parameterAsFile(parameters, self.INPUT_STACK, context)

@@ -21,10 +21,11 @@ import rasterio
 from conftest import write_scene_stack
 from dask import distributed
 
-from eolulc.core.batch import TileInput, copy_window, discover_tiles, run_batch, split_stack
+from eolulc.core.batch import run_batch
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings
 from eolulc.core.synthetic import SyntheticScene
+from eolulc.core.tiles import TileInput, copy_window, discover_tiles, split_stack
 from eolulc.core.train import TrainSettings
 from eolulc.core.workers import worker_python
 
@@ -369,11 +370,11 @@ def test_worker_python_is_a_real_interpreter_not_qgis(tmp_path):
 
 def test_without_a_python_the_tiles_run_in_threads():
     """The fallback when no interpreter is found: the same engine on threads of this process."""
-    from eolulc.core.batch import _run_tasks
     from eolulc.core.progress import Progress
+    from eolulc.core.workers import run_tasks
 
     tasks = [(name, threading.get_ident, ()) for name in ("a", "b", "c")]
-    outcomes = list(_run_tasks(tasks, "local", 2, 0, Progress(), python=None))
+    outcomes = list(run_tasks(tasks, "local", 2, 0, Progress(), python=None))
     assert sorted(o["name"] for o in outcomes) == ["a", "b", "c"] and all(o["ok"] for o in outcomes)
     assert threading.get_ident() not in {o["result"] for o in outcomes}
 
