@@ -32,7 +32,6 @@ earlier peak). In parallel runs the seconds include the competition for the core
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import math
@@ -54,6 +53,7 @@ from .classify import classify
 from .cloudmask import CloudDetector
 from .features import compute_features
 from .featureset import FeatureSet
+from .htmltools import escape, number, page_start, plus_minus, table
 from .interpolate import check_inputs, date_grid, default_range, interpolate_stack
 from .legend import Legend
 from .limits import MAX_INTERVAL_DAYS, check_range
@@ -61,7 +61,6 @@ from .model import LulcModel, predict_probabilities
 from .pipeline import PipelineSettings
 from .progress import Cancelled, Progress, ensure_progress
 from .reference import Reference
-from .report import CSS, _table
 from .style import write_sidecar_qml
 from .timestack import GDAL_CACHE_MB, read_info
 from .train import CLASSIFIERS, MAX_TEST_PIXELS, TrainSettings, gather_rows, train_model
@@ -819,25 +818,14 @@ def runs_csv(runs: Sequence[dict]) -> str:
     return buffer.getvalue()
 
 
-def _n(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{float(value):.{digits}f}"
-
-
-def _pm(mean: Any, std: Any, digits: int = 3) -> str:
-    return "n/a" if mean is None else _n(mean, digits) + ("" if std is None else f" ± {_n(std, digits)}")
-
-
 def render_html(document: dict) -> str:
-    e = html.escape
+    e = escape
     summary, runs = document["variants"], document["runs"]
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{e(document['title'])}</title><style>{CSS}</style></head><body>",
-             f"<h1>{e(document['title'])}</h1>",
+    shared = document["shared_steps"]
+    parts = [*page_start(document["title"]),
              f"<p class=\"muted\">Seeds {e(', '.join(str(s) for s in document['seeds']))}; {e(_how_run(document))}"
              "; the cloud mask and the features are computed once and shared "
-             f"({_n(document['shared_steps']['cloud_mask_s'], 2)} s and {_n(document['shared_steps']['features_s'], 2)}"
+             f"({number(shared['cloud_mask_s'], 2)} s and {number(shared['features_s'], 2)}"
              " s). Accuracy is measured on the held-out test split, as in lulcpipeline.</p>",
              "<h2>Conclusions</h2><ul class=\"notes\">"
              + "".join(f"<li>{e(s)}</li>" for s in document["conclusions"]) + "</ul>",
@@ -848,28 +836,28 @@ def render_html(document: dict) -> str:
             "F1 (weighted)", "Kappa", "Interpolation (s)", "Training (s)", "Prediction (s)", "Peak memory (MB)"]
     rows = [[e(s["variant"]), e(s["classifier"]),
              e(_resolution_text(s["processing_resolution"])) if s["cloud_mask_in_interpolation"] else "not used",
-             f"{s['n_ok']}/{s['n_seeds']}", _n(s["n_dates"], 0), _n(s["n_features"], 0),
-             *(_pm(s[f"{m}_mean"], s[f"{m}_std"]) for m in METRICS), _n(s["interpolate_s"], 2),
-             _pm(s["train_s_mean"], s["train_s_std"], 2), _pm(s["predict_s_mean"], s["predict_s_std"], 3),
-             _pm(s["peak_memory_mb_mean"], None, 1)]
+             f"{s['n_ok']}/{s['n_seeds']}", number(s["n_dates"], 0), number(s["n_features"], 0),
+             *(plus_minus(s[f"{m}_mean"], s[f"{m}_std"]) for m in METRICS), number(s["interpolate_s"], 2),
+             plus_minus(s["train_s_mean"], s["train_s_std"], 2), plus_minus(s["predict_s_mean"], s["predict_s_std"], 3),
+             plus_minus(s["peak_memory_mb_mean"], None, 1)]
             for s in summary]
-    parts.append(_table(head, rows))
+    parts.append(table(head, rows))
     parts.append("<h2>Accuracy against compute time</h2>" + accuracy_time_svg(summary))
     if document["comparisons"]:
         parts.append("<h2>Paired comparisons (overall accuracy)</h2>")
-        parts.append(_table(
+        parts.append(table(
             ["Study", "From", "To", "Seeds", "Mean difference", "Std", "Paired t", "95 % critical", "Beyond noise"],
-            [[e(c["study"]), e(c["from"]), e(c["to"]), str(c["n"]), _n(c["mean_difference"], 4),
-              _n(c["std_difference"], 4), _n(c["t"], 2), _n(c["t_critical_95"], 2),
+            [[e(c["study"]), e(c["from"]), e(c["to"]), str(c["n"]), number(c["mean_difference"], 4),
+              number(c["std_difference"], 4), number(c["t"], 2), number(c["t_critical_95"], 2),
               {True: "yes", False: "no", None: "n/a"}[c["beyond_noise"]]] for c in document["comparisons"]]))
     if document.get("confusion_differences"):
         parts.append(confusion_section(document))
     parts.append("<h2>Every run</h2>")
-    parts.append(_table(["Variant", "Seed", "Status", "Overall accuracy", "F1 (weighted)", "Kappa", "Training (s)",
-                         "Prediction (s)", "Error"],
-                        [[e(r["variant"]), e(str(r["seed"])), e(r["status"]), _n(r.get("overall_accuracy")),
-                          _n(r.get("f1_weighted")), _n(r.get("kappa")), _n(r.get("train_s"), 2),
-                          _n(r.get("predict_s"), 3), e(r.get("error") or "")] for r in runs]))
+    parts.append(table(["Variant", "Seed", "Status", "Overall accuracy", "F1 (weighted)", "Kappa", "Training (s)",
+                        "Prediction (s)", "Error"],
+                       [[e(r["variant"]), e(str(r["seed"])), e(r["status"]), number(r.get("overall_accuracy")),
+                         number(r.get("f1_weighted")), number(r.get("kappa")), number(r.get("train_s"), 2),
+                         number(r.get("predict_s"), 3), e(r.get("error") or "")] for r in runs]))
     parts.append(f"<p class=\"muted\">{e(document['measured'])}.</p></body></html>")
     return "\n".join(parts)
 
@@ -896,7 +884,7 @@ def _difference_colour(value: float | None, diagonal: bool, scale: float) -> str
 
 def confusion_section(document: dict) -> str:
     """Per variant, its confusion matrix (row shares) minus the baseline's, as coloured tables."""
-    e = html.escape
+    e = escape
     names = [e(str(n)) for n in document["confusion_names"]]
     items = document["confusion_differences"]
     values = [abs(v) for item in items if item["variant"] != item["baseline"]
@@ -929,7 +917,7 @@ def confusion_section(document: dict) -> str:
 
 def accuracy_time_svg(summary: Sequence[dict]) -> str:
     """Mean overall accuracy (± std) against compute seconds per run, one labelled point per variant."""
-    e = html.escape
+    e = escape
     points = [s for s in summary if s["n_ok"] and s["compute_s"] is not None]
     width, height, left, right, top, bottom = 720, 360, 60, 220, 20, 45
     out = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '

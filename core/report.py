@@ -1,31 +1,22 @@
-"""Accuracy reports as one self-contained HTML file and as JSON.
+"""Accuracy reports as one self-contained HTML file and as JSON, and the training report's
+feature-importance section.
 
-The HTML must open anywhere, offline and years later, so it carries its CSS inline and draws its
-plots as inline SVG generated here: no script, no web font, no URL. Every piece of text that
-comes from data (class names, notes, titles) is escaped.
+The HTML must open anywhere, offline and years later, so it carries its CSS inline
+(:mod:`core.htmltools`, shared by every report) and draws its plots as inline SVG generated here:
+no script, no web font, no URL. Every piece of text that comes from data (class names, notes,
+titles) is escaped.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from .accuracy import json_safe
 from .atomic import atomic_outputs
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
-color:#222;padding:0 1em;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .55em;text-align:right}
-th{background:#f3f3f3}td.name,th.name{text-align:left}.swatch{display:inline-block;width:.9em;height:.9em;
-border:1px solid #555;margin-right:.4em;vertical-align:middle}.summary td{font-size:1.1em}
-.notes li{margin:.2em 0}.muted{color:#777;font-size:.9em}svg text{font-family:inherit}
-"""
+from .htmltools import escape, integer, number, page_start, plus_minus, table
 
 
 def write_report(
@@ -56,31 +47,28 @@ def render_html(
     report: dict[str, Any], title: str, notes: Sequence[str] = (), extra_sections: Sequence[tuple[str, str]] = ()
 ) -> str:
     """The report as one self-contained HTML page."""
-    e = html.escape
+    e = escape
     classes = report.get("per_class", [])
     all_notes = list(notes) + list(report.get("area_adjusted", {}).get("notes", []))
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
+        *page_start(title),
         f'<p class="muted">EO LULC accuracy report, {e(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}; '
-        f"{_int(report.get('n_samples'))} compared pixels.</p>",
+        f"{integer(report.get('n_samples'))} compared pixels.</p>",
     ]
     if all_notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{e(str(n))}</li>" for n in all_notes) + "</ul>")
     parts.append("<h2>Summary</h2>")
-    parts.append(_table(
+    parts.append(table(
         ["Overall accuracy", "Cohen's kappa", "F1 (weighted)", "F1 (macro)", "Pixels"],
-        [[_num(report.get("overall_accuracy")), _num(report.get("kappa")), _num(report.get("f1_weighted")),
-          _num(report.get("f1_macro")), _int(report.get("n_samples"))]],
+        [[number(report.get("overall_accuracy")), number(report.get("kappa")), number(report.get("f1_weighted")),
+          number(report.get("f1_macro")), integer(report.get("n_samples"))]],
         css="summary",
     ))
     parts.append("<h2>Per class</h2>")
-    parts.append(_table(
+    parts.append(table(
         ["Class", "Id", "Precision (user's)", "Recall (producer's)", "F1", "Reference pixels", "Map pixels"],
-        [[_class_cell(c), e(str(c["id"])), _num(c.get("precision")), _num(c.get("recall")), _num(c.get("f1")),
-          _int(c.get("support")), _int(c.get("predicted"))] for c in classes],
+        [[_class_cell(c), e(str(c["id"])), number(c.get("precision")), number(c.get("recall")), number(c.get("f1")),
+          integer(c.get("support")), integer(c.get("predicted"))] for c in classes],
     ))
     parts.append(bar_chart_svg(classes))
     confusion = report.get("confusion")
@@ -90,9 +78,9 @@ def render_html(
                      "numbers: pixels.</p>")
         parts.append(confusion_svg(classes, confusion["counts"], confusion["row_normalised"]))
         head = ["Reference \\ map"] + [e(c["name"]) for c in classes] + ["Total"]
-        rows = [[_class_cell(c)] + [_int(v) for v in row] + [_int(sum(row))]
+        rows = [[_class_cell(c)] + [integer(v) for v in row] + [integer(sum(row))]
                 for c, row in zip(classes, confusion["counts"])]
-        parts.append(_table(head, rows, escape_head=False))
+        parts.append(table(head, rows, escape_head=False))
     area = report.get("area_adjusted")
     if area:
         parts.append(_area_section(area))
@@ -103,30 +91,30 @@ def render_html(
 
 
 def _area_section(area: dict[str, Any]) -> str:
-    e = html.escape
+    e = escape
     level = f"{100 * float(area.get('confidence', 0.95)):g} %"
     hectares = any("area_ha" in c for c in area["per_class"])
     head = ["Class", "Map pixels", "Weight", f"User's accuracy (± {level} CI)", f"Producer's accuracy (± {level} CI)",
             "Area (pixels)"] + (["Area (ha)"] if hectares else [])
     rows = []
     for c in area["per_class"]:
-        row = [_class_cell(c), _int(c["map_pixels"]), _num(c["weight"]), _pm(c["users_accuracy"]),
-               _pm(c["producers_accuracy"]), _pm(c["area_pixels"], 0)]
+        row = [_class_cell(c), integer(c["map_pixels"]), number(c["weight"]), _interval(c["users_accuracy"]),
+               _interval(c["producers_accuracy"]), _interval(c["area_pixels"], 0)]
         if hectares:
-            row.append(_pm(c.get("area_ha") or {}, 1))
+            row.append(_interval(c.get("area_ha") or {}, 1))
         rows.append(row)
     oa = area["overall_accuracy"]
     return (
         "<h2>Area-adjusted accuracy and area estimates</h2>"
         f"<p>{e(area.get('method', ''))}: estimates with {e(level)} confidence intervals (± half-width). "
-        f"Stratified overall accuracy: <b>{_pm(oa)}</b>.</p>"
-        + _table(head, rows)
+        f"Stratified overall accuracy: <b>{_interval(oa)}</b>.</p>"
+        + table(head, rows)
     )
 
 
 def bar_chart_svg(classes: Sequence[dict[str, Any]]) -> str:
     """Grouped horizontal bars of precision, recall and F1 per class."""
-    e = html.escape
+    e = escape
     metrics = (("precision", "Precision", "#4c72b0"), ("recall", "Recall", "#dd8452"), ("f1", "F1", "#55a868"))
     label_w, plot_w, bar_h, gap = 190, 420, 9, 10
     group_h = bar_h * len(metrics) + gap
@@ -163,7 +151,7 @@ def bar_chart_svg(classes: Sequence[dict[str, Any]]) -> str:
 def confusion_svg(classes: Sequence[dict[str, Any]], counts: Sequence[Sequence[int]],
                   normalised: Sequence[Sequence[float | None]]) -> str:
     """Heat map of the row-normalised confusion matrix, class colours on both axes."""
-    e = html.escape
+    e = escape
     n = len(classes)
     cell = max(28, min(64, 560 // max(n, 1)))
     left, top = 200, 150
@@ -200,21 +188,8 @@ def confusion_svg(classes: Sequence[dict[str, Any]], counts: Sequence[Sequence[i
     return "".join(out)
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], css: str = "", escape_head: bool = True) -> str:
-    """A table from already-escaped cells; the first column is left-aligned."""
-    cells = [html.escape(h) if escape_head else h for h in head]
-    out = [f'<table class="{css}">' if css else "<table>", "<tr>"]
-    out += [f'<th class="name">{h}</th>' if i == 0 else f"<th>{h}</th>" for i, h in enumerate(cells)]
-    out.append("</tr>")
-    for row in rows:
-        out.append("<tr>" + "".join(f'<td class="name">{v}</td>' if i == 0 else f"<td>{v}</td>"
-                                    for i, v in enumerate(row)) + "</tr>")
-    out.append("</table>")
-    return "".join(out)
-
-
 def _class_cell(c: dict[str, Any]) -> str:
-    return f'<span class="swatch" style="background:{_colour(c)}"></span>{html.escape(str(c["name"]))}'
+    return f'<span class="swatch" style="background:{_colour(c)}"></span>{escape(str(c["name"]))}'
 
 
 def _colour(c: dict[str, Any]) -> str:
@@ -231,27 +206,6 @@ def _blue(value: float) -> str:
     return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{float(value):.{digits}f}"
-
-
-def _int(value: Any) -> str:
-    return "n/a" if value is None else f"{int(value):,}"
-
-
-def _pm(item: dict[str, Any], digits: int = 3) -> str:
-    estimate, ci = item.get("estimate"), item.get("ci")
-    if estimate is None:
-        return "n/a"
-    if digits == 0:
-        text = f"{float(estimate):,.0f}"
-        return text if ci is None else f"{text} ± {float(ci):,.0f}"
-    text = f"{float(estimate):,.{digits}f}"
-    return text if ci is None else f"{text} ± {float(ci):,.{digits}f}"
-
-
 def _compact(value: int) -> str:
     if value >= 1_000_000:
         return f"{value / 1e6:.1f}M"
@@ -262,3 +216,21 @@ def _compact(value: int) -> str:
 
 def _short(name: str, limit: int = 26) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _interval(item: dict[str, Any], digits: int = 3) -> str:
+    """An ``{"estimate", "ci"}`` item as ``estimate ± half-width``, thousands separated."""
+    return plus_minus(item.get("estimate"), item.get("ci"), digits, grouping=True)
+
+
+def importance_html(importances: list[tuple[str, float]], top: int = 30) -> str:
+    """HTML table of the ``top`` most important features (share of the total split gain), for
+    the training report's feature-importance section."""
+    rows = "".join(
+        f"<tr><td class='name'>{escape(name)}</td><td>{100 * share:.1f} %</td>"
+        f"<td><svg width='200' height='10'><rect width='{200 * share / max(importances[0][1], 1e-12):.1f}' "
+        f"height='10' fill='#4a7ab0'/></svg></td></tr>"
+        for name, share in importances[:top]
+    )
+    more = f"<p class='muted'>{len(importances) - top} more features not shown.</p>" if len(importances) > top else ""
+    return f"<table><tr><th class='name'>feature</th><th>gain share</th><th></th></tr>{rows}</table>{more}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 from qgis.core import (
@@ -201,7 +200,7 @@ class TrainAlgorithm(EoLulcAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
-        from ..core.report import write_report
+        from ..core.report import importance_html, write_report
         from ..core.timestack import read_info
         from ..core.train import TrainSettings, parse_erosion, train_model
 
@@ -246,22 +245,10 @@ class TrainAlgorithm(EoLulcAlgorithm):
         if report_path or json_path:
             write_report(report_path, json_path, report, self.tr("EO LULC training: test-split accuracy"),
                          notes=result.notes, extra_sections=[(self.tr("Feature importance"),
-                                                              importance_table(result.importances))])
+                                                              importance_html(result.importances))])
         outputs = {self.OUTPUT_MODEL: model_path, **score_results(report)}
         if report_path:
             outputs[self.OUTPUT_REPORT] = report_path
         if json_path:
             outputs[self.OUTPUT_REPORT_JSON] = json_path
         return outputs
-
-
-def importance_table(importances: list[tuple[str, float]], top: int = 30) -> str:
-    """HTML table of the most important features (share of the total split gain)."""
-    rows = "".join(
-        f"<tr><td class='name'>{escape(name)}</td><td>{100 * share:.1f} %</td>"
-        f"<td><svg width='200' height='10'><rect width='{200 * share / max(importances[0][1], 1e-12):.1f}' "
-        f"height='10' fill='#4a7ab0'/></svg></td></tr>"
-        for name, share in importances[:top]
-    )
-    more = f"<p class='muted'>{len(importances) - top} more features not shown.</p>" if len(importances) > top else ""
-    return f"<table><tr><th class='name'>feature</th><th>gain share</th><th></th></tr>{rows}</table>{more}"
