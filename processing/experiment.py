@@ -147,18 +147,18 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
         progress: Progress,
     ) -> dict[str, Any]:
-        from ..core.experiment import (
+        from ..core.experiment import ExperimentSettings, run_experiment
+        from ..core.interpolate import check_inputs
+        from ..core.pipeline import PipelineSettings
+        from ..core.timestack import read_info
+        from ..core.variants import (
             cloud_variants,
             interval_variants,
             parse_classifiers,
             parse_intervals,
             parse_resolutions,
-            run_experiment,
             with_factors,
         )
-        from ..core.interpolate import check_inputs
-        from ..core.pipeline import PipelineSettings
-        from ..core.timestack import read_info
 
         source = self.raster_source(parameters, self.INPUT, context)
         if source is None:
@@ -205,12 +205,11 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         folder = tempfile.mkdtemp(prefix="experiment_", dir=QgsProcessingUtils.tempFolder())
         try:
             with self.about(self.INPUT):
-                result = run_experiment(
-                    source, reference, legend, variants, seeds, folder, progress, base=base,
-                    html_path=files[self.OUTPUT_HTML], csv_path=files[self.OUTPUT_CSV],
+                result = run_experiment(source, reference, legend, variants, seeds, folder, ExperimentSettings(
+                    base=base, html_path=files[self.OUTPUT_HTML], csv_path=files[self.OUTPUT_CSV],
                     json_path=files[self.OUTPUT_JSON] or None, classification=output,
                     title=f"EO LULC experiment: {dict(EXPERIMENTS)[kind].lower()}", workers=workers,
-                    cloud_mask=cloud_mask)
+                    cloud_mask=cloud_mask), progress)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         for sentence in result.sentences:

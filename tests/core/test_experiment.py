@@ -16,25 +16,24 @@ import numpy as np
 import pytest
 import rasterio
 
-from eolulc.core.experiment import (
-    Variant,
-    cloud_variants,
-    confusion_differences,
-    interval_variants,
-    paired,
-    parse_classifiers,
-    parse_intervals,
-    parse_resolutions,
-    plan_workers,
-    run_experiment,
-    variant_memory_bytes,
-    with_factors,
-)
+from eolulc.core.experiment import ExperimentSettings, run_experiment
+from eolulc.core.experiment_memory import variant_memory_bytes
+from eolulc.core.experiment_stats import confusion_differences, paired
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings, default_outputs, run_pipeline
 from eolulc.core.progress import Progress
 from eolulc.core.timestack import read_info
 from eolulc.core.train import TrainSettings
+from eolulc.core.variants import (
+    Variant,
+    cloud_variants,
+    interval_variants,
+    parse_classifiers,
+    parse_intervals,
+    parse_resolutions,
+    with_factors,
+)
+from eolulc.core.workers import plan_workers
 
 SEEDS = (1, 7)
 
@@ -52,7 +51,7 @@ def _base() -> PipelineSettings:
 def cloud(scene_stack, reference, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cloud")
     result = run_experiment(str(scene_stack), reference, read_legend(), cloud_variants(), SEEDS, folder,
-                            base=_base(), json_path=folder / "experiment.json")
+                            ExperimentSettings(base=_base(), json_path=folder / "experiment.json"))
     return folder, result
 
 
@@ -91,8 +90,8 @@ def test_report_outputs_and_words(cloud):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_failed_variant_is_reported_and_intervals_compared(scene_stack, reference, tmp_path, workers):
     variants = interval_variants((16, 32)) + [Variant("impossible grid", {"interval_days": 0})]
-    result = run_experiment(str(scene_stack), reference, read_legend(), variants, (3,), tmp_path, base=_base(),
-                            workers=workers)
+    result = run_experiment(str(scene_stack), reference, read_legend(), variants, (3,), tmp_path,
+                            ExperimentSettings(base=_base(), workers=workers))
     status = {r["variant"]: r["status"] for r in result.runs}
     assert status == {"16-day interval": "ok", "32-day interval": "ok", "impossible grid": "failed"}
     failed = next(r for r in result.runs if r["variant"] == "impossible grid")
@@ -156,7 +155,7 @@ def test_parallel_equals_sequential(cloud, scene_stack, reference, tmp_path):
     """Variants in two worker processes (one LightGBM thread each) give exactly the sequential numbers."""
     folder, sequential = cloud
     result = run_experiment(str(scene_stack), reference, read_legend(), cloud_variants(), SEEDS, tmp_path,
-                            base=_base(), workers=2)
+                            ExperimentSettings(base=_base(), workers=2))
     assert result.document["parallel"]["workers"] == min(2, os.cpu_count() or 1)
     assert result.document["sequential"] is (result.document["parallel"]["workers"] == 1)
     key = ("variant", "seed", "status", "n_dates", "n_features", "overall_accuracy", "f1_weighted", "kappa",
@@ -193,12 +192,12 @@ def test_a_dead_worker_costs_no_variant(scene_stack, reference, tmp_path):
             threading.Thread(target=kill_a_worker, daemon=True).start()
 
     variants = interval_variants((16, 32))
-    result = run_experiment(str(scene_stack), reference, read_legend(), variants, (3,), tmp_path, base=_base(),
-                            workers=2, progress=Progress(on_log=log))
+    result = run_experiment(str(scene_stack), reference, read_legend(), variants, (3,), tmp_path,
+                            ExperimentSettings(base=_base(), workers=2), progress=Progress(on_log=log))
     assert any(m.startswith("A worker process stopped") for m in logs), logs
     assert {r["variant"]: r["status"] for r in result.runs} == {v.name: "ok" for v in variants}
     alone = run_experiment(str(scene_stack), reference, read_legend(), variants, (3,), tmp_path / "seq",
-                           base=_base())
+                           ExperimentSettings(base=_base()))
     assert [r["overall_accuracy"] for r in result.runs] == [r["overall_accuracy"] for r in alone.runs]
 
 
@@ -223,7 +222,8 @@ def test_extra_factors_make_variants(scene_stack, reference, tmp_path):
     assert [v.name for v in with_factors(cloud_variants(), base, [40.0], ["rf"])] == [v.name for v in cloud_variants()]
     rf40 = variants[3].settings(base)
     assert rf40.train.classifier == "rf" and rf40.processing_resolution == 40
-    result = run_experiment(str(scene_stack), reference, read_legend(), variants[:4], (5,), tmp_path, base=base)
+    result = run_experiment(str(scene_stack), reference, read_legend(), variants[:4], (5,), tmp_path,
+                            ExperimentSettings(base=base))
     assert [s["variant"] for s in result.summary] == [v.name for v in variants[:4]]
     assert [(s["classifier"], s["processing_resolution"]) for s in result.summary] == [
         ("gbdt", 160), ("gbdt", 40), ("rf", 160), ("rf", 40)]
@@ -281,7 +281,7 @@ def test_real_test_eopatch_ndvi_with_its_cloud_mask(eopatch_dir, tmp_path):
     reference = read_reference_raster(str(lulc), read_info(str(ndvi)).grid)
     base = replace(_base(), start="2016-01-01", end="2016-12-31")
     result = run_experiment(str(ndvi), reference, read_legend(), cloud_variants(), SEEDS, tmp_path / "run",
-                            base=base, cloud_mask=clm)
+                            ExperimentSettings(base=base, cloud_mask=clm))
     assert [s["n_ok"] for s in result.summary] == [2, 2, 2, 2]
     assert all(s["overall_accuracy_mean"] > 0.8 for s in result.summary)
     assert any("noise" in sentence for sentence in result.sentences)
@@ -298,4 +298,4 @@ def test_real_test_eopatch_ndvi_with_its_cloud_mask(eopatch_dir, tmp_path):
         assert row["overall_accuracy"] == pytest.approx(trained.report["overall_accuracy"], abs=1e-12)
     with pytest.raises(ValueError, match="processing resolutions"):
         run_experiment(str(ndvi), reference, read_legend(), with_factors(cloud_variants(), base, [160, 40]),
-                       SEEDS, tmp_path / "bad", base=base, cloud_mask=clm)
+                       SEEDS, tmp_path / "bad", ExperimentSettings(base=base, cloud_mask=clm))
