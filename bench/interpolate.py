@@ -121,7 +121,8 @@ import json, sys, time
 from datetime import datetime
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from eolulc.core.interpolate import date_grid, grid_hours, hours_since, interpolate_block
+from eolulc.core.interpolate import date_grid
+from eolulc.core.interpolation_plan import grid_hours, hours_since, interpolate_block
 data_path, cloud_path, dates_path, threshold, start, end, step, repeats = sys.argv[2:10]
 data, cloud = np.load(data_path), np.load(cloud_path)
 dates = [datetime.fromisoformat(d) for d in json.load(open(dates_path))]

@@ -2,7 +2,7 @@
 
 The result equals eo-learn 1.5's ``LinearInterpolationTask(feature, mask_feature=VALID,
 resample_range=...)`` (after the LULC example's ``SimpleFilterTask`` with a valid-fraction
-predicate), computed block by block (a compiled kernel, or vectorised numpy) instead of one
+predicate), computed block by block (:mod:`.interpolation_plan`) instead of one
 ``np.interp`` per pixel.
 eo-learn's rules that are mirrored on purpose, because they change values:
 
@@ -31,9 +31,9 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import Block, WriteBehind, iter_blocks, read_ahead
-from .compiled import kernels
 from .features import FeatureReader, FeatureSpec, pick_pixels
 from .featureset import ChosenPixels, block_rows
+from .interpolation_plan import clear_mask, grid_hours, hours_since, interpolate_block, invalid_data
 from .progress import Progress, ensure_progress
 from .timestack import (
     StackInfo,
@@ -47,12 +47,9 @@ from .timestack import (
     read_info,
 )
 
-#: eo-learn's ``scale_time``: interpolation times are whole hours.
-SCALE_SECONDS = 3600
 DEFAULT_INTERVAL_DAYS = 16
 DEFAULT_MIN_VALID_FRACTION = 0.8
 TAG_REPORT = "EOLULC_INTERPOLATION"
-COUNT_NODATA = 65535
 
 
 def date_grid(start: str | datetime, end: str | datetime, interval_days: int) -> list[datetime]:
@@ -77,167 +74,6 @@ def parse_date_list(text: str | Sequence[str | datetime]) -> list[datetime]:
     if not dates:
         raise ValueError("the list of dates is empty")
     return dates
-
-
-def hours_since(dates: Sequence[datetime], reference: datetime) -> np.ndarray:
-    """Whole hours from ``reference``, rounded like eo-learn (Python's round-half-even)."""
-    return np.asarray([round((d - reference).total_seconds() / SCALE_SECONDS) for d in dates], dtype=np.int64)
-
-
-def grid_hours(grid: Sequence[datetime], reference: datetime) -> np.ndarray:
-    """Hours of the grid dates on the time axis of :func:`hours_since` ``(..., reference)``, as eo-learn
-    computes them: hours since the first grid date plus whole days between the two first dates."""
-    days = int((grid[0].date() - reference.date()).total_seconds())
-    return hours_since(grid, grid[0]) + days // SCALE_SECONDS
-
-
-# ---------------------------------------------------------------------------- block kernel
-#: series interpolated together: small enough that a plan and its bands' values stay in the CPU cache
-CHUNK_SERIES = 4096
-
-
-class InterpolationPlan:
-    """Which two observations, and which weight, give every new date's value of every series.
-
-    Built once from a validity pattern ``valid`` ``(T, P)`` (T acquisitions in any order, P series)
-    and applied to every band that shares it (bands of one pixel usually share the cloud mask), so
-    a band costs two gathers and three arithmetic passes. ``times`` are the acquisitions' whole
-    hours, ``new_times`` the hours to evaluate. ``count_`` is the ``(P,)`` number of valid
-    observation times.
-
-    Values follow ``np.interp`` (what eo-learn calls per pixel): ``y0 + (y1 - y0) * (x - x0) / (x1 - x0)``
-    in float64 between the nearest valid observations at or before and at or after ``x``; ``y0``
-    on an observation; NaN outside the valid range unless ``fill_edges`` takes the nearest one.
-    """
-
-    def __init__(self, valid: np.ndarray, times: np.ndarray, new_times: np.ndarray, fill_edges: bool = False):
-        n_series = valid.shape[1]
-        order = np.argsort(times, kind="stable")
-        unique_times, starts = np.unique(times[order], return_index=True)
-        n_unique = len(unique_times)
-        in_order = bool(np.all(order[1:] > order[:-1]))
-        self.order_ = None if in_order else order
-        self.starts_ = None
-        if n_unique == len(times):
-            ok = valid if in_order else valid[order]
-        else:  # acquisitions in the same hour are averaged (eo-learn's nanmean)
-            self.order_, self.starts_ = order, starts
-            self.sorted_valid_ = valid[order]
-            self.counts_ = np.add.reduceat(self.sorted_valid_.astype(np.int32), starts, axis=0)
-            ok = self.counts_ > 0
-        self.count_ = ok.sum(axis=0)
-
-        # the last valid row at or before each row, the next at or after; n_unique = none. The
-        # extra last row answers the grid dates before the first / after the last observation.
-        none = n_unique
-        rows = np.arange(n_unique, dtype=np.int32)[:, None]
-        last = np.full((n_unique + 1, n_series), none, np.int32)
-        following = np.full((n_unique + 1, n_series), none, np.int32)
-        last[:-1] = np.where(ok, rows, -1)
-        following[:-1] = np.where(ok, rows, none)
-        # row by row: ufunc.accumulate along the first axis walks it with a stride (10x slower)
-        for u in range(1, n_unique):
-            np.maximum(last[u - 1], last[u], out=last[u])
-            k = n_unique - 1 - u
-            np.minimum(following[k + 1], following[k], out=following[k])
-        last[last < 0] = none
-        i0 = last[np.searchsorted(unique_times, new_times, side="right") - 1]
-        i1 = following[np.searchsorted(unique_times, new_times, side="left")]
-        if fill_edges:
-            i0, i1 = np.where(i0 == none, i1, i0), np.where(i1 == none, i0, i1)
-        hours = np.append(unique_times.astype(np.float64), np.nan)
-        t0, t1 = hours[i0], hours[i1]
-        # np.interp's own formula (slope * (x - x0) + y0), so values equal eo-learn's bit for bit;
-        # on an observation the value is y0; a NaN offset (no neighbour on a side) makes it NaN
-        on_observation = i0 == i1
-        self.span_ = np.where(on_observation, 1.0, t1 - t0)
-        self.offset_ = np.where(on_observation, 0.0, new_times.astype(np.float64)[:, None] - t0)
-        self.offset_[i0 == none] = np.nan  # nothing before (or, filling the edges, no valid observation)
-        # where the value is NaN the index only has to exist
-        np.minimum(i0, n_unique - 1, out=i0)
-        np.minimum(i1, n_unique - 1, out=i1)
-        columns = np.arange(n_series, dtype=np.intp)
-        self.flat0_ = i0 * n_series + columns
-        self.flat1_ = i1 * n_series + columns
-
-    def _means(self, values: np.ndarray) -> np.ndarray:
-        if self.starts_ is None:
-            return values if self.order_ is None else values[self.order_]
-        valid_values = np.where(self.sorted_valid_, values[self.order_], 0).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.add.reduceat(valid_values, self.starts_, axis=0) / np.maximum(self.counts_, 1)
-
-    def apply(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The ``(N, P)`` values on the new dates of the ``(T, P)`` series ``values`` (float64, or
-        cast into ``out``)."""
-        flat = np.ascontiguousarray(self._means(values)).ravel()
-        v0 = flat.take(self.flat0_).astype(np.float64, copy=False)
-        step = flat.take(self.flat1_) - v0
-        step /= self.span_
-        step *= self.offset_
-        if out is None:
-            step += v0
-            return step
-        np.add(v0, step, out=out)
-        return out
-
-
-def interpolate_series(
-    values: np.ndarray,
-    valid: np.ndarray,
-    times: np.ndarray,
-    new_times: np.ndarray,
-    fill_edges: bool = False,
-    out: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolate the ``(T, P)`` series ``values`` (valid where ``valid``) at ``new_times``:
-    the ``(N, P)`` result (float64, or written into ``out``; NaN where there is no value) and the
-    ``(P,)`` number of valid observation times."""
-    plan = InterpolationPlan(valid, times, new_times, fill_edges)
-    return plan.apply(values, out), plan.count_
-
-
-def interpolate_block(
-    values: np.ndarray,
-    nodata: float | None,
-    clear: np.ndarray | None,
-    times: np.ndarray,
-    new_times: np.ndarray,
-    fill_edges: bool,
-    out: np.ndarray,
-    counts: np.ndarray,
-) -> None:
-    """Interpolate a block's ``(T, B, P)`` values into ``out`` ``(N, B, P)`` and their valid
-    observation counts into ``counts`` ``(B, P)``.
-
-    Valid = not nodata/NaN and, with ``clear`` ``(T, 1 or B, P)``, clear. Series go in chunks of
-    :data:`CHUNK_SERIES` so a plan stays in cache while every band sharing its validity uses it.
-    """
-    n_bands, n_series = values.shape[1], values.shape[2]
-    compiled = kernels()
-    if (compiled is not None and values.dtype == np.float32 and out.dtype == np.float32
-            and np.all(np.diff(times) > 0) and np.all(np.diff(new_times) >= 0)):
-        has_nodata = nodata is not None and not np.isnan(nodata)
-        # contiguous arrays: one compiled version for blocks and picked pixels alike
-        compiled.interpolate_chunks(
-            np.ascontiguousarray(values), np.float32(nodata) if has_nodata else np.float32(0), has_nodata,
-            np.ones((1, 1, 1), bool) if clear is None else np.ascontiguousarray(clear), clear is not None,
-            times.astype(np.float64), new_times.astype(np.float64), fill_edges, out, counts, COUNT_NODATA)
-        return
-    for start in range(0, n_series, CHUNK_SERIES):
-        part = slice(start, start + CHUNK_SERIES)
-        plans: list[tuple[np.ndarray, InterpolationPlan]] = []
-        for b in range(n_bands):
-            series = values[:, b, part]
-            valid = ~_invalid_data(series, nodata)
-            if clear is not None:
-                valid &= clear[:, b if clear.shape[1] > 1 else 0, part]
-            plan = next((p for v, p in plans if np.array_equal(v, valid)), None)
-            if plan is None:
-                plan = InterpolationPlan(valid, times, new_times, fill_edges)
-                plans.append((valid, plan))
-            plan.apply(series, out=out[:, b, part])
-            np.minimum(plan.count_, COUNT_NODATA, out=counts[b, part], casting="unsafe")
 
 
 # ---------------------------------------------------------------------------- stacks
@@ -271,21 +107,6 @@ class InterpolationReport:
             "fill_edges": self.fill_edges,
             **self.extra,
         }
-
-
-def _invalid_data(block: np.ndarray, nodata: float | None) -> np.ndarray:
-    invalid = np.isnan(block) if block.dtype.kind == "f" else np.zeros(block.shape, dtype=bool)
-    if nodata is not None and not np.isnan(nodata):
-        invalid |= block == np.asarray(nodata).astype(block.dtype)
-    return invalid
-
-
-def _clear_mask(block: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Mask values that let the data through: 0 (no cloud), not nodata."""
-    clear = block == 0
-    if nodata is not None and not np.isnan(nodata):
-        clear &= block != np.asarray(nodata).astype(block.dtype)
-    return clear
 
 
 def check_inputs(info: StackInfo, mask_info: StackInfo | None) -> None:
@@ -333,7 +154,7 @@ def valid_fractions(
             reader, "extra_bytes_per_date", 0)
         for block in iter_blocks(info.grid.height, info.grid.width, per_pixel, budget_bytes, progress=progress):
             data = reader.read(block.window)
-            ok = _clear_mask(data, info.nodata) if mask_path else ~_invalid_data(data, info.nodata)
+            ok = clear_mask(data, info.nodata) if mask_path else ~invalid_data(data, info.nodata)
             clear_counts += ok.reshape(info.n_dates, -1).sum(axis=1)
     total = info.grid.height * info.grid.width * info.n_bands
     return clear_counts / total
@@ -533,7 +354,7 @@ class _BlockSource:
         clear = None
         if self.mask_reader is not None:
             mask = pick_pixels(self.mask_reader.read(window, dates=self._kept_arg), pixels).transpose(0, 3, 1, 2)
-            clear = _clear_mask(mask, self.mask_reader.info.nodata).reshape(self.n_kept, self.mask_bands, -1)
+            clear = clear_mask(mask, self.mask_reader.info.nodata).reshape(self.n_kept, self.mask_bands, -1)
         return values, clear
 
     def interpolate(self, values: np.ndarray, clear: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

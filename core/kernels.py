@@ -16,7 +16,7 @@ model is flattened):
 decides exactly as LightGBM's double one does. Leaf values are added in LightGBM's order (tree
 by tree, one output per tree of an iteration), so the sums are LightGBM's, bit for bit.
 
-**Cloud cells** (:func:`valid_cell_sums`, for :mod:`.cloudmask`): the valid pixels and the
+**Cloud cells** (:func:`valid_cell_sums`, for :mod:`.coarsegrid`): the valid pixels and the
 integer sums of each cell in one pass over the digital numbers; integers add up exactly in any
 order, so the sums are numpy's. :func:`bilinear_columns` finishes the bilinear upsampling of
 the cells' probabilities in one pass with numpy's float32 operations in numpy's order (numba

@@ -3,8 +3,8 @@
 Users rarely have a time stack to start from: they have a folder of downloads, one raster per
 acquisition, named after the product (``S2A_MSIL1C_20170314T100021_N0204_R122_T33TVM_...``) or by
 hand (``2017-03-14.tif``). This module finds those files, works out each file's date (from the
-name, else from the raster's metadata) and band names, puts everything on one grid (resampling
-files on another grid) and writes the stack block by block, all-or-nothing.
+name, else from the raster's metadata: :mod:`.filedates`) and band names, puts everything on one
+grid (resampling files on another grid) and writes the stack block by block, all-or-nothing.
 
 Nodata of the stack: the nodata of the first file (in date order) that declares one; if none
 does, no nodata is declared unless some file has to be resampled, in which case uncovered
@@ -28,6 +28,7 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .blocks import iter_blocks
+from .filedates import DATE_TAGS, NAME_PATTERNS_HELP, date_from_name, date_from_tags
 from .gdalerrors import open_raster, reading
 from .limits import MAX_GRID_SIDE
 from .progress import Progress, ensure_progress
@@ -39,7 +40,6 @@ from .timestack import (
     bounded_gdal_cache,
     format_datetime,
     open_stack,
-    parse_datetime,
     window_text,
 )
 
@@ -48,42 +48,8 @@ DEFAULT_FILTER = "*.tif;*.tiff;*.jp2;*.vrt;*.img"
 
 RESAMPLING_METHODS = ("nearest", "bilinear", "cubic", "average")
 
-#: Metadata items holding an acquisition time, most specific first (GDAL's default and IMAGERY
-#: domains; the Sentinel-2 SAFE driver, ENVI/ERDAS exports, GeoTIFF's own date-time last since
-#: it is often the file's creation time).
-DATE_TAGS = (
-    "ACQUISITIONDATETIME",
-    "ACQUISITION_DATETIME",
-    "DATATAKE_1_DATATAKE_SENSING_START",
-    "SENSING_TIME",
-    "SENSING_START",
-    "PRODUCT_START_TIME",
-    "DATE_ACQUIRED",
-    "ACQUISITION_DATE",
-    "DATETIME",
-    "TIFFTAG_DATETIME",
-)
-
 TAG_DUPLICATES = "EOLULC_DUPLICATE_DATES"
 TAG_SOURCES = "EOLULC_SOURCE_FILES"
-
-NAME_PATTERNS_HELP = (
-    "a Sentinel-2 product name (S2A_MSIL1C_20170314T100021_..., the sensing time is used), "
-    "20170314T100021, 20170314, 2017-03-14 or 2017_03_14 anywhere in the file name"
-)
-
-# Digits glued to other digits are never a date (tile ids, orbit numbers, baselines like N0204).
-_NAME_DATE_PATTERNS = (
-    # old Sentinel-2 names: the validity start V<datetime> is the sensing time
-    re.compile(r"_V(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})T(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})(?!\d)"),
-    re.compile(r"(?<!\d)(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})T(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})(?!\d)"),
-    re.compile(
-        r"(?<!\d)(?P<y>\d{4})(?P<sep>[-_.])(?P<m>\d{2})(?P=sep)(?P<d>\d{2})"
-        r"(?:T(?P<H>\d{2})[-:]?(?P<M>\d{2})(?:[-:]?(?P<S>\d{2}))?)?(?!\d)"
-    ),
-    re.compile(r"(?<!\d)(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})(?!\d)"),
-)
-_YEARS = range(1950, 2101)
 
 
 @dataclass(frozen=True)
@@ -103,71 +69,6 @@ class Scene:
     @property
     def name(self) -> str:
         return Path(self.path).name
-
-
-def date_from_name(name: str) -> datetime | None:
-    """The acquisition date-time written in a file name, or ``None``.
-
-    Old-style Sentinel-2 names prefer the ``_V<datetime>`` validity start; otherwise the leftmost
-    valid date wins (the sensing time in ``S2A_MSIL1C_<sensing>_N..._R..._T..._<product time>``).
-    Month, day, hour etc. are validated so other digit runs are not mistaken for dates.
-    """
-    stem = Path(name).name
-    candidates: list[tuple[int, int, datetime]] = []
-    for index, pattern in enumerate(_NAME_DATE_PATTERNS):
-        for match in pattern.finditer(stem):
-            value = _match_datetime(match)
-            if value is not None:
-                candidates.append((-1 if index == 0 else match.start(), -len(match.group(0)), value))
-    return min(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
-
-
-def _match_datetime(match: re.Match) -> datetime | None:
-    parts = match.groupdict()
-    year = int(parts["y"])
-    if year not in _YEARS:
-        return None
-    try:
-        return datetime(
-            year,
-            int(parts["m"]),
-            int(parts["d"]),
-            int(parts.get("H") or 0),
-            int(parts.get("M") or 0),
-            int(parts.get("S") or 0),
-        )
-    except ValueError:
-        return None
-
-
-def date_from_text(text: str) -> datetime | None:
-    """A metadata date value: ISO (``2017-03-14T10:00:21.026Z``), TIFF (``2017:03:14 10:00:21``)
-    or any form :func:`date_from_name` accepts."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    tiff = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})", text)
-    if tiff:
-        try:
-            return datetime(*(int(g) for g in tiff.groups()))
-        except ValueError:
-            return None
-    try:
-        value = parse_datetime(text.replace(" ", "T", 1) if re.match(r"\d{4}-\d{2}-\d{2} ", text) else text)
-    except ValueError:
-        return date_from_name(text)
-    return value.replace(microsecond=0) if value.year in _YEARS else None
-
-
-def date_from_tags(tags: dict[str, str]) -> tuple[datetime, str] | None:
-    """``(date, tag name)`` from the first known acquisition-date tag, or ``None``."""
-    upper = {str(k).upper(): v for k, v in tags.items()}
-    for key in DATE_TAGS:
-        if key in upper:
-            value = date_from_text(str(upper[key]))
-            if value is not None:
-                return value, key
-    return None
 
 
 def band_names_or_sentinel2(names: Sequence[str]) -> tuple[str, ...]:

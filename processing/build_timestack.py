@@ -20,10 +20,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.filedates import NAME_PATTERNS_HELP
 from ..core.progress import Progress
 from ..core.scenes import (
     DEFAULT_FILTER,
-    NAME_PATTERNS_HELP,
     RESAMPLING_METHODS,
     build_time_stack,
     find_rasters,

@@ -163,15 +163,15 @@ def test_cancel_leaves_nothing(scene_stack, tmp_path):
 def test_compiled_cell_sums_equal_numpy(monkeypatch, reference_scenes, nodata):
     """The one-pass compiled validity and cell sums of digital numbers equal the numpy path, for
     cells cut by the block's edge and nodata values the integers hold or cannot hold."""
-    from eolulc.core import cloudmask
+    from eolulc.core import coarsegrid
 
     dn = np.round(np.asarray(reference_scenes)[..., :10] * 10000).astype(np.uint16)[:, :93, :77]
     dn[:, 5:9, 10:30, 3] = 0
     dn[1, 40:50, :, :] = 7
-    compiled = cloudmask._valid_pixels_and_cells(dn, nodata, 16)
+    compiled = coarsegrid.valid_pixels_and_cells(dn, nodata, 16)
     with monkeypatch.context() as patch:
-        patch.setattr(cloudmask, "kernels", lambda: None)
-        expected = cloudmask._valid_pixels_and_cells(dn, nodata, 16)
+        patch.setattr(coarsegrid, "kernels", lambda: None)
+        expected = coarsegrid.valid_pixels_and_cells(dn, nodata, 16)
     np.testing.assert_array_equal(compiled[0], expected[0])
     for ours, theirs in zip(compiled[1], expected[1]):
         np.testing.assert_array_equal(ours, theirs)
@@ -183,7 +183,7 @@ def test_compiled_cell_sums_equal_numpy(monkeypatch, reference_scenes, nodata):
 def test_compiled_upsampling_equals_numpy(monkeypatch, window):
     """The one-pass compiled bilinear upsampling gives numpy's float32 values bit for bit, NaN
     where no neighbouring cell has a value, for windows inside and at the raster's edges."""
-    from eolulc.core import cloudmask
+    from eolulc.core import coarsegrid
     from eolulc.core.blocks import Block
 
     grid = type("Grid", (), {"height": 117, "width": 100})()
@@ -196,10 +196,10 @@ def test_compiled_upsampling_equals_numpy(monkeypatch, window):
     cells[2, :, 6] = np.nan
     first = row // factor, col // factor
     coarse = cells[:, first[0]:, first[1]:]
-    compiled = cloudmask._upsample(coarse, factor, block, grid, first)
+    compiled = coarsegrid.upsample(coarse, factor, block, grid, first)
     with monkeypatch.context() as patch:
-        patch.setattr(cloudmask, "kernels", lambda: None)
-        expected = cloudmask._upsample(coarse, factor, block, grid, first)
+        patch.setattr(coarsegrid, "kernels", lambda: None)
+        expected = coarsegrid.upsample(coarse, factor, block, grid, first)
     np.testing.assert_array_equal(compiled, expected)
     assert np.isnan(compiled[1]).all() and np.isfinite(compiled[2]).all()
 
@@ -207,21 +207,21 @@ def test_compiled_upsampling_equals_numpy(monkeypatch, window):
 @pytest.mark.parametrize("factor", [2, 4, 6, 8, 16])
 @pytest.mark.parametrize("ring", [0, 3, 6, 16])
 def test_a_window_upsampled_from_its_cells_equals_the_whole_raster(factor, ring):
-    """The cells the date-group path hands to the upsampling (``_cells_around`` a block grown by
+    """The cells the date-group path hands to the upsampling (``cells_around`` a block grown by
     its ring) give each pixel of the window the value the whole raster's upsampling gives it."""
-    from eolulc.core import cloudmask
+    from eolulc.core import coarsegrid
     from eolulc.core.blocks import Block
 
     grid = type("Grid", (), {"height": 97, "width": 83})()
     n_cells = -(-97 // factor), -(-83 // factor)
     cells = np.random.default_rng(factor).random((2,) + n_cells).astype(np.float32)
     whole = Block(0, 1, 0, 0, 97, 83, 0, 0, 97, 83)
-    everywhere = cloudmask._upsample(cells, factor, whole, grid, (0, 0))
+    everywhere = coarsegrid.upsample(cells, factor, whole, grid, (0, 0))
     for row, col in [(0, 0), (factor * 3, factor * 2), (factor * (n_cells[0] - 2), factor * (n_cells[1] - 1))]:
         block = Block(0, 1, row, col, min(2 * factor, 97 - row), min(3 * factor, 83 - col), row, col, 0, 0)
         window = block.grown(ring, grid.height, grid.width)
-        rows, cols = cloudmask._cells_around(window, factor, n_cells)
-        values = cloudmask._upsample(cells[:, rows, cols], factor, window, grid, (rows.start, cols.start))
+        rows, cols = coarsegrid.cells_around(window, factor, n_cells)
+        values = coarsegrid.upsample(cells[:, rows, cols], factor, window, grid, (rows.start, cols.start))
         expected = everywhere[:, window.read_row:window.read_row + window.read_height,
                               window.read_col:window.read_col + window.read_width]
         np.testing.assert_array_equal(values, expected)

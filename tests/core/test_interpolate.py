@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from eolulc.core.eopatch import import_eopatch
-from eolulc.core.interpolate import date_grid, interpolate_series, interpolate_stack, parse_date_list
+from eolulc.core.interpolate import date_grid, interpolate_stack, parse_date_list
+from eolulc.core.interpolation_plan import interpolate_series
 from eolulc.core.progress import Cancelled, Progress
 from eolulc.core.timestack import Grid, StackInfo, StackWriter, open_stack, parse_datetime
 
@@ -219,7 +220,7 @@ def test_cancel_leaves_no_output(ndvi_stacks, tmp_path: Path):
 def test_block_kernel_equals_np_interp_per_pixel_and_band():
     """Bands with their own gaps (NaN in one band only), unsorted times and same-hour duplicates,
     pixels never valid or valid once: the shared-plan kernel equals one np.interp per series."""
-    from eolulc.core.interpolate import CHUNK_SERIES, interpolate_block
+    from eolulc.core.interpolation_plan import CHUNK_SERIES, interpolate_block
 
     rng = np.random.default_rng(3)
     times = np.array([50, 0, 20, 20, 90, 70, 120, 30], dtype=np.int64)
@@ -384,7 +385,7 @@ def test_compiled_interpolation_equals_numpy_plan_and_np_interp(monkeypatch, mas
     and np.interp per series: a nodata value and NaN gaps of single bands (bands whose validity
     differs in a chunk), shared and per-band masks, pixels never valid or valid once, new dates
     before, on and after the observations, several chunks and a partial one."""
-    from eolulc.core import interpolate
+    from eolulc.core import interpolation_plan
 
     rng = np.random.default_rng(5)
     times = np.array([0, 20, 30, 50, 70, 90, 120], dtype=np.int64)
@@ -405,12 +406,12 @@ def test_compiled_interpolation_equals_numpy_plan_and_np_interp(monkeypatch, mas
     def run() -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(new_times), n_bands, n_pixels), np.float32)
         counts = np.empty((n_bands, n_pixels), np.uint16)
-        interpolate.interpolate_block(values, -9999.0, clear, times, new_times, fill, out, counts)
+        interpolation_plan.interpolate_block(values, -9999.0, clear, times, new_times, fill, out, counts)
         return out, counts
 
     compiled = run()
     with monkeypatch.context() as patch, np.errstate(invalid="ignore"):  # inf - inf
-        patch.setattr(interpolate, "kernels", lambda: None)
+        patch.setattr(interpolation_plan, "kernels", lambda: None)
         expected = run()
     nan = np.isnan(expected[0])
     np.testing.assert_array_equal(np.isnan(compiled[0]), nan)

@@ -12,16 +12,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_bounds
 
+from eolulc.core.filedates import date_from_name, date_from_tags
 from eolulc.core.progress import Cancelled, Progress
-from eolulc.core.scenes import (
-    TAG_DUPLICATES,
-    build_time_stack,
-    date_from_name,
-    date_from_tags,
-    find_rasters,
-    make_grid,
-    scan_scenes,
-)
+from eolulc.core.scenes import TAG_DUPLICATES, build_time_stack, find_rasters, make_grid, scan_scenes
 from eolulc.core.sentinel2 import L1C_BANDS, S2CLOUDLESS_BANDS
 from eolulc.core.timestack import open_stack
 
