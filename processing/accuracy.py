@@ -94,10 +94,8 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
             bands = read_info(source).count
         if bands > 1:
             feedback.pushWarning(self.tr("The class raster has {} bands; band 1 is assessed.").format(bands))
-        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context) or None
-        json_path = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context) or None
-        if html_path is None:
-            raise self.parameter_error(self.OUTPUT_HTML, self.tr("choose a file for the report"))
+        html_path = self.required_output(parameters, self.OUTPUT_HTML, context, "choose a file for the report")
+        json_path = self.output_path(parameters, self.OUTPUT_JSON, context)
         ignore = self._ignored(parameters, context)
         legend = legend_from_parameters(self, parameters, context)
         with self.about(self.INPUT):

@@ -6,34 +6,26 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from qgis.core import (
-    Qgis,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.progress import Cancelled, Progress
 from ..plugin.dependencies import missing_message, missing_modules
+from .compat import advanced_flag
 from .paths import is_layer_parameter, overwrite_conflict, plain_files, raster_sources, unreadable_input
 
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "eolulc.svg"
-
-
-def _advanced_flag():
-    """The "advanced parameter" flag: ``Qgis.ProcessingParameterFlag`` from 3.36 (and QGIS 4),
-    the scoped enum of ``QgsProcessingParameterDefinition`` before."""
-    scoped = getattr(Qgis, "ProcessingParameterFlag", None)
-    if scoped is not None:
-        return scoped.Advanced
-    return QgsProcessingParameterDefinition.Flag.FlagAdvanced
 
 
 def _number_text(value: float) -> str:
@@ -94,7 +86,7 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
         """Add a parameter with its help text (``setHelp``), optionally in the Advanced group."""
         parameter.setHelp(self.tr(help_text))
         if advanced:
-            parameter.setFlags(parameter.flags() | _advanced_flag())
+            parameter.setFlags(parameter.flags() | advanced_flag())
         self.addParameter(parameter)
 
     def shortHelpString(self) -> str:  # noqa: N802
@@ -116,6 +108,25 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
     def raster_sources(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> list[str]:
         """The files of a multiple-layer parameter, without loading those given as text."""
         return raster_sources(self, parameters, name, context)
+
+    def option_key(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                   options: Sequence[tuple[str, str]]) -> str:
+        """The key of the chosen option of an enum parameter declared from ``(key, label)`` pairs."""
+        return options[self.parameterAsEnum(parameters, name, context)][0]
+
+    def output_path(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str | None:
+        """The file of a raster or file destination parameter, None when no output is asked for."""
+        if isinstance(self.parameterDefinition(name), QgsProcessingParameterRasterDestination):
+            return self.parameterAsOutputLayer(parameters, name, context) or None
+        return self.parameterAsFileOutput(parameters, name, context) or None
+
+    def required_output(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                        message: str = "give a file (or leave the temporary output)") -> str:
+        """The file of an output the algorithm cannot do without; an error naming it when none is given."""
+        path = self.output_path(parameters, name, context)
+        if path is None:
+            raise self.parameter_error(name, self.tr(message))
+        return path
 
     def parameter_label(self, name: str) -> str:
         definition = self.parameterDefinition(name)

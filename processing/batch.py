@@ -24,6 +24,10 @@ from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .reference import add_legend_parameter, add_score_outputs, describe_scores, legend_from_parameters, score_results
 from .styling import style_when_loaded
+from .training import SAMPLES, SEED, add_training_parameters, train_settings
+
+#: The training parameters of the pooled model (advanced).
+TRAINING = (SAMPLES, SEED)
 
 
 class BatchPipelineAlgorithm(EoLulcAlgorithm):
@@ -53,8 +57,6 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     SCHEDULER = "SCHEDULER"
     WORKERS = "WORKERS"
     INTERVAL_DAYS = "INTERVAL_DAYS"
-    SAMPLES = "SAMPLES"
-    SEED = "SEED"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     OUTPUT_MOSAIC = "OUTPUT_MOSAIC"
     OUTPUT_REPORT = "OUTPUT_REPORT"
@@ -63,6 +65,8 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     TILES = "TILES"
 
     def initAlgorithm(self, config=None):  # noqa: N802
+        from ..core.pipeline import PipelineSettings
+
         integer = QgsProcessingParameterNumber.Type.Integer
         self.add(
             QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Folder of tiles"),
@@ -112,21 +116,11 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.INTERVAL_DAYS, self.tr("Interval (days)"), type=integer,
-                                         defaultValue=16, minValue=1,
+                                         defaultValue=PipelineSettings().interval_days, minValue=1,
                                          maxValue=limits.MAX_INTERVAL_DAYS),
             "Spacing of the date grid all tiles are interpolated onto.",
         )
-        self.add(
-            QgsProcessingParameterNumber(self.SAMPLES, self.tr("Training pixels"), type=integer,
-                                         defaultValue=20000, minValue=10,
-                                         maxValue=limits.MAX_SAMPLES),
-            "Training pixels of the pooled model, sampled from all tiles.", advanced=True,
-        )
-        self.add(
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42,
-                                         minValue=0, maxValue=limits.MAX_SEED),
-            "Seed of the splits, the sampling and LightGBM.", advanced=True,
-        )
+        add_training_parameters(self, TRAINING, advanced=TRAINING)
         self.add(
             QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, self.tr("Working folder")),
             "Per-tile products (tiles/<name>/) and the model. Run again with the same folder to resume.",
@@ -152,14 +146,12 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     ) -> dict[str, Any]:
         from ..core.batch import run_batch
         from ..core.pipeline import PipelineSettings
-        from ..core.train import TrainSettings
 
         legend = legend_from_parameters(self, parameters, context)
         scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
         settings = PipelineSettings(
             interval_days=self.parameterAsInt(parameters, self.INTERVAL_DAYS, context),
-            train=TrainSettings(samples=self.parameterAsInt(parameters, self.SAMPLES, context),
-                                seed=self.parameterAsInt(parameters, self.SEED, context)),
+            train=train_settings(self, parameters, context, TRAINING),
         )
         tiles = self._tiles(parameters, context, settings)
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)

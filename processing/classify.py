@@ -14,8 +14,8 @@ from qgis.core import (
 
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
+from .compat import raster_layers_type
 from .styling import style_when_loaded
-from .train import raster_layers_type
 
 
 class ClassifyAlgorithm(EoLulcAlgorithm):
@@ -72,7 +72,7 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
         with self.about(self.MODEL):
             model = load_model(self.parameterAsFile(parameters, self.MODEL, context))
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        confidence = self.parameterAsOutputLayer(parameters, self.OUTPUT_CONFIDENCE, context) or None
+        confidence = self.output_path(parameters, self.OUTPUT_CONFIDENCE, context)
         with self.about(self.FEATURES):
             result = classify(sources, model, output, confidence, progress)
         legend = model.legend

@@ -132,12 +132,11 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
         if source is None:
             raise self.parameter_error(self.INPUT, self.tr("choose a raster layer or file"))
         outputs = {
-            name: self.parameterAsOutputLayer(parameters, name, context) or None
-            for name in (self.OUTPUT_PROBABILITY, self.OUTPUT_MASK)
+            name: self.output_path(parameters, name, context) for name in (self.OUTPUT_PROBABILITY, self.OUTPUT_MASK)
         }
         if not any(outputs.values()):
             raise self.parameter_error(self.OUTPUT_MASK, self.tr("choose at least one output"))
-        scale = VALUE_SCALE_OPTIONS[self.parameterAsEnum(parameters, self.VALUE_SCALE, context)][0]
+        scale = self.option_key(parameters, self.VALUE_SCALE, context, VALUE_SCALE_OPTIONS)
         with self.about(self.THRESHOLD):
             detector = CloudDetector(
                 threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),

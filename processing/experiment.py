@@ -179,28 +179,23 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             raise self.parameter_error(self.PROCESSING_RESOLUTIONS, self.tr(
                 "a prepared cloud mask has no processing resolution: leave it empty, or give an L1C stack "
                 "without the cloud mask"))
-        kind = EXPERIMENTS[self.parameterAsEnum(parameters, self.EXPERIMENT, context)][0]
+        kind = self.option_key(parameters, self.EXPERIMENT, context, EXPERIMENTS)
+        base = PipelineSettings()
         variants = []
         if kind in ("cloud", "both"):
             variants += cloud_variants()
         if kind in ("interval", "both"):
             # filter and mask on at 16 days is also the cloud study's baseline: run it once
             variants += [v for v in interval_variants(intervals)
-                         if not (kind == "both" and v.changes["interval_days"] == 16)]
-        base = PipelineSettings()
+                         if not (kind == "both" and v.changes["interval_days"] == base.interval_days)]
         variants = with_factors(variants, base, resolutions, classifiers)
         # 42 first: the first seed's numbers equal 'LULC pipeline' with its default seed
-        seeds = list(range(42, 42 + self.parameterAsInt(parameters, self.SEEDS, context)))
+        seeds = list(range(base.train.seed, base.train.seed + self.parameterAsInt(parameters, self.SEEDS, context)))
         reference = reference_on_grid(self, parameters, context, info.grid)
         legend = legend_from_parameters(self, parameters, context)
-        files = {name: self.parameterAsFileOutput(parameters, name, context)
-                 for name in (self.OUTPUT_HTML, self.OUTPUT_CSV, self.OUTPUT_JSON)}
-        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        for name in (self.OUTPUT_HTML, self.OUTPUT_CSV):
-            if not files[name]:
-                raise self.parameter_error(name, self.tr("give a file (or leave the temporary output)"))
-        if not output:
-            raise self.parameter_error(self.OUTPUT, self.tr("give a file (or leave the temporary output)"))
+        files = {name: self.required_output(parameters, name, context) for name in (self.OUTPUT_HTML, self.OUTPUT_CSV)}
+        files[self.OUTPUT_JSON] = self.output_path(parameters, self.OUTPUT_JSON, context)
+        output = self.required_output(parameters, self.OUTPUT, context)
         workers = self.parameterAsInt(parameters, self.PARALLEL_VARIANTS, context)
         folder = tempfile.mkdtemp(prefix="experiment_", dir=QgsProcessingUtils.tempFolder())
         try:

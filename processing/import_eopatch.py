@@ -106,7 +106,7 @@ class ImportEOPatchAlgorithm(EoLulcAlgorithm):
             if name.strip()
         ]
         outputs = {
-            name: self.parameterAsOutputLayer(parameters, name, context) or None
+            name: self.output_path(parameters, name, context)
             for name in (self.OUTPUT, self.OUTPUT_MASK, self.OUTPUT_TIMELESS)
         }
         if not any(outputs.values()):

@@ -47,6 +47,8 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
     OUTPUT_REPORT = "OUTPUT_REPORT"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        from ..core.interpolate import DEFAULT_INTERVAL_DAYS, DEFAULT_MIN_VALID_FRACTION
+
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Time stack")),
             "Any EO LULC time stack (bands, indices, ...). Its nodata values are invalid observations.",
@@ -60,7 +62,8 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterNumber(
                 self.MIN_VALID_FRACTION, self.tr("Minimum valid fraction of a date"),
-                type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.8, minValue=0.0, maxValue=1.0,
+                type=QgsProcessingParameterNumber.Type.Double, defaultValue=DEFAULT_MIN_VALID_FRACTION,
+                minValue=0.0, maxValue=1.0,
             ),
             "Dates whose share of valid pixels (from the mask if given, else from the input) is not above "
             "this are dropped before interpolating, as in the eo-learn LULC example (0.8). 0 keeps all dates.",
@@ -76,7 +79,7 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterNumber(
                 self.INTERVAL_DAYS, self.tr("Interval (days)"),
-                type=QgsProcessingParameterNumber.Type.Integer, defaultValue=16, minValue=1,
+                type=QgsProcessingParameterNumber.Type.Integer, defaultValue=DEFAULT_INTERVAL_DAYS, minValue=1,
                 maxValue=limits.MAX_INTERVAL_DAYS,
             ),
             "Days between new dates.",
@@ -117,9 +120,6 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
             "The dropped dates are also stored in the output's EOLULC_INTERPOLATION metadata.",
         )
 
-    def _layer_path(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str | None:
-        return self.raster_source(parameters, name, context)
-
     def execute(
         self,
         parameters: dict[str, Any],
@@ -130,10 +130,10 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
         from ..core.interpolate import check_inputs, date_grid, default_range, interpolate_stack, parse_date_list
         from ..core.timestack import parse_datetime, read_info
 
-        source = self._layer_path(parameters, self.INPUT, context)
+        source = self.raster_source(parameters, self.INPUT, context)
         if not source:
             raise self.parameter_error(self.INPUT, self.tr("choose a time stack"))
-        mask = self._layer_path(parameters, self.MASK, context)
+        mask = self.raster_source(parameters, self.MASK, context)
         with self.about(self.INPUT):
             info = read_info(source)
             check_inputs(info, None)
@@ -157,8 +157,8 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
                 grid = date_grid(start, end, self.parameterAsInt(parameters, self.INTERVAL_DAYS, context))
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        output_count = self.parameterAsOutputLayer(parameters, self.OUTPUT_COUNT, context) or None
-        output_report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
+        output_count = self.output_path(parameters, self.OUTPUT_COUNT, context)
+        output_report = self.output_path(parameters, self.OUTPUT_REPORT, context)
         # its errors (grid outside the kept dates, every date too cloudy) say what to change
         report = interpolate_stack(
             source,

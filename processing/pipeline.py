@@ -9,7 +9,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -31,7 +30,10 @@ from .reference import (
     score_results,
 )
 from .styling import style_when_loaded
-from .train import SPLIT_OPTIONS
+from .training import SAMPLES, SEED, SPLIT, TEST_FRACTION, add_training_parameters, train_settings
+
+#: The training parameters the pipeline exposes, in their order; all but the split are advanced.
+TRAINING = (SPLIT, TEST_FRACTION, SAMPLES, SEED)
 
 
 class LulcPipelineAlgorithm(EoLulcAlgorithm):
@@ -58,10 +60,6 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     END = "END"
     PROCESSING_RESOLUTION = "PROCESSING_RESOLUTION"
     BANDS = "BANDS"
-    SPLIT = "SPLIT"
-    TEST_FRACTION = "TEST_FRACTION"
-    SAMPLES = "SAMPLES"
-    SEED = "SEED"
     OUTPUT = "OUTPUT"
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
     OUTPUT_REFERENCE = "OUTPUT_REFERENCE"
@@ -77,8 +75,10 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
                  "OUTPUT_AGREEMENT": "agreement.tif", "OUTPUT_MODEL": "model.json", "OUTPUT_REPORT": "report.html"}
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..core.cloudmask import DEFAULT_PROCESSING_RESOLUTION
         from ..core.features import DEFAULT_BANDS
+        from ..core.pipeline import PipelineSettings
+
+        defaults = PipelineSettings()
 
         integer = QgsProcessingParameterNumber.Type.Integer
         double = QgsProcessingParameterNumber.Type.Double
@@ -90,25 +90,27 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         add_reference_parameters(self)
         add_legend_parameter(self)
         self.add(
-            QgsProcessingParameterBoolean(self.SCENE_FILTER, self.tr("Filter cloudy scenes"), defaultValue=True),
+            QgsProcessingParameterBoolean(self.SCENE_FILTER, self.tr("Filter cloudy scenes"),
+                                          defaultValue=defaults.scene_filter),
             "Drop dates whose clear fraction is not above the minimum before interpolating (eo-learn's "
             "cloudy-scene filtering).",
         )
         self.add(
             QgsProcessingParameterNumber(self.MIN_VALID_FRACTION, self.tr("Minimum clear fraction"), type=double,
-                                         defaultValue=0.8, minValue=0.0, maxValue=1.0),
+                                         defaultValue=defaults.min_valid_fraction, minValue=0.0, maxValue=1.0),
             "A date is kept when more than this share of its pixels is clear (0.8 as in the eo-learn example).",
             advanced=True,
         )
         self.add(
             QgsProcessingParameterBoolean(self.CLOUD_MASK_IN_INTERPOLATION,
-                                          self.tr("Use the cloud mask in interpolation"), defaultValue=True),
+                                          self.tr("Use the cloud mask in interpolation"),
+                                          defaultValue=defaults.cloud_mask_in_interpolation),
             "Treat cloudy pixels as missing when interpolating (off: only nodata is missing, the seed's 'no "
             "cloud masking' case).",
         )
         self.add(
             QgsProcessingParameterNumber(self.INTERVAL_DAYS, self.tr("Interval (days)"), type=integer,
-                                         defaultValue=16, minValue=1,
+                                         defaultValue=defaults.interval_days, minValue=1,
                                          maxValue=limits.MAX_INTERVAL_DAYS),
             "Spacing of the regular date grid the features are interpolated onto.",
         )
@@ -122,7 +124,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.PROCESSING_RESOLUTION, self.tr("Cloud mask processing resolution (m)"),
-                                         type=double, defaultValue=DEFAULT_PROCESSING_RESOLUTION, minValue=0.0,
+                                         type=double, defaultValue=defaults.processing_resolution, minValue=0.0,
                                          maxValue=limits.MAX_PROCESSING_RESOLUTION),
             "Resolution the s2cloudless model runs at (see 'Cloud mask'); 10 or 0 = the stack's own.", advanced=True,
         )
@@ -132,27 +134,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             "Bands kept as features next to NDVI, NDWI and NDBI (eo-learn's example uses these six).",
             advanced=True,
         )
-        self.add(
-            QgsProcessingParameterEnum(self.SPLIT, self.tr("Train/test split"),
-                                       options=[self.tr(label) for _, label in SPLIT_OPTIONS], defaultValue=0),
-            "Spatial blocks (default), whole polygons, or random pixels (overstates accuracy).",
-        )
-        self.add(
-            QgsProcessingParameterNumber(self.TEST_FRACTION, self.tr("Test fraction"), type=double,
-                                         defaultValue=0.25, minValue=0.01, maxValue=0.9),
-            "Share of the labelled pixels held out for the accuracy report.", advanced=True,
-        )
-        self.add(
-            QgsProcessingParameterNumber(self.SAMPLES, self.tr("Training pixels"), type=integer,
-                                         defaultValue=20000, minValue=10,
-                                         maxValue=limits.MAX_SAMPLES),
-            "Training pixels sampled proportionally to the classes.", advanced=True,
-        )
-        self.add(
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), type=integer, defaultValue=42,
-                                         minValue=0, maxValue=limits.MAX_SEED),
-            "Seed of the split, the sampling and LightGBM.", advanced=True,
-        )
+        add_training_parameters(self, TRAINING, advanced=TRAINING[1:])
         outputs = (
             (self.OUTPUT, "Land-cover map", "The classification, styled with the legend."),
             (self.OUTPUT_CONFIDENCE, "Confidence", "Probability of the chosen class, 0-100."),
@@ -194,7 +176,6 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         from ..core.features import FeatureSpec, parse_band_list, resolve_bands
         from ..core.pipeline import PipelineOutputs, PipelineSettings, run_pipeline
         from ..core.timestack import read_info
-        from ..core.train import TrainSettings
 
         source = self.raster_source(parameters, self.INPUT, context)
         if source is None:
@@ -215,17 +196,11 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             end=self.parameterAsString(parameters, self.END, context).strip() or None,
             processing_resolution=self.parameterAsDouble(parameters, self.PROCESSING_RESOLUTION, context) or None,
             features=features,
-            train=TrainSettings(
-                split=SPLIT_OPTIONS[self.parameterAsEnum(parameters, self.SPLIT, context)][0],
-                test_fraction=self.parameterAsDouble(parameters, self.TEST_FRACTION, context),
-                samples=self.parameterAsInt(parameters, self.SAMPLES, context),
-                seed=self.parameterAsInt(parameters, self.SEED, context),
-            ),
+            train=train_settings(self, parameters, context, TRAINING),
         )
-        with self.about(self.SPLIT):
-            settings.train.validate()
-        rasters = {name: self.parameterAsOutputLayer(parameters, name, context) for name in (
-            self.OUTPUT, self.OUTPUT_CONFIDENCE, self.OUTPUT_REFERENCE, self.OUTPUT_AGREEMENT)}
+        rasters = {self.OUTPUT: self.required_output(parameters, self.OUTPUT, context)}
+        rasters.update({name: self.parameterAsOutputLayer(parameters, name, context) for name in (
+            self.OUTPUT_CONFIDENCE, self.OUTPUT_REFERENCE, self.OUTPUT_AGREEMENT)})
         kept = {}
         for name in (self.OUTPUT_CLOUD_MASK, self.OUTPUT_FEATURES, self.OUTPUT_INTERPOLATED):
             path = self.parameterAsOutputLayer(parameters, name, context)
@@ -241,8 +216,6 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             for name, path in products.items():
                 if not path and name in self.SECONDARY:
                     products[name] = QgsProcessingUtils.generateTempFilename(self.SECONDARY[name])
-        if not rasters[self.OUTPUT]:
-            raise self.parameter_error(self.OUTPUT, self.tr("give a file (or leave the temporary output)"))
         outputs = PipelineOutputs(
             cloud_mask=rasters[self.OUTPUT_CLOUD_MASK],
             # not asked for: the features are computed for the kept dates while interpolating, and

@@ -8,10 +8,8 @@ import json
 from typing import Any
 
 from qgis.core import (
-    Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingOutputNumber,
     QgsProcessingParameterField,
@@ -25,6 +23,7 @@ from ..core.gdalerrors import is_raster_file
 from ..core.legend import Legend, read_legend
 from ..core.reference import Reference, rasterize_polygons, read_reference_raster
 from ..core.timestack import Grid
+from .compat import field_types, raster_and_polygon_types
 
 REFERENCE = "REFERENCE"
 CLASS_FIELD = "CLASS_FIELD"
@@ -36,26 +35,10 @@ SCORES = (("OVERALL_ACCURACY", "overall_accuracy", "overall accuracy"),
           ("KAPPA", "kappa", "Cohen's kappa"))
 
 
-def _source_types() -> list:
-    """Raster and polygon layer types: ``Qgis.ProcessingSourceType`` from 3.36 (and QGIS 4),
-    ``QgsProcessing.SourceType`` before."""
-    scoped = getattr(Qgis, "ProcessingSourceType", None)
-    if scoped is not None:
-        return [scoped.Raster, scoped.VectorPolygon]
-    return [QgsProcessing.SourceType.TypeRaster, QgsProcessing.SourceType.TypeVectorPolygon]
-
-
-def _field_types() -> tuple:
-    scoped = getattr(Qgis, "ProcessingFieldParameterDataType", None)
-    if scoped is not None:
-        return scoped.Numeric, scoped.Any
-    return QgsProcessingParameterField.DataType.Numeric, QgsProcessingParameterField.DataType.Any
-
-
 def add_reference_parameters(algorithm, description: str = "Reference land cover") -> None:
-    numeric, any_type = _field_types()
+    numeric, any_type = field_types()
     algorithm.add(
-        QgsProcessingParameterMapLayer(REFERENCE, algorithm.tr(description), types=_source_types()),
+        QgsProcessingParameterMapLayer(REFERENCE, algorithm.tr(description), types=raster_and_polygon_types()),
         "The reference map: a class raster (integer class ids, 0 = no data) or polygons with a class "
         "field. Polygons are rasterized onto the features' grid (pixel centres); a raster on another "
         "grid or CRS is resampled with nearest neighbour.",

@@ -86,7 +86,7 @@ def _defaults() -> dict[str, dict]:
     from eolulc.core.train import TrainSettings
     from eolulc.processing.cloudmask import VALUE_SCALE_OPTIONS
     from eolulc.processing.features import PRESETS
-    from eolulc.processing.train import CLASSIFIER_OPTIONS, SAMPLING_OPTIONS, SPLIT_OPTIONS, WEIGHT_OPTIONS
+    from eolulc.processing.training import CLASSIFIER_OPTIONS, SAMPLING_OPTIONS, SPLIT_OPTIONS, WEIGHT_OPTIONS
 
     pipeline = QgsApplication.processingRegistry().algorithmById(f"{PLUGIN_NAME}:lulcpipeline")
 
@@ -151,8 +151,6 @@ def _defaults() -> dict[str, dict]:
 def build_model():
     """The chain as a QgsProcessingModelAlgorithm (QGIS and the eolulc provider must be loaded)."""
     from qgis.core import (
-        Qgis,
-        QgsProcessing,
         QgsProcessingModelAlgorithm,
         QgsProcessingModelChildAlgorithm,
         QgsProcessingModelChildParameterSource,
@@ -166,25 +164,24 @@ def build_model():
     from qgis.PyQt.QtCore import QPointF
 
     from eolulc.core import limits
+    from eolulc.processing.compat import field_types, raster_and_polygon_types
 
     defaults = _defaults()
     model_defaults = defaults["model"]
     model = QgsProcessingModelAlgorithm(MODEL_NAME, MODEL_GROUP, MODEL_GROUP_ID)
     model.setHelpContent(HELP)
 
-    scoped = getattr(Qgis, "ProcessingSourceType", None)
-    layer_types = ([scoped.Raster, scoped.VectorPolygon] if scoped is not None else
-                   [QgsProcessing.SourceType.TypeRaster, QgsProcessing.SourceType.TypeVectorPolygon])
-    field_types = getattr(Qgis, "ProcessingFieldParameterDataType", QgsProcessingParameterField.DataType)
+    numeric, any_type = field_types()
     integer = QgsProcessingParameterNumber.Type.Integer
     double = QgsProcessingParameterNumber.Type.Double
     inputs = (
         QgsProcessingParameterRasterLayer(INPUT, "Sentinel-2 L1C time stack"),
-        QgsProcessingParameterMapLayer(REFERENCE, "Reference land cover (raster or polygons)", types=layer_types),
+        QgsProcessingParameterMapLayer(REFERENCE, "Reference land cover (raster or polygons)",
+                                       types=raster_and_polygon_types()),
         QgsProcessingParameterField(CLASS_FIELD, "Class field (polygons)", parentLayerParameterName=REFERENCE,
-                                    type=field_types.Numeric, optional=True),
+                                    type=numeric, optional=True),
         QgsProcessingParameterField(NAME_FIELD, "Class name field (polygons)", parentLayerParameterName=REFERENCE,
-                                    type=field_types.Any, optional=True),
+                                    type=any_type, optional=True),
         QgsProcessingParameterNumber(MIN_VALID_FRACTION, "Minimum clear fraction (0 = no scene filter)", type=double,
                                      defaultValue=model_defaults[MIN_VALID_FRACTION], minValue=0.0, maxValue=1.0),
         QgsProcessingParameterNumber(INTERVAL_DAYS, "Interval (days)", type=integer,

@@ -1,0 +1,188 @@
+"""The training parameters, declared once for every algorithm that trains a model.
+
+'Train LULC classifier' exposes all of them; 'LULC pipeline' and the batch pipeline a few (the
+others keep :class:`~..core.train.TrainSettings`' defaults). Declaring them here keeps their ids,
+labels, help, bounds (:mod:`..core.limits`) and defaults (``TrainSettings``, the recipe's) the
+same wherever they appear, and :func:`train_settings` reads back exactly the ones declared.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..core import limits
+
+if TYPE_CHECKING:
+    from ..core.train import TrainSettings
+
+SPLIT_OPTIONS = (("blocks", "Spatial blocks"), ("polygons", "By polygon"),
+                 ("random", "Random pixels (overstates accuracy)"))
+SAMPLING_OPTIONS = (("proportional", "Proportional to class frequency"), ("balanced", "Balanced (equal per class)"))
+CLASSIFIER_OPTIONS = (("gbdt", "LightGBM gradient boosting"), ("rf", "LightGBM random forest"))
+WEIGHT_OPTIONS = (("none", "None"), ("balanced", "Balanced (inverse class frequency)"))
+
+EROSION = "EROSION"
+SAMPLES = "SAMPLES"
+SAMPLING = "SAMPLING"
+SPLIT = "SPLIT"
+TEST_FRACTION = "TEST_FRACTION"
+BLOCK_SIZE = "BLOCK_SIZE"
+CLASSIFIER = "CLASSIFIER"
+N_ESTIMATORS = "N_ESTIMATORS"
+LEARNING_RATE = "LEARNING_RATE"
+NUM_LEAVES = "NUM_LEAVES"
+FEATURE_FRACTION = "FEATURE_FRACTION"
+EARLY_STOPPING = "EARLY_STOPPING"
+CLASS_WEIGHT = "CLASS_WEIGHT"
+SEED = "SEED"
+
+#: Every training parameter, in the order 'Train LULC classifier' shows them.
+ALL = (EROSION, SAMPLES, SAMPLING, SPLIT, TEST_FRACTION, BLOCK_SIZE, CLASSIFIER, N_ESTIMATORS, LEARNING_RATE,
+       NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING, CLASS_WEIGHT, SEED)
+
+#: parameter id -> (TrainSettings field, options of an enum or None)
+FIELDS = {
+    EROSION: ("erosion", None), SAMPLES: ("samples", None), SAMPLING: ("sampling", SAMPLING_OPTIONS),
+    SPLIT: ("split", SPLIT_OPTIONS), TEST_FRACTION: ("test_fraction", None), BLOCK_SIZE: ("block_size", None),
+    CLASSIFIER: ("classifier", CLASSIFIER_OPTIONS), N_ESTIMATORS: ("n_estimators", None),
+    LEARNING_RATE: ("learning_rate", None), NUM_LEAVES: ("num_leaves", None),
+    FEATURE_FRACTION: ("feature_fraction", None), EARLY_STOPPING: ("early_stopping", None),
+    CLASS_WEIGHT: ("class_weight", WEIGHT_OPTIONS), SEED: ("seed", None),
+}
+
+
+def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParameterDefinition, str]]:
+    """Each parameter with its help, defaults from :class:`TrainSettings`."""
+    from ..core.train import TrainSettings
+
+    defaults = TrainSettings()
+    integer = QgsProcessingParameterNumber.Type.Integer
+    double = QgsProcessingParameterNumber.Type.Double
+
+    def enum(name: str, label: str, options) -> QgsProcessingParameterEnum:
+        default = [key for key, _ in options].index(getattr(defaults, FIELDS[name][0]))
+        return QgsProcessingParameterEnum(name, tr(label), options=[tr(text) for _, text in options],
+                                          defaultValue=default)
+
+    return {
+        EROSION: (
+            QgsProcessingParameterString(EROSION, tr("Erosion radius (pixels)"), defaultValue=defaults.erosion),
+            "Each reference class is shrunk by this radius before sampling, so mixed pixels at class borders are "
+            "not trusted (eo-learn erodes by 1). Per class: '1, 8:0, 3:2' erodes by 1, class 8 not at all and "
+            "class 3 by 2.",
+        ),
+        SAMPLES: (
+            QgsProcessingParameterNumber(SAMPLES, tr("Training pixels"), type=integer, defaultValue=defaults.samples,
+                                         minValue=10, maxValue=limits.MAX_SAMPLES),
+            "How many training pixels to sample from the training part (all of them when there are fewer).",
+        ),
+        SAMPLING: (
+            enum(SAMPLING, "Sampling", SAMPLING_OPTIONS),
+            "Proportional keeps the classes' shares (as eo-learn's example); balanced takes the same number per "
+            "class (helps rare classes, at some cost in overall accuracy).",
+        ),
+        SPLIT: (
+            enum(SPLIT, "Train/test split", SPLIT_OPTIONS),
+            "Spatial blocks (default) hold out whole square blocks; by polygon holds out whole reference polygons; "
+            "random pixels puts neighbours on both sides and overstates accuracy (the report says so). Training "
+            "pixels touching test pixels are left out.",
+        ),
+        TEST_FRACTION: (
+            QgsProcessingParameterNumber(TEST_FRACTION, tr("Test fraction"), type=double,
+                                         defaultValue=defaults.test_fraction, minValue=0.01, maxValue=0.9),
+            "Share of the labelled pixels held out for the accuracy report.",
+        ),
+        BLOCK_SIZE: (
+            QgsProcessingParameterNumber(BLOCK_SIZE, tr("Split block size (pixels, 0 = automatic)"), type=integer,
+                                         defaultValue=defaults.block_size, minValue=0, maxValue=limits.MAX_BLOCK_SIZE),
+            "Side of the spatial split's blocks; automatic makes 40 or more blocks of 8 to 64 pixels.",
+        ),
+        CLASSIFIER: (
+            enum(CLASSIFIER, "Classifier", CLASSIFIER_OPTIONS),
+            "LightGBM gradient boosting (default) or LightGBM's random forest mode.",
+        ),
+        N_ESTIMATORS: (
+            QgsProcessingParameterNumber(N_ESTIMATORS, tr("Maximum boosting rounds"), type=integer,
+                                         defaultValue=defaults.n_estimators, minValue=1, maxValue=limits.MAX_TREES),
+            "Upper bound of trees per class. With early stopping the model keeps only the rounds that still "
+            "improved a validation part of the training pixels.",
+        ),
+        LEARNING_RATE: (
+            QgsProcessingParameterNumber(LEARNING_RATE, tr("Learning rate"), type=double,
+                                         defaultValue=defaults.learning_rate, minValue=0.0001, maxValue=1.0),
+            "LightGBM's learning rate (0.1 as LightGBM's default).",
+        ),
+        NUM_LEAVES: (
+            QgsProcessingParameterNumber(NUM_LEAVES, tr("Leaves per tree"), type=integer,
+                                         defaultValue=defaults.num_leaves, minValue=2, maxValue=limits.MAX_LEAVES),
+            "LightGBM's num_leaves. 15 (LightGBM's default is 31): the same accuracy on the real "
+            "TestEOPatch (bench/train_quality.py), smaller trees that fit and predict faster.",
+        ),
+        FEATURE_FRACTION: (
+            QgsProcessingParameterNumber(FEATURE_FRACTION, tr("Share of features per tree"), type=double,
+                                         defaultValue=defaults.feature_fraction, minValue=0.01, maxValue=1.0),
+            "LightGBM's feature_fraction for boosting: each tree may split on this share of the features, "
+            "drawn anew per tree. Dates and bands are redundant, so 0.5 keeps the accuracy (TestEOPatch) and "
+            "fits about a third faster; 1 uses every feature. Random forests always use 0.7.",
+        ),
+        EARLY_STOPPING: (
+            QgsProcessingParameterBoolean(EARLY_STOPPING, tr("Early stopping"), defaultValue=defaults.early_stopping),
+            "Stop adding trees when 10 % of the training pixels, held out for validation, stop improving for 25 "
+            "rounds: a leaner, faster model of the same accuracy. Off: exactly the maximum rounds.",
+        ),
+        CLASS_WEIGHT: (
+            enum(CLASS_WEIGHT, "Class weighting", WEIGHT_OPTIONS),
+            "Balanced weights training pixels by inverse class frequency.",
+        ),
+        SEED: (
+            QgsProcessingParameterNumber(SEED, tr("Random seed"), type=integer, defaultValue=defaults.seed,
+                                         minValue=0, maxValue=limits.MAX_SEED),
+            "Seed of the split, the sampling and LightGBM: the same inputs and seed give the same model.",
+        ),
+    }
+
+
+def add_training_parameters(algorithm, which: Sequence[str], advanced: Sequence[str] = ()) -> None:
+    """Declare the training parameters ``which`` (ids of this module, in that order) on
+    ``algorithm``; those in ``advanced`` go to the Advanced group."""
+    definitions = _definitions(algorithm.tr)
+    for name in which:
+        definition, help_text = definitions[name]
+        algorithm.add(definition, help_text, advanced=name in advanced)
+
+
+def train_settings(algorithm, parameters: dict[str, Any], context: QgsProcessingContext,
+                   which: Sequence[str]) -> TrainSettings:
+    """The :class:`TrainSettings` of the declared parameters ``which`` (the others keep their
+    defaults); errors name the parameter to fix."""
+    from ..core.train import TrainSettings, parse_erosion
+
+    values: dict[str, Any] = {}
+    for name in which:
+        field, options = FIELDS[name]
+        if options is not None:
+            values[field] = algorithm.option_key(parameters, name, context, options)
+        elif name == EROSION:
+            values[field] = algorithm.parameterAsString(parameters, name, context)
+            with algorithm.about(EROSION):
+                parse_erosion(values[field])
+        elif name == EARLY_STOPPING:
+            values[field] = algorithm.parameterAsBoolean(parameters, name, context)
+        elif isinstance(getattr(TrainSettings, field), float):
+            values[field] = algorithm.parameterAsDouble(parameters, name, context)
+        else:
+            values[field] = algorithm.parameterAsInt(parameters, name, context)
+    settings = TrainSettings(**values)
+    if SPLIT in which:
+        with algorithm.about(SPLIT):
+            settings.validate()
+    return settings
