@@ -20,7 +20,7 @@ if __package__:
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def classFactory(iface):  # noqa: N802 (QGIS's name)
+def classFactory(iface):  # QGIS's name
     """QGIS entry point."""
     from .plugin.plugin import EoLulcPlugin
 

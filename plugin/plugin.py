@@ -43,13 +43,13 @@ class EoLulcPlugin:
         self._task: InstallDependenciesTask | None = None
 
     # Processing, also used by qgis_process (no GUI)
-    def initProcessing(self) -> None:  # noqa: N802
+    def initProcessing(self) -> None:
         if self.provider is None:
             self.provider = EoLulcProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
     # GUI
-    def initGui(self) -> None:  # noqa: N802
+    def initGui(self) -> None:
         self.initProcessing()
         action = QAction(QIcon(str(ICON_PATH)), "Install Python dependencies...", self.iface.mainWindow())
         action.triggered.connect(self.install_dependencies)

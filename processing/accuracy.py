@@ -48,7 +48,7 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
     OUTPUT_HTML = "OUTPUT_HTML"
     OUTPUT_JSON = "OUTPUT_JSON"
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Class raster (map to assess)")),
             "The map to assess, e.g. the output of Classify: integer class ids in band 1. Its nodata pixels "

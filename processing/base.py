@@ -67,19 +67,19 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
     def name(self) -> str:
         return self.ALGORITHM_ID
 
-    def displayName(self) -> str:  # noqa: N802
+    def displayName(self) -> str:
         return self.tr(self.DISPLAY_NAME)
 
     def group(self) -> str:
         return self.tr(self.GROUP)
 
-    def groupId(self) -> str:  # noqa: N802
+    def groupId(self) -> str:
         return self.GROUP_ID
 
     def icon(self) -> QIcon:
         return QIcon(str(ICON_PATH))
 
-    def createInstance(self) -> EoLulcAlgorithm:  # noqa: N802
+    def createInstance(self) -> EoLulcAlgorithm:
         return type(self)()
 
     def add(self, parameter: QgsProcessingParameterDefinition, help_text: str, advanced: bool = False) -> None:
@@ -89,7 +89,7 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
             parameter.setFlags(parameter.flags() | advanced_flag())
         self.addParameter(parameter)
 
-    def shortHelpString(self) -> str:  # noqa: N802
+    def shortHelpString(self) -> str:
         parts = [f"<p>{self.tr(self.DESCRIPTION)}</p>"]
         items = [
             f"<dt><b>{p.description()}</b> (<code>{p.name()}</code>)</dt><dd>{p.help()}</dd>"
@@ -144,7 +144,7 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
         except ValueError as error:
             raise self.parameter_error(name, str(error)) from None
 
-    def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext):  # noqa: N802
+    def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext):
         """Before QGIS's own checks: a missing, empty or damaged input file and a number out of its
         range are named with the parameter and the fix (QGIS would say "not found" or "Incorrect
         parameter value")."""
@@ -179,7 +179,7 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
                     _number_text(definition.maximum()))
         return None
 
-    def processAlgorithm(  # noqa: N802
+    def processAlgorithm(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
         missing = missing_modules(self.REQUIRES, try_import=True)

@@ -64,7 +64,7 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     FAILED_TILES = "FAILED_TILES"
     TILES = "TILES"
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         from ..core.pipeline import PipelineSettings
 
         integer = QgsProcessingParameterNumber.Type.Integer

@@ -56,7 +56,7 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
     OUTPUT = "OUTPUT"
     DATES = "DATES"
 
-    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.add(
             QgsProcessingParameterFile(
                 self.INPUT_FOLDER,

@@ -36,7 +36,7 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
     OUTPUT = "OUTPUT"
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterMultipleLayers(
                 self.FEATURES, self.tr("Feature stacks"), layerType=raster_layers_type()

@@ -48,7 +48,7 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
     OUTPUT_MASK = "OUTPUT_MASK"
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         from ..core.cloudmask import DEFAULT_PROCESSING_RESOLUTION
 
         self.add(

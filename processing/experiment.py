@@ -64,7 +64,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
     OUTPUT_JSON = "OUTPUT_JSON"
     OUTPUT = "OUTPUT"
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
             "A time stack with the 13 L1C bands, as for 'LULC pipeline'; or, with a cloud mask below, a prepared "

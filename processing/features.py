@@ -43,7 +43,7 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
     STATISTICS = "STATISTICS"
     OUTPUT = "OUTPUT"
 
-    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         from ..core.features import DEFAULT_BANDS, PRESET_INDICES, STATISTICS
 
         self.add(

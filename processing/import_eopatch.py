@@ -39,7 +39,7 @@ class ImportEOPatchAlgorithm(EoLulcAlgorithm):
     OUTPUT_MASK = "OUTPUT_MASK"
     OUTPUT_TIMELESS = "OUTPUT_TIMELESS"
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterFile(
                 self.INPUT, self.tr("EOPatch folder"), behavior=QgsProcessingParameterFile.Behavior.Folder

@@ -46,7 +46,7 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
     OUTPUT_COUNT = "OUTPUT_COUNT"
     OUTPUT_REPORT = "OUTPUT_REPORT"
 
-    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         from ..core.interpolate import DEFAULT_INTERVAL_DAYS, DEFAULT_MIN_VALID_FRACTION
 
         self.add(

@@ -74,7 +74,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     SECONDARY = {"OUTPUT_CONFIDENCE": "confidence.tif", "OUTPUT_REFERENCE": "reference.tif",
                  "OUTPUT_AGREEMENT": "agreement.tif", "OUTPUT_MODEL": "model.json", "OUTPUT_REPORT": "report.html"}
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         from ..core.features import DEFAULT_BANDS
         from ..core.pipeline import PipelineSettings
 

@@ -47,13 +47,13 @@ class EoLulcProvider(QgsProcessingProvider):
     def name(self) -> str:
         return "EO LULC"
 
-    def longName(self) -> str:  # noqa: N802
+    def longName(self) -> str:
         return "EO LULC: land cover from Sentinel-2 time series"
 
     def icon(self) -> QIcon:
         return QIcon(str(ICON_PATH))
 
-    def loadAlgorithms(self) -> None:  # noqa: N802
+    def loadAlgorithms(self) -> None:
         for algorithm in ALGORITHMS:
             self.addAlgorithm(algorithm())
         self._models = []  # Python references to the models (owned by the provider once added)
@@ -78,8 +78,8 @@ class EoLulcProvider(QgsProcessingProvider):
         for model in self._models:
             model.fromFile(model.sourceFilePath())
 
-    def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
+    def supportedOutputRasterLayerExtensions(self) -> list[str]:
         return ["tif"]
 
-    def defaultRasterFileExtension(self) -> str:  # noqa: N802
+    def defaultRasterFileExtension(self) -> str:
         return "tif"

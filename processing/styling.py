@@ -23,7 +23,7 @@ class SidecarStyle(QgsProcessingLayerPostProcessorInterface):
         self.group = group
         self.order = order
 
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+    def postProcessLayer(self, layer, context, feedback):
         if layer is None:
             return
         if self.qml is not None and self.qml.is_file():

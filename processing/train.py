@@ -60,7 +60,7 @@ class TrainAlgorithm(EoLulcAlgorithm):
     OUTPUT_REPORT = "OUTPUT_REPORT"
     OUTPUT_REPORT_JSON = "OUTPUT_REPORT_JSON"
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterMultipleLayers(
                 self.FEATURES, self.tr("Feature stacks"), layerType=raster_layers_type()

@@ -547,6 +547,6 @@ class _LogFeedback(QgsProcessingFeedback):
         super().__init__()
         self.log = ""
 
-    def pushInfo(self, info: str) -> None:  # noqa: N802
+    def pushInfo(self, info: str) -> None:
         self.log += info + "\n"
         super().pushInfo(info)
