@@ -76,22 +76,13 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
         )
         add_score_outputs(self)
 
-    def execute(
-        self,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.accuracy import assess_confusion, compare_raster, pixel_area_m2, raster_grid
         from ..core.report import write_report
-        from ..core.timestack import read_info
 
-        source = self.raster_source(parameters, self.INPUT, context)
-        if source is None:
-            raise self.parameter_error(self.INPUT, self.tr("choose a class raster"))
-        with self.about(self.INPUT):
-            bands = read_info(source).count
+        source = self.raster_source(parameters, self.INPUT, context, "choose a class raster")
+        bands = self.stack_info(source, self.INPUT).count
         if bands > 1:
             feedback.pushWarning(self.tr("The class raster has {} bands; band 1 is assessed.").format(bands))
         html_path = self.required_output(parameters, self.OUTPUT_HTML, context, "choose a file for the report")

@@ -100,14 +100,29 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
             parts.append("<h3>Parameters</h3><dl>" + "".join(items) + "</dl>")
         return "".join(parts)
 
-    def raster_source(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str | None:
-        """The file (GDAL source) of a raster parameter, without loading a file given as text."""
-        sources = raster_sources(self, parameters, name, context)
+    def raster_source(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                      required: str = "") -> str | None:
+        """The file (GDAL source) of a raster parameter, without loading a file given as text; with
+        ``required`` (what to ask for) an error naming the parameter when none is given."""
+        sources = self.raster_sources(parameters, name, context, required)
         return sources[0] if sources else None
 
-    def raster_sources(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> list[str]:
-        """The files of a multiple-layer parameter, without loading those given as text."""
-        return raster_sources(self, parameters, name, context)
+    def raster_sources(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                       required: str = "") -> list[str]:
+        """The files of a multiple-layer parameter, without loading those given as text; with
+        ``required`` (what to ask for) an error naming the parameter when none is given."""
+        sources = raster_sources(self, parameters, name, context)
+        if required and not any(sources):
+            raise self.parameter_error(name, self.tr(required))
+        return sources
+
+    def stack_info(self, source: str, name: str):
+        """The :class:`~..core.timestack.StackInfo` of the raster ``source`` of parameter ``name``;
+        an error naming the parameter when it cannot be read."""
+        from ..core.timestack import read_info
+
+        with self.about(name):
+            return read_info(source)
 
     def option_key(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
                    options: Sequence[tuple[str, str]]) -> str:
@@ -197,11 +212,6 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
         except OSError as error:
             raise QgsProcessingException(self.tr("Cannot read or write a file: {}").format(error)) from None
 
-    def execute(
-        self,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         raise NotImplementedError

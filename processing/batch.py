@@ -140,10 +140,8 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.FAILED_TILES, self.tr("Failed tiles")))
         add_score_outputs(self, "Test ")
 
-    def execute(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.batch import run_batch
         from ..core.pipeline import PipelineSettings
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
@@ -31,6 +30,7 @@ from ..core.scenes import (
     scan_scenes,
 )
 from .base import EoLulcAlgorithm
+from .compat import raster_layers_type
 
 
 class BuildTimeStackAlgorithm(EoLulcAlgorithm):
@@ -58,12 +58,8 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.add(
-            QgsProcessingParameterFile(
-                self.INPUT_FOLDER,
-                self.tr("Folder of per-date rasters"),
-                behavior=QgsProcessingParameterFile.Behavior.Folder,
-                optional=True,
-            ),
+            QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Folder of per-date rasters"),
+                                       behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True),
             "Folder holding one raster per acquisition date (sub-folders are not searched). "
             "Give this or the input layers, or both.",
         )
@@ -73,12 +69,8 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
             "e.g. '*_B*.tif' or 'S2*.jp2'. Hidden files are skipped.",
         )
         self.add(
-            QgsProcessingParameterMultipleLayers(
-                self.LAYERS,
-                self.tr("Input raster layers"),
-                layerType=QgsProcessing.SourceType.TypeRaster,
-                optional=True,
-            ),
+            QgsProcessingParameterMultipleLayers(self.LAYERS, self.tr("Input raster layers"),
+                                                 layerType=raster_layers_type(), optional=True),
             "Per-date raster layers, one acquisition each, in any order (they are sorted by date). "
             "Give these or a folder, or both.",
         )
@@ -122,13 +114,8 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber(self.DATES, self.tr("Number of dates")))
 
-    def execute(
-        self,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
         layers = self.parameterAsLayerList(parameters, self.LAYERS, context)

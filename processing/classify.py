@@ -59,16 +59,12 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
             "Probability of the chosen class in percent (0-100, nodata 255).",
         )
 
-    def execute(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.classify import classify
         from ..core.model import load_model
 
-        sources = self.raster_sources(parameters, self.FEATURES, context)
-        if not sources:
-            raise self.parameter_error(self.FEATURES, self.tr("choose the feature stacks"))
+        sources = self.raster_sources(parameters, self.FEATURES, context, "choose the feature stacks")
         with self.about(self.MODEL):
             model = load_model(self.parameterAsFile(parameters, self.MODEL, context))
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

@@ -51,33 +51,27 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
     def initAlgorithm(self, config=None):
         from ..core.cloudmask import DEFAULT_PROCESSING_RESOLUTION
 
+        integer = QgsProcessingParameterNumber.Type.Integer
+        double = QgsProcessingParameterNumber.Type.Double
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
             "A time stack with the L1C bands B01 B02 B04 B05 B08 B8A B09 B10 B11 B12 (or all 13), named in "
             "the band descriptions, e.g. from 'Build time stack from per-date rasters'.",
         )
         self.add(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD, self.tr("Cloud probability threshold"),
-                type=QgsProcessingParameterNumber.Type.Double, defaultValue=0.4, minValue=0.0, maxValue=1.0,
-            ),
+            QgsProcessingParameterNumber(self.THRESHOLD, self.tr("Cloud probability threshold"), type=double,
+                                         defaultValue=0.4, minValue=0.0, maxValue=1.0),
             "Pixels whose averaged cloud probability is above this are clouds (s2cloudless's default 0.4).",
         )
         self.add(
-            QgsProcessingParameterNumber(
-                self.AVERAGE_OVER, self.tr("Average over (pixels)"),
-                type=QgsProcessingParameterNumber.Type.Integer, defaultValue=4, minValue=0,
-                maxValue=limits.MAX_CLOUD_RADIUS,
-            ),
+            QgsProcessingParameterNumber(self.AVERAGE_OVER, self.tr("Average over (pixels)"), type=integer,
+                                         defaultValue=4, minValue=0, maxValue=limits.MAX_CLOUD_RADIUS),
             "Radius in pixels of the disk the probabilities are averaged over before thresholding "
             "(removes speckle); 0 turns it off. eo-learn's LULC example uses 4.",
         )
         self.add(
-            QgsProcessingParameterNumber(
-                self.DILATION_SIZE, self.tr("Dilation size (pixels)"),
-                type=QgsProcessingParameterNumber.Type.Integer, defaultValue=2, minValue=0,
-                maxValue=limits.MAX_CLOUD_RADIUS,
-            ),
+            QgsProcessingParameterNumber(self.DILATION_SIZE, self.tr("Dilation size (pixels)"), type=integer,
+                                         defaultValue=2, minValue=0, maxValue=limits.MAX_CLOUD_RADIUS),
             "Radius in pixels by which the cloud mask is grown (cloud edges); 0 turns it off. "
             "eo-learn's LULC example uses 2.",
         )
@@ -118,19 +112,11 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
             "metadata EOLULC_VALID_FRACTION lists each date's clear fraction.",
         )
 
-    def execute(
-        self,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.cloudmask import CloudDetector, check_radius
-        from ..core.timestack import read_info
 
-        source = self.raster_source(parameters, self.INPUT, context)
-        if source is None:
-            raise self.parameter_error(self.INPUT, self.tr("choose a raster layer or file"))
+        source = self.raster_source(parameters, self.INPUT, context, "choose a raster layer or file")
         outputs = {
             name: self.output_path(parameters, name, context) for name in (self.OUTPUT_PROBABILITY, self.OUTPUT_MASK)
         }
@@ -145,8 +131,7 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
                 processing_resolution=self.parameterAsDouble(parameters, self.PROCESSING_RESOLUTION, context) or None,
                 value_scale=scale,
             )
-        with self.about(self.INPUT):
-            grid = read_info(source).grid
+        grid = self.stack_info(source, self.INPUT).grid
         for name, radius in ((self.AVERAGE_OVER, detector.average_over), (self.DILATION_SIZE, detector.dilation_size)):
             with self.about(name):
                 check_radius(name.lower(), radius, grid)

@@ -143,10 +143,8 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         self.addOutput(QgsProcessingOutputString("BEST_VARIANT", self.tr("Best variant")))
         self.addOutput(QgsProcessingOutputNumber("BEST_OVERALL_ACCURACY", self.tr("Best mean overall accuracy")))
 
-    def execute(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.experiment import ExperimentSettings, run_experiment
         from ..core.interpolate import check_inputs
         from ..core.pipeline import PipelineSettings
@@ -160,11 +158,8 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             with_factors,
         )
 
-        source = self.raster_source(parameters, self.INPUT, context)
-        if source is None:
-            raise self.parameter_error(self.INPUT, self.tr("choose the L1C time stack"))
-        with self.about(self.INPUT):
-            info = read_info(source)
+        source = self.raster_source(parameters, self.INPUT, context, "choose the L1C time stack")
+        info = self.stack_info(source, self.INPUT)
         cloud_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         if cloud_mask is not None:
             with self.about(self.CLOUD_MASK):

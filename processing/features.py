@@ -89,13 +89,8 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
             "one undated date of statistics.",
         )
 
-    def execute(
-        self,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.features import (
             STATISTICS,
             FeatureSpec,
@@ -106,13 +101,9 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
             resolve_bands,
         )
         from ..core.features import compute_features as run_features
-        from ..core.timestack import read_info
 
-        source = self.raster_source(parameters, self.INPUT, context)
-        if source is None:
-            raise self.parameter_error(self.INPUT, self.tr("choose a raster layer or file"))
-        with self.about(self.INPUT):
-            info = read_info(source)
+        source = self.raster_source(parameters, self.INPUT, context, "choose a raster layer or file")
+        info = self.stack_info(source, self.INPUT)
         bands = parse_band_list(self.parameterAsString(parameters, self.BANDS, context))
         presets = preset_indices([PRESETS[i] for i in self.parameterAsEnums(parameters, self.INDICES, context)])
         with self.about(self.CUSTOM_INDICES):

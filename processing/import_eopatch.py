@@ -88,13 +88,8 @@ class ImportEOPatchAlgorithm(EoLulcAlgorithm):
             "Single-band raster of the timeless feature (skip the output to leave it out).",
         )
 
-    def execute(
-        self,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.eopatch import TIMELESS_KINDS, import_eopatch, read_eopatch
 
         folder = self.parameterAsFile(parameters, self.INPUT, context)

@@ -120,19 +120,12 @@ class InterpolateAlgorithm(EoLulcAlgorithm):
             "The dropped dates are also stored in the output's EOLULC_INTERPOLATION metadata.",
         )
 
-    def execute(
-        self,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.interpolate import check_inputs, date_grid, default_range, interpolate_stack, parse_date_list
         from ..core.timestack import parse_datetime, read_info
 
-        source = self.raster_source(parameters, self.INPUT, context)
-        if not source:
-            raise self.parameter_error(self.INPUT, self.tr("choose a time stack"))
+        source = self.raster_source(parameters, self.INPUT, context, "choose a time stack")
         mask = self.raster_source(parameters, self.MASK, context)
         with self.about(self.INPUT):
             info = read_info(source)

@@ -169,19 +169,13 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         )
         add_score_outputs(self, "Test ")
 
-    def execute(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.features import FeatureSpec, parse_band_list, resolve_bands
         from ..core.pipeline import PipelineOutputs, PipelineSettings, run_pipeline
-        from ..core.timestack import read_info
 
-        source = self.raster_source(parameters, self.INPUT, context)
-        if source is None:
-            raise self.parameter_error(self.INPUT, self.tr("choose the L1C time stack"))
-        with self.about(self.INPUT):
-            info = read_info(source)
+        source = self.raster_source(parameters, self.INPUT, context, "choose the L1C time stack")
+        info = self.stack_info(source, self.INPUT)
         reference = reference_on_grid(self, parameters, context, info.grid)
         legend = legend_from_parameters(self, parameters, context)
         with self.about(self.BANDS):

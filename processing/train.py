@@ -89,19 +89,13 @@ class TrainAlgorithm(EoLulcAlgorithm):
         )
         add_score_outputs(self, "Test ")
 
-    def execute(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
-        progress: Progress,
-    ) -> dict[str, Any]:
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
+                progress: Progress) -> dict[str, Any]:
         from ..core.report import importance_html, write_report
-        from ..core.timestack import read_info
         from ..core.train import train_model
 
-        paths = self.raster_sources(parameters, self.FEATURES, context)
-        if not paths:
-            raise self.parameter_error(self.FEATURES, self.tr("choose at least one feature stack"))
-        with self.about(self.FEATURES):
-            grid = read_info(paths[0]).grid
+        paths = self.raster_sources(parameters, self.FEATURES, context, "choose at least one feature stack")
+        grid = self.stack_info(paths[0], self.FEATURES).grid
         reference = reference_on_grid(self, parameters, context, grid)
         legend = legend_from_parameters(self, parameters, context)
         settings = train_settings(self, parameters, context, ALL)

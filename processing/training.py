@@ -68,6 +68,10 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
     integer = QgsProcessingParameterNumber.Type.Integer
     double = QgsProcessingParameterNumber.Type.Double
 
+    def number(name: str, label: str, kind, low: float, high: float) -> QgsProcessingParameterNumber:
+        return QgsProcessingParameterNumber(name, tr(label), type=kind, defaultValue=getattr(defaults, FIELDS[name][0]),
+                                            minValue=low, maxValue=high)
+
     def enum(name: str, label: str, options) -> QgsProcessingParameterEnum:
         default = [key for key, _ in options].index(getattr(defaults, FIELDS[name][0]))
         return QgsProcessingParameterEnum(name, tr(label), options=[tr(text) for _, text in options],
@@ -81,8 +85,7 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
             "class 3 by 2.",
         ),
         SAMPLES: (
-            QgsProcessingParameterNumber(SAMPLES, tr("Training pixels"), type=integer, defaultValue=defaults.samples,
-                                         minValue=10, maxValue=limits.MAX_SAMPLES),
+            number(SAMPLES, "Training pixels", integer, 10, limits.MAX_SAMPLES),
             "How many training pixels to sample from the training part (all of them when there are fewer).",
         ),
         SAMPLING: (
@@ -97,13 +100,11 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
             "pixels touching test pixels are left out.",
         ),
         TEST_FRACTION: (
-            QgsProcessingParameterNumber(TEST_FRACTION, tr("Test fraction"), type=double,
-                                         defaultValue=defaults.test_fraction, minValue=0.01, maxValue=0.9),
+            number(TEST_FRACTION, "Test fraction", double, 0.01, 0.9),
             "Share of the labelled pixels held out for the accuracy report.",
         ),
         BLOCK_SIZE: (
-            QgsProcessingParameterNumber(BLOCK_SIZE, tr("Split block size (pixels, 0 = automatic)"), type=integer,
-                                         defaultValue=defaults.block_size, minValue=0, maxValue=limits.MAX_BLOCK_SIZE),
+            number(BLOCK_SIZE, "Split block size (pixels, 0 = automatic)", integer, 0, limits.MAX_BLOCK_SIZE),
             "Side of the spatial split's blocks; automatic makes 40 or more blocks of 8 to 64 pixels.",
         ),
         CLASSIFIER: (
@@ -111,25 +112,21 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
             "LightGBM gradient boosting (default) or LightGBM's random forest mode.",
         ),
         N_ESTIMATORS: (
-            QgsProcessingParameterNumber(N_ESTIMATORS, tr("Maximum boosting rounds"), type=integer,
-                                         defaultValue=defaults.n_estimators, minValue=1, maxValue=limits.MAX_TREES),
+            number(N_ESTIMATORS, "Maximum boosting rounds", integer, 1, limits.MAX_TREES),
             "Upper bound of trees per class. With early stopping the model keeps only the rounds that still "
             "improved a validation part of the training pixels.",
         ),
         LEARNING_RATE: (
-            QgsProcessingParameterNumber(LEARNING_RATE, tr("Learning rate"), type=double,
-                                         defaultValue=defaults.learning_rate, minValue=0.0001, maxValue=1.0),
+            number(LEARNING_RATE, "Learning rate", double, 0.0001, 1.0),
             "LightGBM's learning rate (0.1 as LightGBM's default).",
         ),
         NUM_LEAVES: (
-            QgsProcessingParameterNumber(NUM_LEAVES, tr("Leaves per tree"), type=integer,
-                                         defaultValue=defaults.num_leaves, minValue=2, maxValue=limits.MAX_LEAVES),
+            number(NUM_LEAVES, "Leaves per tree", integer, 2, limits.MAX_LEAVES),
             "LightGBM's num_leaves. 15 (LightGBM's default is 31): the same accuracy on the real "
             "TestEOPatch (bench/train_quality.py), smaller trees that fit and predict faster.",
         ),
         FEATURE_FRACTION: (
-            QgsProcessingParameterNumber(FEATURE_FRACTION, tr("Share of features per tree"), type=double,
-                                         defaultValue=defaults.feature_fraction, minValue=0.01, maxValue=1.0),
+            number(FEATURE_FRACTION, "Share of features per tree", double, 0.01, 1.0),
             "LightGBM's feature_fraction for boosting: each tree may split on this share of the features, "
             "drawn anew per tree. Dates and bands are redundant, so 0.5 keeps the accuracy (TestEOPatch) and "
             "fits about a third faster; 1 uses every feature. Random forests always use 0.7.",
@@ -144,8 +141,7 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
             "Balanced weights training pixels by inverse class frequency.",
         ),
         SEED: (
-            QgsProcessingParameterNumber(SEED, tr("Random seed"), type=integer, defaultValue=defaults.seed,
-                                         minValue=0, maxValue=limits.MAX_SEED),
+            number(SEED, "Random seed", integer, 0, limits.MAX_SEED),
             "Seed of the split, the sampling and LightGBM: the same inputs and seed give the same model.",
         ),
     }
