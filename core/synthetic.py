@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -50,15 +49,27 @@ from .atomic import atomic_outputs
 from .blocks import iter_blocks
 from .progress import Progress, ensure_progress
 from .sentinel2 import L1C_BANDS, QUANTIFICATION
+from .synthetic_cover import (  # noqa: F401  (the classes are part of this module's interface)
+    ARTIFICIAL,
+    BARELAND,
+    CLASS_NAMES,
+    CLASSES,
+    CULTIVATED,
+    ENDMEMBERS,
+    FOREST,
+    GRASSLAND,
+    MEMBERS,
+    REALISTIC_CLASSES,
+    SHRUBLAND,
+    VARIANTS,
+    WATER,
+    WETLAND,
+    cover_fractions,
+    realistic_cover_fractions,
+)
+from .synthetic_noise import ValueNoise, centred, hash32
 from .timestack import Grid, StackInfo, StackWriter, Window
 
-CULTIVATED, FOREST, GRASSLAND, SHRUBLAND, WATER, ARTIFICIAL, BARELAND = 1, 2, 3, 4, 5, 8, 9
-#: The classes a scene can hold (eo-learn legend ids).
-CLASSES = (CULTIVATED, FOREST, GRASSLAND, SHRUBLAND, WATER, ARTIFICIAL, BARELAND)
-CLASS_NAMES = {
-    CULTIVATED: "cultivated land", FOREST: "forest", GRASSLAND: "grassland", SHRUBLAND: "shrubland",
-    WATER: "water", ARTIFICIAL: "artificial surface", BARELAND: "bareland",
-}
 #: Values of the planted cloud mask.
 CLEAR, CLOUD, SHADOW = 0, 1, 2
 MASK_NODATA = 255
@@ -71,27 +82,26 @@ SUN_AZIMUTH = 155.0
 LATITUDE = 46.0
 
 N_BANDS = len(L1C_BANDS)
-VARIANTS = 16  # spectral/phenological variants per class
+
+#: Variants per class of the realistic scene: (almost) every field has its own dates.
+REALISTIC_VARIANTS = 192
+#: Realistic scene: share of fields (and blobs) labelled with a wrong class in the reference, and
+#: of fields whose cover changed after the reference was made.
+WRONG_LABEL_SHARE, OUTDATED_SHARE = 0.06, 0.05
+#: The wrong label a reference gives each class (the usual mix-ups of photo-interpretation).
+_WRONG_LABEL = np.arange(256, dtype=np.uint8)
+_WRONG_LABEL[[CULTIVATED, GRASSLAND, SHRUBLAND, FOREST, WETLAND, WATER, ARTIFICIAL, BARELAND]] = (
+    GRASSLAND, CULTIVATED, FOREST, SHRUBLAND, GRASSLAND, WETLAND, BARELAND, CULTIVATED)
+#: What a field became since the reference: meadows ploughed, fields sown to grass, shrubs
+#: cleared, bare land built on.
+_CHANGED_TO = np.arange(256, dtype=np.uint8)
+_CHANGED_TO[[GRASSLAND, CULTIVATED, SHRUBLAND, BARELAND]] = (CULTIVATED, GRASSLAND, GRASSLAND, ARTIFICIAL)
 
 # ---------------------------------------------------------------- spectra (13 bands, L1C order)
 # Atmosphere: TOA = path + transmittance * surface. B09 is the water-vapour band, B10 (1375 nm)
 # is absorbed by water vapour: the ground is almost invisible there.
 _PATH = np.array([0.085, 0.055, 0.03, 0.018, 0.014, 0.011, 0.009, 0.008, 0.007, 0.004, 0.0008, 0.002, 0.001])
 _TRANS = np.array([0.75, 0.8, 0.85, 0.9, 0.9, 0.9, 0.92, 0.92, 0.92, 0.35, 0.003, 0.93, 0.9])
-# Surface reflectance end-members.
-_E = {
-    "green": [0.02, 0.03, 0.07, 0.03, 0.10, 0.30, 0.40, 0.42, 0.44, 0.44, 0.0, 0.20, 0.09],
-    "broadleaf": [0.015, 0.025, 0.045, 0.022, 0.07, 0.22, 0.29, 0.30, 0.32, 0.32, 0.0, 0.13, 0.05],
-    "conifer": [0.012, 0.02, 0.035, 0.018, 0.05, 0.14, 0.18, 0.19, 0.20, 0.20, 0.0, 0.09, 0.035],
-    "dry": [0.05, 0.06, 0.09, 0.12, 0.15, 0.19, 0.22, 0.24, 0.26, 0.27, 0.0, 0.34, 0.25],
-    "soil": [0.06, 0.07, 0.10, 0.14, 0.16, 0.18, 0.20, 0.21, 0.22, 0.23, 0.0, 0.30, 0.26],
-    "bright_soil": [0.12, 0.14, 0.18, 0.24, 0.26, 0.28, 0.30, 0.31, 0.32, 0.33, 0.0, 0.42, 0.38],
-    "water": [0.05, 0.05, 0.05, 0.03, 0.02, 0.012, 0.01, 0.008, 0.007, 0.005, 0.0, 0.003, 0.002],
-    "urban": [0.10, 0.11, 0.13, 0.15, 0.16, 0.17, 0.18, 0.19, 0.20, 0.20, 0.0, 0.24, 0.21],
-    "bright_urban": [0.2, 0.22, 0.25, 0.27, 0.28, 0.29, 0.3, 0.31, 0.31, 0.31, 0.0, 0.33, 0.3],
-    "snow": [0.90, 0.92, 0.91, 0.88, 0.86, 0.84, 0.82, 0.78, 0.76, 0.6, 0.0, 0.10, 0.06],
-}
-_ENDMEMBERS = {k: np.array(v) for k, v in _E.items()}
 # Cirrus: ice cloud above the water vapour, nearly white, seen in B10; weaker in the SWIR.
 _CIRRUS = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.9, 0.7, 0.5], np.float32)
 # Shadow: share of the surface signal lost at full shadow (blue keeps more diffuse light).
@@ -109,6 +119,29 @@ FALLBACK_CLOUD_COMPONENTS = (
     (0.0015, -0.0124, -0.0083, -0.0037, 0.001, 0.0046, 0.0068, -0.0061, 0.0083, 0.0074, 0.0004, 0.0045, 0.008),
     (-0.0127, 0.0001, 0.0006, -0.0009, -0.0007, 0.0022, 0.0018, 0.0094, 0.0011, 0.0067, 0.0008, 0.0007, -0.0006),
 )
+
+
+# Point spread (Gaussian sigma in 10 m pixels) of each band by its native resolution: 60 m
+# (B01, B09, B10), 10 m (B02, B03, B04, B08), 20 m (the rest); truncated at PSF_HALO pixels.
+_PSF_SIGMA = np.array([1.3, 0.45, 0.45, 0.45, 0.9, 0.9, 0.9, 0.45, 0.9, 1.3, 1.3, 0.9, 0.9])
+PSF_HALO = 2
+_PSF_WEIGHTS = np.exp(-0.5 * (np.arange(-PSF_HALO, PSF_HALO + 1)[None, :] / _PSF_SIGMA[:, None]) ** 2)
+_PSF_WEIGHTS = (_PSF_WEIGHTS / _PSF_WEIGHTS.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def point_spread(grown: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Blur ``grown`` ``(13, h + 2 halo, w + 2 halo)`` band by band with the sensor's point spread
+    into ``out`` ``(13, h, w)``: pixels along a boundary mix the cover on both sides."""
+    h, w = out.shape[1:]
+    taps = 2 * PSF_HALO + 1
+    weights = _PSF_WEIGHTS[:, :, None, None]
+    rows = weights[:, 0] * grown[:, 0:h, :]
+    for k in range(1, taps):
+        rows += weights[:, k] * grown[:, k:k + h, :]
+    np.multiply(weights[:, 0], rows[:, :, 0:w], out=out)
+    for k in range(1, taps):
+        out += weights[:, k] * rows[:, :, k:k + w]
+    return out
 
 
 def toa(surface: np.ndarray) -> np.ndarray:
@@ -153,156 +186,6 @@ def _cloud_spectra(reference_scenes: str) -> tuple[np.ndarray, np.ndarray, str]:
     return np.array(FALLBACK_CLOUD_MEAN), np.array(FALLBACK_CLOUD_COMPONENTS), "built-in cloud spectra"
 
 
-# ---------------------------------------------------------------- deterministic randomness
-def _hash32(x: np.ndarray) -> np.ndarray:
-    """lowbias32 integer hash of uint32 values (wrapping arithmetic)."""
-    x = x.astype(np.uint32, copy=True)
-    x ^= x >> np.uint32(16)
-    x *= np.uint32(0x7FEB352D)
-    x ^= x >> np.uint32(15)
-    x *= np.uint32(0x846CA68B)
-    x ^= x >> np.uint32(16)
-    return x
-
-
-def _centred(x: np.ndarray) -> np.ndarray:
-    """Near-Gaussian noise (sum of two 16-bit uniforms) with mean 0 and standard deviation 1
-    from uint32 hashes."""
-    low = (x & np.uint32(0xFFFF)).astype(np.float32)
-    high = (x >> np.uint32(16)).astype(np.float32)
-    return (low + high - np.float32(65535.0)) * np.float32(math.sqrt(6.0) / 65536.0)
-
-
-class _ValueNoise:
-    """Smooth noise: octaves of random lattices interpolated with smoothstep weights. Lattices
-    cover the scene grown by ``pad`` pixels, so the noise can be looked up at shifted positions."""
-
-    def __init__(self, rng: np.random.Generator, height: int, width: int,
-                 octaves: Sequence[tuple[float, float, float]], pad: int = 0) -> None:
-        self.pad = pad
-        self.octaves = []
-        for cell_rows, cell_cols, amplitude in octaves:
-            shape = (int(math.ceil((height + 2 * pad) / cell_rows)) + 2,
-                     int(math.ceil((width + 2 * pad) / cell_cols)) + 2)
-            lattice = rng.standard_normal(shape).astype(np.float32)
-            self.octaves.append((lattice, float(cell_rows), float(cell_cols), np.float32(amplitude)))
-
-    @staticmethod
-    def _axis(coords: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
-        position = coords.astype(np.float64) / cell
-        index = np.floor(position)
-        fraction = position - index
-        weight = (fraction * fraction * (3.0 - 2.0 * fraction)).astype(np.float32)
-        return index.astype(np.intp), weight
-
-    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Noise at global pixel ``rows`` (1-D) x ``cols`` (1-D): a ``(len(rows), len(cols))`` array.
-        Separable: the lattice rows needed are interpolated along the columns first."""
-        total = np.zeros((len(rows), len(cols)), np.float32)
-        for lattice, cell_rows, cell_cols, amplitude in self.octaves:
-            iy, wy = self._axis(rows + self.pad, cell_rows)
-            ix, wx = self._axis(cols + self.pad, cell_cols)
-            first = int(iy.min()) if len(iy) else 0
-            sub = lattice[first:int(iy.max()) + 2] if len(iy) else lattice[:0]
-            along = sub[:, ix] * (1 - wx) + sub[:, ix + 1] * wx
-            local = iy - first
-            wy = wy[:, None]
-            total += amplitude * (along[local] * (1 - wy) + along[local + 1] * wy)
-        return total
-
-    def quantile(self, height: int, width: int, q: float | np.ndarray) -> np.ndarray:
-        """Quantile(s) of the noise over a fixed 64 x 64 sample of the scene."""
-        rows = np.linspace(0, height - 1, 64).round().astype(np.int64)
-        cols = np.linspace(0, width - 1, 64).round().astype(np.int64)
-        return np.quantile(self(rows, cols).astype(np.float64), q)
-
-
-def _logistic(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
-
-
-# ---------------------------------------------------------------- phenology
-def _cover_fractions(cls: int, variant: int, doy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Surface end-member fractions ``(dates, members)`` of one class variant (float64, rows sum to 1);
-    members are the keys of ``_E`` in order."""
-    names = list(_E)
-    f = {name: np.zeros(doy.shape) for name in names}
-    lg = _logistic
-    if cls == CULTIVATED:
-        crop = variant % 3  # 0 winter cereal, 1 maize, 2 spring crop / vegetables
-        soil_bright = rng.uniform(0.0, 0.5)
-        if crop == 0:
-            sos, eos, harvest = rng.normal(85, 8), rng.normal(165, 7), rng.normal(192, 6)
-            sowing = rng.normal(290, 8)
-            green = 0.22 + 0.68 * lg((doy - sos) / 8) - 0.9 * lg((doy - eos) / 6)
-            green = np.clip(green, 0, 1)
-            green = np.where(doy > harvest, 0.25 * lg((doy - sowing - 20) / 10), green)
-            dry = np.where((doy >= eos - 10) & (doy <= harvest), np.clip(0.9 - green, 0, 1), 0.0)
-            dry = np.where((doy > harvest) & (doy < harvest + 30), 0.5, dry)  # stubble
-        elif crop == 1:
-            sos, eos, harvest = rng.normal(160, 8), rng.normal(245, 8), rng.normal(272, 7)
-            green = np.clip(0.92 * (lg((doy - sos) / 9) - lg((doy - eos) / 7)), 0, 1)
-            dry = np.where((doy >= sos + 40) & (doy <= harvest), np.clip(0.85 - green, 0, 1), 0.0)
-            green = np.where(doy > harvest, 0.0, green)
-            dry = np.where((doy > harvest) & (doy < harvest + 40), 0.4, dry)
-        else:
-            sos, eos, harvest = rng.normal(115, 8), rng.normal(200, 8), rng.normal(215, 6)
-            green = np.clip(0.88 * (lg((doy - sos) / 7) - lg((doy - eos) / 6)), 0, 1)
-            dry = np.where((doy >= eos - 5) & (doy <= harvest), np.clip(0.8 - green, 0, 1), 0.0)
-            green = np.where(doy > harvest, 0.0, green)
-        f["green"] = green
-        f["dry"] = dry
-        rest = np.clip(1 - green - dry, 0, 1)
-        f["bright_soil"] = rest * soil_bright
-        f["soil"] = rest * (1 - soil_bright)
-    elif cls == FOREST:
-        conifer = variant / (VARIANTS - 1) * 0.9 + 0.05
-        leaves = lg((doy - rng.normal(112, 4)) / 6) - lg((doy - rng.normal(295, 5)) / 7)
-        f["conifer"] = np.full(doy.shape, conifer * 0.95)
-        deciduous = 1 - conifer
-        f["broadleaf"] = deciduous * (0.3 + 0.65 * leaves)
-        f["dry"] = deciduous * 0.5 * (1 - leaves) + conifer * 0.05
-        f["soil"] = deciduous * (0.2 - 0.15 * leaves)
-    elif cls == GRASSLAND:
-        green = 0.35 + 0.55 * (lg((doy - rng.normal(85, 6)) / 10) - lg((doy - rng.normal(300, 8)) / 12))
-        for cut in np.cumsum(rng.uniform(40, 60, size=rng.integers(1, 4))) + rng.normal(125, 8):
-            after = np.clip(doy - cut, 0, None)
-            green = green - np.where(doy >= cut, 0.4 * np.exp(-after / 14.0), 0.0)
-        drought = 0.15 * np.exp(-(((doy - 220) / 25.0) ** 2)) * rng.uniform(0.5, 1.5)
-        green = np.clip(green - drought, 0.05, 0.95)
-        f["green"] = green
-        f["dry"] = 0.93 - green
-        f["soil"] = np.full(doy.shape, 0.07)
-    elif cls == SHRUBLAND:
-        green = 0.3 + 0.28 * (lg((doy - rng.normal(105, 6)) / 9) - lg((doy - rng.normal(285, 8)) / 9))
-        f["green"] = green * 0.6
-        f["broadleaf"] = green * 0.4
-        f["dry"] = 0.75 - green
-        f["soil"] = np.full(doy.shape, 0.25)
-    elif cls == WATER:
-        turbidity = rng.uniform(0.0, 0.06)
-        algae = 0.04 * np.exp(-(((doy - 210) / 30.0) ** 2)) * rng.uniform(0, 1)
-        f["soil"] = np.full(doy.shape, turbidity)
-        f["green"] = algae
-        f["water"] = 1 - turbidity - algae
-    elif cls == ARTIFICIAL:
-        trees = rng.uniform(0.05, 0.25)
-        leaves = lg((doy - 110) / 6) - lg((doy - 295) / 7)
-        bright = rng.uniform(0.1, 0.6)
-        f["broadleaf"] = trees * (0.3 + 0.7 * leaves)
-        f["dry"] = trees * 0.7 * (1 - leaves)
-        built = 1 - trees
-        f["bright_urban"] = np.full(doy.shape, built * bright)
-        f["urban"] = np.full(doy.shape, built * (1 - bright))
-    elif cls == BARELAND:
-        bright = rng.uniform(0.3, 0.9)
-        f["bright_soil"] = np.full(doy.shape, bright)
-        f["soil"] = np.full(doy.shape, 0.95 - bright)
-        f["dry"] = np.full(doy.shape, 0.05)
-    fractions = np.stack([np.clip(f[name], 0, None) for name in names], axis=1)
-    return fractions / fractions.sum(axis=1, keepdims=True)
-
-
 def solar_elevation(doy: np.ndarray | float, latitude: float = LATITUDE) -> np.ndarray:
     """Approximate sun elevation (degrees) at the ~10:00 UTC overpass (about an hour before
     local noon)."""
@@ -333,6 +216,15 @@ class SyntheticScene:
     (reflectance x 10000, scale 1e-4 in the metadata) instead of float32 reflectance. ``clouds``
     turns clouds, cirrus and shadows off (snow stays). ``reference_scenes``: the real scenes
     the cloud spectra are learnt from (``None``: built-in spectra).
+
+    ``realistic`` makes the scene as hard as real mapping (the demo's scene): overlapping
+    phenologies (:func:`realistic_cover_fractions`), wetlands on the shores, fields down to 3 px
+    wide, a brightness per field, mixed pixels along every boundary (each band blurred by the
+    point spread of its native 10, 20 or 60 m resolution) and a reference with mistakes: a few
+    percent of its polygons wrongly labelled (a plausible wrong class) and some outdated (the
+    land changed after the reference was made: meadows ploughed, fields sown to grass, shrubs
+    cleared, forest clear-cut). :meth:`truth` is the land cover as imaged, :meth:`reference` the
+    labels written to ``reference.tif``.
     """
 
     height: int = 500
@@ -346,6 +238,7 @@ class SyntheticScene:
     origin: tuple[float, float] = (455000.0, 5105000.0)
     crs: str = "EPSG:32633"
     reference_scenes: str | Path | None = field(default=DEFAULT_REFERENCE_SCENES)
+    realistic: bool = False
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -389,7 +282,7 @@ class SyntheticScene:
 
     def stack_info(self) -> StackInfo:
         settings = (f"seed={self.seed} size={self.width}x{self.height} dates={self.n_dates} year={self.year} "
-                    f"clouds={self.clouds}")
+                    f"clouds={self.clouds}" + (" realistic=True" if self.realistic else ""))
         tags = {"EOLULC_SYNTHETIC": settings}
         if self.digital_numbers:
             return StackInfo(self.grid, self.dates, L1C_BANDS, "uint16", nodata=0,
@@ -436,20 +329,23 @@ class SyntheticScene:
         rng = self._rng(4)
         out: dict = {}
         land = [(256, 256, 1.0), (128, 128, 0.5), (64, 64, 0.3), (32, 32, 0.15), (12, 12, 0.06)]
-        out["forest"] = _ValueNoise(rng, h, w, land)
-        out["urban"] = _ValueNoise(rng, h, w, [(192, 192, 1.0), (96, 96, 0.5), (40, 40, 0.25), (16, 16, 0.1)])
-        out["variant"] = _ValueNoise(rng, h, w, [(48, 48, 1.0), (16, 16, 0.3)])
-        out["texture"] = _ValueNoise(rng, h, w, [(8, 8, 1.0), (3, 3, 0.5)])
-        out["lake"] = _ValueNoise(rng, h, w, [(40, 40, 1.0), (16, 16, 0.4)])
-        out["forest_levels"] = out["forest"].quantile(h, w, [0.60, 0.66])  # shrub fringe, forest
+        out["forest"] = ValueNoise(rng, h, w, land)
+        out["urban"] = ValueNoise(rng, h, w, [(192, 192, 1.0), (96, 96, 0.5), (40, 40, 0.25), (16, 16, 0.1)])
+        out["variant"] = ValueNoise(rng, h, w, [(48, 48, 1.0), (16, 16, 0.3)])
+        out["texture"] = ValueNoise(rng, h, w, [(8, 8, 1.0), (3, 3, 0.5)])
+        out["lake"] = ValueNoise(rng, h, w, [(40, 40, 1.0), (16, 16, 0.4)])
+        # shrub fringe, forest (a wider fringe on the realistic scene)
+        out["forest_levels"] = out["forest"].quantile(h, w, [0.55 if self.realistic else 0.60, 0.66])
         out["urban_level"] = float(out["urban"].quantile(h, w, 0.92))
-        # strip fields: column bands 40..120 px wide, each cut into strips 8..40 px high
-        band_edges = np.concatenate([[0], np.cumsum(rng.integers(40, 121, size=w // 40 + 2))])
+        # strip fields: column bands 40..120 px wide, each cut into strips 8..40 px high (realistic:
+        # 24..96 px bands, 3..30 px strips: fields near the resolution)
+        widths, heights = ((24, 97), (3, 31)) if self.realistic else ((40, 121), (8, 41))
+        band_edges = np.concatenate([[0], np.cumsum(rng.integers(*widths, size=w // widths[0] + 2))])
         out["band_edges"] = band_edges
-        n_strips = h // 8 + 2
+        n_strips = h // heights[0] + 2
         out["strip_edges"] = np.concatenate(
             [np.zeros((len(band_edges), 1), np.int64),
-             np.cumsum(rng.integers(8, 41, size=(len(band_edges), n_strips)), axis=1)], axis=1)
+             np.cumsum(rng.integers(*heights, size=(len(band_edges), n_strips)), axis=1)], axis=1)
         # river: meandering centre column per row, 3..6 px half width
         rows = np.arange(h, dtype=np.float64)
         centre = rng.uniform(0.15, 0.85) * w
@@ -461,23 +357,32 @@ class SyntheticScene:
         # lake: an ellipse with a noisy shore
         out["lake_centre"] = (rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w)
         out["lake_radius"] = (rng.uniform(25, 60), rng.uniform(25, 60))
+        if self.realistic:
+            # wetlands along the shores; clear-cuts in the forest (top 4 % of their field)
+            out["wetland"] = ValueNoise(rng, h, w, [(30, 30, 1.0), (10, 10, 0.4)])
+            out["cuts"] = ValueNoise(rng, h, w, [(14, 14, 1.0), (5, 5, 0.3)])
+            out["cuts_level"] = float(out["cuts"].quantile(h, w, 0.96))
         # spectra: TOA of each (class, variant, date), and the direction of a greener pixel
         doy = self.day_of_year
-        members = np.stack([_ENDMEMBERS[k] for k in _E])
-        table = np.zeros((len(CLASSES) * VARIANTS, self.n_dates, N_BANDS))
+        members = np.stack([ENDMEMBERS[k] for k in MEMBERS])
+        classes, n_variants = (REALISTIC_CLASSES, REALISTIC_VARIANTS) if self.realistic else (CLASSES, VARIANTS)
+        table = np.zeros((len(classes) * n_variants, self.n_dates, N_BANDS))
         vigour = np.zeros_like(table)
-        greener = _TRANS * (_ENDMEMBERS["green"] - _ENDMEMBERS["dry"])
-        green_index = list(_E).index("green")
-        for ci, cls in enumerate(CLASSES):
-            for v in range(VARIANTS):
-                fractions = _cover_fractions(cls, v, doy, self._rng(5, cls, v))
+        greener = _TRANS * (ENDMEMBERS["green"] - ENDMEMBERS["dry"])
+        green_index, broadleaf_index = MEMBERS.index("green"), MEMBERS.index("broadleaf")
+        for ci, cls in enumerate(classes):
+            for v in range(n_variants):
+                if self.realistic:
+                    fractions = realistic_cover_fractions(cls, v, n_variants, doy, self._rng(8, cls, v))
+                else:
+                    fractions = cover_fractions(cls, v, doy, self._rng(5, cls, v))
                 dates_rng = self._rng(6, cls, v)
                 moisture = 1 - 0.08 * dates_rng.random(self.n_dates)  # wet soil after rain is darker
                 surface = fractions @ members
                 surface *= moisture[:, None]
-                table[ci * VARIANTS + v] = toa(surface)
-                active = fractions[:, green_index] + (fractions[:, list(_E).index("broadleaf")] if cls == FOREST else 0)
-                vigour[ci * VARIANTS + v] = 0.12 * np.minimum(active, 1 - active)[:, None] * 2 * greener
+                table[ci * n_variants + v] = toa(surface)
+                active = fractions[:, green_index] + (fractions[:, broadleaf_index] if cls == FOREST else 0)
+                vigour[ci * n_variants + v] = 0.12 * np.minimum(active, 1 - active)[:, None] * 2 * greener
         # (date, band, class-variant), for band-first look-ups
         out["table_bands"] = np.ascontiguousarray(table.transpose(1, 2, 0)).astype(np.float32)
         out["vigour_bands"] = np.ascontiguousarray(vigour.transpose(1, 2, 0)).astype(np.float32)
@@ -494,44 +399,44 @@ class SyntheticScene:
             rng = self._rng(7, t)
             if weather["cover"][t] > 0:
                 scale = rng.uniform(0.6, 1.6)  # small cumulus .. large fields
-                noise = _ValueNoise(rng, h, w, [(160 * scale, 160 * scale, 1.0), (80 * scale, 80 * scale, 0.55),
+                noise = ValueNoise(rng, h, w, [(160 * scale, 160 * scale, 1.0), (80 * scale, 80 * scale, 0.55),
                                                 (36 * scale, 36 * scale, 0.3), (14, 14, 0.12), (6, 6, 0.05)], pad)
                 level = float(noise.quantile(h, w, 1 - weather["cover"][t]))
                 out["cloud"][t] = (noise, level)
                 # weights of the three principal components of real cloud spectra
-                out["pca"][t] = tuple(_ValueNoise(rng, h, w, [(cell, cell, 0.8), (cell / 3, cell / 3, 0.4)])
+                out["pca"][t] = tuple(ValueNoise(rng, h, w, [(cell, cell, 0.8), (cell / 3, cell / 3, 0.4)])
                                       for cell in (60, 40, 40))
             if weather["cirrus"][t] > 0:
                 long, short = rng.uniform(150, 300), rng.uniform(15, 35)
                 cells = (short, long) if weather["cirrus_rows"][t] else (long, short)
-                noise = _ValueNoise(rng, h, w, [(cells[0], cells[1], 1.0), (cells[0] / 2, cells[1] / 2, 0.4),
+                noise = ValueNoise(rng, h, w, [(cells[0], cells[1], 1.0), (cells[0] / 2, cells[1] / 2, 0.4),
                                                 (6, 6, 0.08)])
                 out["cirrus"][t] = (noise, float(noise.quantile(h, w, 1 - weather["cirrus"][t])))
             if weather["snow"][t] > 0:
-                noise = _ValueNoise(rng, h, w, [(120, 120, 1.0), (40, 40, 0.4), (10, 10, 0.15)])
+                noise = ValueNoise(rng, h, w, [(120, 120, 1.0), (40, 40, 0.4), (10, 10, 0.15)])
                 out["snow"][t] = (noise, float(noise.quantile(h, w, 1 - weather["snow"][t])))
         out["mean"], out["components"], out["source"] = cloud_spectra(self.reference_scenes)
         return out
 
     # -- pixels --------------------------------------------------------------------------------
-    def _landscape(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Class ids, (class, variant) table index and per-pixel uint32 hash of a window."""
-        row, col, h, w = window
+    def _landscape(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Of the pixels at global ``rows`` x ``cols``: the true class ids, the reference's, the
+        (class, variant) table index, a per-pixel uint32 hash and a per-field brightness gain
+        (``None`` on the classic scene, where reference and truth are the same array)."""
+        h, w = len(rows), len(cols)
         f = self._fields
-        rows = np.arange(row, row + h, dtype=np.int64)
-        cols = np.arange(col, col + w, dtype=np.int64)
         # parcels: column band j, strip i
         band = np.searchsorted(f["band_edges"], cols, side="right") - 1
         parcel = np.empty((h, w), np.int64)
         for j in np.unique(band):
             strips = np.searchsorted(f["strip_edges"][j], rows, side="right") - 1
             parcel[:, band == j] = (j * 100003 + strips)[:, None]
-        parcel_hash = _hash32((parcel.astype(np.uint32) * np.uint32(2654435761)) ^ np.uint32(self.seed * 7919 + 17))
+        parcel_hash = hash32((parcel.astype(np.uint32) * np.uint32(2654435761)) ^ np.uint32(self.seed * 7919 + 17))
         pick = (parcel_hash >> np.uint32(8)).astype(np.float32) / np.float32(2 ** 24)
         classes = np.full((h, w), CULTIVATED, np.uint8)
-        classes[pick >= 0.52] = GRASSLAND
-        classes[pick >= 0.82] = SHRUBLAND
-        classes[pick >= 0.89] = BARELAND
+        for share, cls in zip((0.5, 0.84, 0.94) if self.realistic else (0.52, 0.82, 0.89),
+                              (GRASSLAND, SHRUBLAND, BARELAND)):
+            classes[pick >= share] = cls
         forest = f["forest"](rows, cols)
         shrub_level, forest_level = f["forest_levels"]
         classes[forest > shrub_level] = SHRUBLAND
@@ -545,24 +450,69 @@ class SyntheticScene:
         (cy, cx), (ry, rx) = f["lake_centre"], f["lake_radius"]
         dy = (rows.astype(np.float32) - np.float32(cy)) / np.float32(ry)
         dx = (cols.astype(np.float32) - np.float32(cx)) / np.float32(rx)
-        water |= (dy[:, None] ** 2 + dx[None, :] ** 2) < 1 + 0.35 * f["lake"](rows, cols)
+        shore = dy[:, None] ** 2 + dx[None, :] ** 2
+        water |= shore < 1 + 0.35 * f["lake"](rows, cols)
+        if self.realistic:  # marshes around the lake and in patches along the river
+            wet = f["wetland"](rows, cols)
+            marsh = (shore < 1.6 + 0.6 * wet) | ((distance <= f["river_half_width"] + 3 + 8 * wet) & (wet > 0.2))
+            classes[marsh & ~urban] = WETLAND
         classes[water] = WATER
         # variants: per parcel on fields, per smooth blob elsewhere
+        n_variants = REALISTIC_VARIANTS if self.realistic else VARIANTS
         blob = np.floor((f["variant"](rows, cols) + 10) * 3).astype(np.int64).astype(np.uint32)
-        blob_variant = (_hash32(blob ^ np.uint32(self.seed * 31 + 5)) % VARIANTS).astype(np.int64)
-        variant = np.where(np.isin(classes, (FOREST, WATER, ARTIFICIAL)), blob_variant,
-                           (parcel_hash % np.uint32(VARIANTS)).astype(np.int64))
-        slot = np.zeros(256, np.int64)
-        slot[list(CLASSES)] = np.arange(len(CLASSES))
-        cv = slot[classes] * VARIANTS + variant
+        blob_hash = hash32(blob ^ np.uint32(self.seed * 31 + 5))
+        blobs = np.isin(classes, (FOREST, WATER, ARTIFICIAL, WETLAND))
         index = (rows[:, None] * self.width + cols[None, :]).astype(np.uint32)
-        pixel_hash = _hash32(index ^ np.uint32((self.seed * 0x9E3779B1) & 0xFFFFFFFF))
-        return classes, cv, pixel_hash
+        pixel_hash = hash32(index ^ np.uint32((self.seed * 0x9E3779B1) & 0xFFFFFFFF))
+        reference, gain = classes, None
+        if self.realistic:
+            # a reference's polygons: fields, and blobs cut by the field grid
+            classes, reference, gain = self._realistic_changes(rows, cols, classes, np.where(
+                blobs, hash32(blob_hash ^ parcel_hash), parcel_hash))
+            blobs = np.isin(classes, (FOREST, WATER, ARTIFICIAL, WETLAND))
+        variant = np.where(blobs, (blob_hash % np.uint32(n_variants)).astype(np.int64),
+                           (parcel_hash % np.uint32(n_variants)).astype(np.int64))
+        slot = np.zeros(256, np.int64)
+        table_classes = REALISTIC_CLASSES if self.realistic else CLASSES
+        slot[list(table_classes)] = np.arange(len(table_classes))
+        cv = slot[classes] * n_variants + variant
+        return classes, reference, cv, pixel_hash, gain
+
+    def _realistic_changes(self, rows: np.ndarray, cols: np.ndarray, planned: np.ndarray,
+                           unit_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The true cover, the reference and a brightness gain per field or blob ("unit"): 6 % of
+        the units are labelled with a plausible wrong class, 5 % of the fields changed after the
+        reference was made (outdated), and clear-cuts opened in the forest (mostly regrowing shrubs)."""
+        draw = hash32(unit_hash ^ np.uint32(0x5BD1E995))
+        u = (draw >> np.uint32(8)).astype(np.float32) / np.float32(2 ** 24)
+        truth, reference = planned.copy(), planned.copy()
+        wrong = u < WRONG_LABEL_SHARE
+        reference[wrong] = _WRONG_LABEL[planned[wrong]]
+        outdated = (u >= WRONG_LABEL_SHARE) & (u < WRONG_LABEL_SHARE + OUTDATED_SHARE)
+        truth[outdated] = _CHANGED_TO[planned[outdated]]
+        cuts = (planned == FOREST) & (self._fields["cuts"](rows, cols) > self._fields["cuts_level"])
+        truth[cuts] = np.where(u[cuts] < 0.8, SHRUBLAND, BARELAND)  # regrowth or fresh cut
+        gain = 1 + np.float32(0.07) * centred(hash32(draw ^ np.uint32(0x27D4EB2F)))
+        return truth, reference, gain
 
     def reference(self, window: Window | None = None) -> np.ndarray:
-        """The reference class raster (uint8) of a window (the whole scene if ``None``)."""
-        window = window or (0, 0, self.height, self.width)
-        return self._landscape(window)[0]
+        """The reference class raster (uint8) of a window (the whole scene if ``None``): what
+        ``reference.tif`` holds."""
+        return self._landscape(*self._axes(window))[1]
+
+    def truth(self, window: Window | None = None) -> np.ndarray:
+        """The land cover as imaged (uint8): the reference without its mistakes (equal to it on
+        the classic scene)."""
+        return self._landscape(*self._axes(window))[0]
+
+    def _axes(self, window: Window | None, halo: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Global rows and columns of a window grown by ``halo`` (edge pixels repeated outside)."""
+        row, col, h, w = window or (0, 0, self.height, self.width)
+        rows = np.arange(row - halo, row + h + halo, dtype=np.int64)
+        cols = np.arange(col - halo, col + w + halo, dtype=np.int64)
+        if halo:
+            rows, cols = np.clip(rows, 0, self.height - 1), np.clip(cols, 0, self.width - 1)
+        return rows, cols
 
     def block(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(l1c, planted, reference)`` of a window: the L1C block ``(time, h, w, 13)`` in the
@@ -570,20 +520,28 @@ class SyntheticScene:
         2 shadow) and the reference ``(h, w)``."""
         window = window or (0, 0, self.height, self.width)
         row, col, h, w = window
-        rows = np.arange(row, row + h, dtype=np.int64)
-        cols = np.arange(col, col + w, dtype=np.int64)
-        classes, cv, pixel_hash = self._landscape(window)
+        rows, cols = self._axes(window)
+        # the realistic scene's surface is blurred by the sensor's point spread: made with a halo
+        halo = PSF_HALO if self.realistic else 0
+        grown_rows, grown_cols = self._axes(window, halo)
+        truth, reference, cv, grown_hash, gain = self._landscape(grown_rows, grown_cols)
+        inner = (slice(halo, halo + h), slice(halo, halo + w))
+        classes, reference, pixel_hash = truth[inner], reference[inner], grown_hash[inner]
         f = self._fields
         clouds = self._clouds
         # static per-pixel texture: brightness and vegetation vigour
-        texture = f["texture"](rows, cols)
-        brightness = 1 + 0.025 * texture + 0.02 * _centred(_hash32(pixel_hash ^ np.uint32(0xB5297A4D)))
-        vigour = 0.6 * texture + 0.8 * _centred(_hash32(pixel_hash ^ np.uint32(0x68E31DA4)))
-        snow_weight = np.select([classes == WATER, classes == FOREST, classes == ARTIFICIAL],
-                                [0.0, 0.35, 0.7], 1.0).astype(np.float32)
+        texture = f["texture"](grown_rows, grown_cols)
+        brightness = 1 + 0.025 * texture + 0.02 * centred(hash32(grown_hash ^ np.uint32(0xB5297A4D)))
+        vigour = 0.6 * texture + 0.8 * centred(hash32(grown_hash ^ np.uint32(0x68E31DA4)))
+        if gain is not None:  # realistic: fields differ, and so do the pixels within them (weeds, soil patches)
+            brightness *= gain
+            brightness += np.float32(0.02) * centred(hash32(grown_hash ^ np.uint32(0x1B873593)))
+            vigour *= np.float32(2.0)
+        snow_weight = np.select([classes == WATER, classes == FOREST, classes == ARTIFICIAL, classes == WETLAND],
+                                [0.0, 0.35, 0.7, 0.5], 1.0).astype(np.float32)
         # band-first working layout (bands, h, w): per-pixel factors broadcast over long rows
         column = (slice(None), None, None)
-        snow_toa = toa(_ENDMEMBERS["snow"]).astype(np.float32)[column]
+        snow_toa = toa(ENDMEMBERS["snow"]).astype(np.float32)[column]
         path = _PATH.astype(np.float32)[column]
         shadow_loss = _SHADOW_LOSS[column]
         cirrus_shape = _CIRRUS[column]
@@ -598,12 +556,16 @@ class SyntheticScene:
         planted = np.zeros((self.n_dates, h, w), np.uint8)
         x = np.empty((N_BANDS, h, w), np.float32)
         work = np.empty((N_BANDS, h, w), np.float32)
+        surface, surface_work = (x, work) if not halo else (np.empty((N_BANDS,) + cv.shape, np.float32),
+                                                            np.empty((N_BANDS,) + cv.shape, np.float32))
         for t in range(self.n_dates):
-            np.take(table[t], cv, axis=1, out=x)
-            np.take(vigour_table[t], cv, axis=1, out=work)
-            work *= vigour
-            x += work
-            x *= brightness
+            np.take(table[t], cv, axis=1, out=surface)
+            np.take(vigour_table[t], cv, axis=1, out=surface_work)
+            surface_work *= vigour
+            surface += surface_work
+            surface *= brightness
+            if halo:
+                point_spread(surface, x)
             if t in clouds["snow"]:
                 noise, level = clouds["snow"][t]
                 cover = np.clip((noise(rows, cols) - level) / np.float32(0.25), 0, 1) * snow_weight
@@ -639,7 +601,7 @@ class SyntheticScene:
             keys = pixel_hash + (band_keys + np.uint32((t * 0x85EBCA6B) & 0xFFFFFFFF))
             np.multiply(x, np.float32(0.01), out=work)
             work += noise_sigma
-            work *= _centred(_hash32(keys))
+            work *= centred(hash32(keys))
             x += work
             if self.digital_numbers:
                 x *= np.float32(QUANTIFICATION)
@@ -650,7 +612,7 @@ class SyntheticScene:
                 np.maximum(x, np.float32(0.0001), out=x)
             out[t] = x
         out = out.transpose(0, 2, 3, 1)
-        return out, planted, classes
+        return out, planted, reference
 
     # -- files -------------------------------------------------------------------------------
     def write(self, folder: str | Path, polygons: bool = False, budget_bytes: int | None = None,

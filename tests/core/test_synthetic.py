@@ -13,13 +13,16 @@ from eolulc.core.cloudmask import CloudDetector, disk
 from eolulc.core.sentinel2 import L1C_BANDS
 from eolulc.core.synthetic import (
     ARTIFICIAL,
+    BARELAND,
     CLASSES,
     CLOUD,
     CULTIVATED,
     FOREST,
     GRASSLAND,
     SHADOW,
+    SHRUBLAND,
     WATER,
+    WETLAND,
     SyntheticScene,
     cloud_spectra,
 )
@@ -189,3 +192,90 @@ def test_real_cloud_spectra_match_the_builtin_ones(data_dir):
     builtin_mean, builtin_components, _ = cloud_spectra(None)
     np.testing.assert_allclose(mean, builtin_mean, atol=1e-3)
     np.testing.assert_allclose(components, builtin_components, atol=2e-3)
+
+
+# ---------------------------------------------------------------- the realistic (demo) scene
+def _nearest_centroid_confusion(scene: SyntheticScene) -> dict[tuple[int, int], float]:
+    """Share of each true class's pixels whose NDVI year is nearest another class's mean year."""
+    l1c = scene.block()[0].astype(np.float32)
+    ndvi = (l1c[..., 7] - l1c[..., 3]) / (l1c[..., 7] + l1c[..., 3])
+    profiles = ndvi.reshape(len(ndvi), -1).T
+    labels = scene.truth().ravel()
+    ids = np.unique(labels)
+    centroids = np.stack([profiles[labels == i].mean(axis=0) for i in ids])
+    nearest = ids[np.argmin(((profiles[:, None, :] - centroids[None]) ** 2).sum(axis=-1), axis=1)]
+    return {(int(a), int(b)): float(((labels == a) & (nearest == b)).sum() / (labels == a).sum())
+            for a in ids for b in ids if a != b}
+
+
+def test_realistic_scene_is_reproducible_and_windows_equal_the_whole():
+    scene = SyntheticScene(height=90, width=110, n_dates=5, seed=8, realistic=True)
+    whole_l1c, _, whole_reference = scene.block()
+    again = SyntheticScene(height=90, width=110, n_dates=5, seed=8, realistic=True).block()
+    np.testing.assert_array_equal(again[0], whole_l1c)
+    np.testing.assert_array_equal(again[2], whole_reference)
+    window = (13, 21, 40, 57)  # the point spread reaches across the window's edges
+    part_l1c, _, part_reference = scene.block(window)
+    np.testing.assert_array_equal(part_l1c, whole_l1c[:, 13:53, 21:78])
+    np.testing.assert_array_equal(part_reference, whole_reference[13:53, 21:78])
+    np.testing.assert_array_equal(scene.truth(window), scene.truth()[13:53, 21:78])
+    classic = SyntheticScene(height=90, width=110, n_dates=5, seed=8).block()[0]
+    assert np.mean(classic != whole_l1c) > 0.5
+    assert "realistic=True" in scene.stack_info().tags["EOLULC_SYNTHETIC"]
+
+
+def test_realistic_reference_has_plausible_mistakes():
+    scene = SyntheticScene(height=200, width=200, n_dates=2, seed=1, realistic=True)
+    truth, reference = scene.truth(), scene.reference()
+    wrong = truth != reference
+    print(f"reference differs from the truth on {wrong.mean():.2%} of the pixels")
+    assert 0.02 < wrong.mean() < 0.15
+    plausible = {(CULTIVATED, GRASSLAND), (GRASSLAND, CULTIVATED), (SHRUBLAND, FOREST), (FOREST, SHRUBLAND),
+                 (FOREST, BARELAND), (SHRUBLAND, GRASSLAND), (GRASSLAND, SHRUBLAND), (WETLAND, GRASSLAND),
+                 (GRASSLAND, WETLAND), (WATER, WETLAND), (WETLAND, WATER), (BARELAND, CULTIVATED),
+                 (CULTIVATED, BARELAND), (ARTIFICIAL, BARELAND), (BARELAND, ARTIFICIAL)}
+    pairs = set(zip(reference[wrong].tolist(), truth[wrong].tolist()))
+    assert pairs <= plausible, pairs - plausible
+    assert len(pairs) >= 3  # wrong labels and outdated ones of several kinds
+    assert {WETLAND, WATER, FOREST, SHRUBLAND, GRASSLAND, CULTIVATED} <= set(np.unique(truth).tolist())
+    classic = SyntheticScene(height=200, width=200, n_dates=2, seed=1)
+    np.testing.assert_array_equal(classic.truth(), classic.reference())
+
+
+def test_realistic_pixels_mix_across_boundaries_and_classes_overlap():
+    """Along a boundary the SWIR (20 m) contrast between the two sides is well below the
+    contrast two pixels further in (mixed pixels); NDVI years of grassland and cultivated land,
+    and of shrubland and forest, overlap more than on the classic scene."""
+    results = {}
+    for realistic in (False, True):
+        scene = SyntheticScene(height=120, width=120, n_dates=12, seed=4, clouds=False, realistic=realistic)
+        swir = scene.block()[0][..., 11].astype(np.float32)
+        truth = scene.truth()
+        c = np.arange(2, truth.shape[1] - 3)
+        left, right = truth[:, c], truth[:, c + 1]
+        edge = (left != right) & (truth[:, c - 1] == left) & (truth[:, c - 2] == left) & (
+            truth[:, c + 2] == right) & (truth[:, c + 3] == right)
+        near = np.abs(swir[:, :, c] - swir[:, :, c + 1])[:, edge].mean()
+        far = np.abs(swir[:, :, c - 2] - swir[:, :, c + 3])[:, edge].mean()
+        confusion = _nearest_centroid_confusion(scene)
+        results[realistic] = (near / far, confusion[GRASSLAND, CULTIVATED] + confusion[CULTIVATED, GRASSLAND],
+                              confusion[SHRUBLAND, FOREST] + confusion[FOREST, SHRUBLAND])
+    print(results)
+    assert results[False][0] > 0.95 and results[True][0] < 0.6
+    assert results[True][1] > results[False][1] + 0.05
+    assert results[True][2] > results[False][2] + 0.05
+
+
+def test_default_pipeline_is_not_near_perfect_on_the_realistic_scene(tmp_path):
+    """The demo's point: on the realistic scene the held-out accuracy is that of real mapping."""
+    from eolulc.core.legend import read_legend
+    from eolulc.core.pipeline import default_outputs, run_pipeline
+    from eolulc.core.reference import read_reference_raster
+    from eolulc.core.timestack import read_info
+
+    data = SyntheticScene(height=128, width=128, n_dates=12, seed=3, realistic=True).write(tmp_path / "data")
+    reference = read_reference_raster(str(data.reference), read_info(str(data.l1c)).grid)
+    result = run_pipeline(str(data.l1c), reference, read_legend(), default_outputs(tmp_path / "run"))
+    oa = result.report["overall_accuracy"]
+    print(f"held-out OA {oa:.3f}")
+    assert 0.75 < oa < 0.97
