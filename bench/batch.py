@@ -45,9 +45,9 @@ def main() -> None:
     from eolulc.core.legend import read_legend
     from eolulc.core.pipeline import PipelineSettings
     from eolulc.core.progress import Progress
-    from eolulc.core.synthetic import SyntheticScene
     from eolulc.core.tiles import discover_tiles
     from eolulc.core.train import TrainSettings
+    from eolulc.demo.synthetic import SyntheticScene
 
     root = Path(args.keep) if args.keep else temp_dir("eolulc_batch_bench_")
     inputs = root / "tiles"

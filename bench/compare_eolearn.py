@@ -8,7 +8,7 @@ Usage, from the repository root::
 
 What it does, for each ``--sizes`` N:
 
-1. **Data.** ``core/synthetic.py`` writes a realistic synthetic Sentinel-2 L1C patch once: N x N
+1. **Data.** ``demo/synthetic.py`` writes a realistic synthetic Sentinel-2 L1C patch once: N x N
    px, 68 dates of 2019, 13 bands (uint16 DN, scale 1e-4), planted clouds/cirrus/shadows and a
    reference map (7 classes). Our side reads that GeoTIFF time stack; for eo-learn the same
    values as float32 reflectance (``DN / 10000``) are saved as an EOPatch with ``EOPatch.save``
@@ -317,7 +317,7 @@ def summary(values: list[float]) -> dict:
 
 
 def bench_size(size: int, args: argparse.Namespace, runner: Runner, root: Path) -> dict:
-    from eolulc.core.synthetic import make_scene_stack
+    from eolulc.demo.synthetic import make_scene_stack
 
     work = root / f"n{size}"
     work.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ class TileInput:
 
 def discover_tiles(folder: str | Path, eopatch_features: Sequence[str] = ()) -> list[TileInput]:
     """Tiles in ``folder``: each subfolder holding ``l1c.tif`` and ``reference.tif`` (what
-    :class:`core.synthetic.SyntheticScene` writes), each EOPatch subfolder (``bbox.geojson``),
+    :class:`demo.synthetic.SyntheticScene` writes), each EOPatch subfolder (``bbox.geojson``),
     and each pair ``<name>_l1c.tif`` + ``<name>_reference.tif``; sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():

@@ -71,6 +71,8 @@ def test_zip_holds_the_plugin_and_nothing_else(plugin_zip: Path) -> None:
     assert_clean(names)
     # the tests and their real data (tests/data, about 12 MB) stay out of the release
     assert not [name for name in names if name.startswith(f"{PLUGIN_NAME}/tests/")]
+    # nor does the demo's synthetic scene generator (only the demo, tests and benchmarks use it)
+    assert not [name for name in names if name.startswith(f"{PLUGIN_NAME}/demo/") or "synthetic" in name]
     data_files = {path.name for path in (REPO / "tests" / "data").rglob("*") if path.is_file()} - {"README.md"}
     assert {"REFERENCE_SCENES.npy", "NDVI.npy", "LULC.gpkg"} <= data_files
     assert not [name for name in names if name.rsplit("/", 1)[-1] in data_files]
@@ -103,7 +105,7 @@ def test_dev_files_never_leak_in(tmp_path: Path) -> None:
         "plugin/.pytest_cache/v/x", "resources/map.tif.aux.xml", "resources/.gitignore", "core/tests/test_a.py",
         "tests/test_x.py", "bench/b.py", "tools/build_zip.py", ".ci/run", ".venv/bin/python", "dist/old.zip",
         ".git/HEAD", ".gitignore", "pyproject.toml", "requirements-dev.txt", "notebooks/play.ipynb",
-        "plugin/b.py~", "core/.a.py.swp",
+        "plugin/b.py~", "core/.a.py.swp", "demo/synthetic.py",
     ]
     for name in wanted + junk:
         (tree / name).parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The README's main job on built-in demo data, through qgis_process as a user would run it.
 
 1. generates a realistic synthetic Sentinel-2 L1C year (clouds, cirrus, shadows, snow, crops
-   that green up and are harvested) with a reference map (core/synthetic.py): as hard as real
+   that green up and are harvested) with a reference map (demo/synthetic.py): as hard as real
    mapping by default (meadows and crops, shrubs and forest, wetlands and water overlap; mixed
    pixels at field edges; a reference with a few percent of wrong and outdated labels),
    ``--classic`` for the near-perfectly separable scene;
@@ -46,7 +46,7 @@ def main() -> int:
         plugins.mkdir()
         (plugins / PLUGIN_NAME).symlink_to(REPO, target_is_directory=True)
         sys.path.insert(0, str(plugins))
-        from eolulc.core.synthetic import SyntheticScene
+        from eolulc.demo.synthetic import SyntheticScene
 
         print(f"1/3 generating a {args.size} x {args.size} px scene with {args.dates} dates ...", flush=True)
         scene = SyntheticScene(height=args.size, width=args.size, n_dates=args.dates, seed=args.seed,
@@ -86,8 +86,8 @@ def against_truth(scene, out: Path) -> str:
     the commonest disagreements between them (all pixels)."""
     import numpy as np
 
-    from eolulc.core.synthetic import CLASS_NAMES
     from eolulc.core.timestack import open_stack
+    from eolulc.demo.synthetic import CLASS_NAMES
 
     with open_stack(str(out / "classification.tif")) as stack:
         mapped = stack.read()[0, ..., 0]

@@ -24,10 +24,10 @@ from dask import distributed
 from eolulc.core.batch import run_batch
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings
-from eolulc.core.synthetic import SyntheticScene
 from eolulc.core.tiles import TileInput, copy_window, discover_tiles, split_stack
 from eolulc.core.train import TrainSettings
 from eolulc.core.workers import worker_python
+from eolulc.demo.synthetic import SyntheticScene
 
 SIZE, DATES, PIXEL, N_TILES, COLUMNS = 48, 8, 10.0, 8, 4
 

@@ -11,7 +11,8 @@ import rasterio
 
 from eolulc.core.cloudmask import CloudDetector, disk
 from eolulc.core.sentinel2 import L1C_BANDS
-from eolulc.core.synthetic import (
+from eolulc.core.timestack import open_stack
+from eolulc.demo.synthetic import (
     ARTIFICIAL,
     BARELAND,
     CLASSES,
@@ -26,7 +27,6 @@ from eolulc.core.synthetic import (
     SyntheticScene,
     cloud_spectra,
 )
-from eolulc.core.timestack import open_stack
 
 #: Seed 1 at 200 x 200 x 12 has clear dates, opaque clouds from 12 to 71 % cover, cirrus on
 #: three dates (one of them without other clouds) and snow on two winter dates.

@@ -28,7 +28,7 @@ def registered(qgis_app):
 
 @pytest.fixture(scope="module")
 def tiles(tmp_path_factory) -> Path:
-    from eolulc.core.synthetic import SyntheticScene
+    from eolulc.demo.synthetic import SyntheticScene
 
     folder = tmp_path_factory.mktemp("batch-tiles")
     for i in range(2):
@@ -70,7 +70,7 @@ def test_both_inputs_name_the_parameter(registered, run_alg, tiles, tmp_path):
 def test_qgis_process_batch_pipeline_splits_a_large_stack(qgis_process, tiles, tmp_path):
     """The main path from the command line: one 96 x 64 px stack in windows of 40 px, rounded up to
     48 (whole 160 m cells of the cloud mask) -> 2 x 2 windows."""
-    from eolulc.core.synthetic import SyntheticScene
+    from eolulc.demo.synthetic import SyntheticScene
 
     SyntheticScene(96, 64, 6, seed=5).write(tmp_path / "large")
     rc, result, text = qgis_process.run(ALG, {

@@ -65,7 +65,7 @@ def test_qgis_process_experiment(qgis_process, scene_stack, eopatch_dir, tmp_pat
     assert result["results"]["BEST_VARIANT"].endswith("interval")
 
 
-# ---------------------------------------------------------------- the demo data (core/synthetic.py)
+# ---------------------------------------------------------------- the demo data (demo/synthetic.py)
 def _demo_params(data: Path, out: Path, **extra) -> dict:
     params = {"INPUT": str(data / "l1c.tif"), "REFERENCE": str(data / "reference.gpkg"), "CLASS_FIELD": "LULC_ID",
               "NAME_FIELD": "LULC_NAME", "EXPERIMENT": 1, "INTERVALS": "16,32", "SEEDS": 1,
@@ -82,7 +82,7 @@ def demo(tmp_path_factory):
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
     import processing
-    from eolulc.core.synthetic import SyntheticScene
+    from eolulc.demo.synthetic import SyntheticScene
 
     root = tmp_path_factory.mktemp("demo")
     data = SyntheticScene(height=96, width=96, n_dates=8, seed=1).write(root / "data", polygons=True)

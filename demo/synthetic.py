@@ -45,11 +45,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_outputs
-from .blocks import iter_blocks
-from .progress import Progress, ensure_progress
-from .sentinel2 import L1C_BANDS, QUANTIFICATION
-from .synthetic_cover import (  # noqa: F401  (the classes are part of this module's interface)
+from ..core.atomic import atomic_outputs
+from ..core.blocks import iter_blocks
+from ..core.progress import Progress, ensure_progress
+from ..core.sentinel2 import L1C_BANDS, QUANTIFICATION
+from ..core.timestack import Grid, StackInfo, StackWriter, Window
+from .cover import (  # noqa: F401  (the classes are part of this module's interface)
     ARTIFICIAL,
     BARELAND,
     CLASS_NAMES,
@@ -67,8 +68,7 @@ from .synthetic_cover import (  # noqa: F401  (the classes are part of this modu
     cover_fractions,
     realistic_cover_fractions,
 )
-from .synthetic_noise import ValueNoise, centred, hash32
-from .timestack import Grid, StackInfo, StackWriter, Window
+from .noise import ValueNoise, centred, hash32
 
 #: Values of the planted cloud mask.
 CLEAR, CLOUD, SHADOW = 0, 1, 2
@@ -162,8 +162,8 @@ def _cloud_spectra(reference_scenes: str) -> tuple[np.ndarray, np.ndarray, str]:
     path = Path(reference_scenes) if reference_scenes else None
     if path is not None and path.is_file():
         try:
-            from .cloudmask import CloudDetector
-            from .sentinel2 import S2CLOUDLESS_BANDS
+            from ..core.sentinel2 import S2CLOUDLESS_BANDS
+            from ..core.cloudmask import CloudDetector
 
             scenes = np.load(path)
             detector = CloudDetector(processing_resolution=None)
