@@ -30,7 +30,7 @@ PLUGIN_NAME = "eolulc"
 #: Top-level entries a working plugin cannot do without (the build fails if one is missing).
 REQUIRED = ("__init__.py", "metadata.txt", "LICENSE", "requirements.txt", "core", "plugin", "processing", "resources")
 #: Top-level entries shipped when they exist.
-OPTIONAL = ("README.md", "CHANGELOG.md", "i18n")
+OPTIONAL = ("README.md", "CHANGELOG.md", "docs", "i18n")
 #: Names excluded at any depth inside the included entries.
 EXCLUDED = (
     "__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".ruff_cache", ".mypy_cache", "tests",
