@@ -145,31 +145,24 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
+        from ..core import variants as study
         from ..core.experiment import ExperimentSettings, run_experiment
         from ..core.interpolate import check_inputs
         from ..core.pipeline import PipelineSettings
-        from ..core.timestack import read_info
-        from ..core.variants import (
-            cloud_variants,
-            interval_variants,
-            parse_classifiers,
-            parse_intervals,
-            parse_resolutions,
-            with_factors,
-        )
 
         source = self.raster_source(parameters, self.INPUT, context, "choose the L1C time stack")
         info = self.stack_info(source, self.INPUT)
         cloud_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         if cloud_mask is not None:
             with self.about(self.CLOUD_MASK):
-                check_inputs(info, read_info(cloud_mask))
+                check_inputs(info, self.stack_info(cloud_mask, self.CLOUD_MASK))
         with self.about(self.INTERVALS):
-            intervals = parse_intervals(self.parameterAsString(parameters, self.INTERVALS, context))
+            intervals = study.parse_intervals(self.parameterAsString(parameters, self.INTERVALS, context))
         with self.about(self.PROCESSING_RESOLUTIONS):
-            resolutions = parse_resolutions(self.parameterAsString(parameters, self.PROCESSING_RESOLUTIONS, context))
+            resolutions = study.parse_resolutions(
+                self.parameterAsString(parameters, self.PROCESSING_RESOLUTIONS, context))
         with self.about(self.CLASSIFIERS):
-            classifiers = parse_classifiers(self.parameterAsString(parameters, self.CLASSIFIERS, context))
+            classifiers = study.parse_classifiers(self.parameterAsString(parameters, self.CLASSIFIERS, context))
         if cloud_mask is not None and len(resolutions or ()) > 1:
             raise self.parameter_error(self.PROCESSING_RESOLUTIONS, self.tr(
                 "a prepared cloud mask has no processing resolution: leave it empty, or give an L1C stack "
@@ -178,12 +171,12 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         base = PipelineSettings()
         variants = []
         if kind in ("cloud", "both"):
-            variants += cloud_variants()
+            variants += study.cloud_variants()
         if kind in ("interval", "both"):
             # filter and mask on at 16 days is also the cloud study's baseline: run it once
-            variants += [v for v in interval_variants(intervals)
+            variants += [v for v in study.interval_variants(intervals)
                          if not (kind == "both" and v.changes["interval_days"] == base.interval_days)]
-        variants = with_factors(variants, base, resolutions, classifiers)
+        variants = study.with_factors(variants, base, resolutions, classifiers)
         # 42 first: the first seed's numbers equal 'LULC pipeline' with its default seed
         seeds = list(range(base.train.seed, base.train.seed + self.parameterAsInt(parameters, self.SEEDS, context)))
         reference = reference_on_grid(self, parameters, context, info.grid)
