@@ -162,8 +162,8 @@ def _cloud_spectra(reference_scenes: str) -> tuple[np.ndarray, np.ndarray, str]:
     path = Path(reference_scenes) if reference_scenes else None
     if path is not None and path.is_file():
         try:
-            from ..core.sentinel2 import S2CLOUDLESS_BANDS
             from ..core.cloudmask import CloudDetector
+            from ..core.sentinel2 import S2CLOUDLESS_BANDS
 
             scenes = np.load(path)
             detector = CloudDetector(processing_resolution=None)
