@@ -16,6 +16,8 @@ from qgis.core import (
     QgsLayoutItemMap,
     QgsLayoutPoint,
     QgsLayoutSize,
+    QgsLegendRenderer,
+    QgsLegendStyle,
     QgsMapThemeCollection,
     QgsPrintLayout,
     QgsProject,
@@ -23,6 +25,14 @@ from qgis.core import (
     QgsReferencedRectangle,
     QgsUnitTypes,
 )
+
+from ..processing.styling import show_class_names_only
+
+#: The print layout's name, its margins and its two maps' place on the A4 landscape page (mm).
+LAYOUT_NAME = "Map and reference side by side"
+MARGIN = 10.0
+MAP_TOP = 20.0
+MAP_HEIGHT = 120.0
 
 
 def write_result_project(
@@ -59,7 +69,8 @@ def write_result_project(
 
 
 def _side_by_side_layout(project: QgsProject, left: QgsRasterLayer, right: QgsRasterLayer, extent, title: str) -> None:
-    """A print layout: two maps (themes showing one layer each) with their legends."""
+    """A print layout on an A4 landscape page: two maps (themes showing one layer each) with their
+    legends below them, in columns so that every class fits on the page."""
     themes = project.mapThemeCollection()
     for layer in (left, right):
         record = QgsMapThemeCollection.MapThemeRecord()
@@ -67,31 +78,54 @@ def _side_by_side_layout(project: QgsProject, left: QgsRasterLayer, right: QgsRa
         themes.insert(layer.name(), record)
     layout = QgsPrintLayout(project)
     layout.initializeDefaults()
-    layout.setName("Map and reference side by side")
+    layout.setName(LAYOUT_NAME)
     mm = QgsUnitTypes.LayoutUnit.LayoutMillimeters
+    page = layout.renderContext().measurementConverter().convert(layout.pageCollection().page(0).pageSize(), mm)
     heading = QgsLayoutItemLabel(layout)
     heading.setText(title)
+    heading.setFont(_font(heading.font(), 16))
     layout.addLayoutItem(heading)
-    heading.attemptMove(QgsLayoutPoint(10, 6, mm))
-    heading.attemptResize(QgsLayoutSize(277, 10, mm))
+    heading.attemptMove(QgsLayoutPoint(MARGIN, 6, mm))
+    heading.attemptResize(QgsLayoutSize(page.width() - 2 * MARGIN, 10, mm))
+    width = (page.width() - 3 * MARGIN) / 2
     for index, layer in enumerate((left, right)):
-        x = 10 + index * 140
+        x = MARGIN + index * (width + MARGIN)
         item = QgsLayoutItemMap(layout)
-        item.attemptMove(QgsLayoutPoint(x, 20, mm))
-        item.attemptResize(QgsLayoutSize(135, 135, mm))
+        layout.addLayoutItem(item)
+        item.setCrs(layer.crs())
+        item.attemptMove(QgsLayoutPoint(x, MAP_TOP, mm))
+        # a new map item's extent is empty: sizing it scales that 0 x 0 extent (a NaN height in the
+        # saved project, a blank frame); setExtent then gives it a real one (and the item its
+        # aspect ratio), so size it again and fit the data
+        item.attemptResize(QgsLayoutSize(width, MAP_HEIGHT, mm))
+        item.setExtent(extent)
+        item.attemptResize(QgsLayoutSize(width, MAP_HEIGHT, mm))
+        item.zoomToExtent(extent)
         item.setLayers([layer])
         item.setKeepLayerSet(True)
         item.setFollowVisibilityPreset(True)
         item.setFollowVisibilityPresetName(layer.name())
-        item.setCrs(layer.crs())
-        item.zoomToExtent(extent)
-        layout.addLayoutItem(item)
+        item.setFrameEnabled(True)
         legend = QgsLayoutItemLegend(layout)
+        layout.addLayoutItem(legend)
         legend.setTitle(layer.name())
         legend.setLinkedMap(item)
         legend.setAutoUpdateModel(False)
-        legend.model().rootGroup().clear()
-        legend.model().rootGroup().addLayer(layer)
-        layout.addLayoutItem(legend)
-        legend.attemptMove(QgsLayoutPoint(x, 158, mm))
+        root = legend.model().rootGroup()
+        root.clear()
+        node = root.addLayer(layer)
+        # the legend's title already names the layer; its rows are the class names only
+        QgsLegendRenderer.setNodeLegendStyle(node, QgsLegendStyle.Style.Hidden)
+        show_class_names_only(node)
+        legend.model().refreshLayerLegend(node)
+        legend.setColumnCount(2)
+        legend.setSplitLayer(True)
+        legend.setEqualColumnWidth(True)
+        legend.attemptMove(QgsLayoutPoint(x, MAP_TOP + MAP_HEIGHT + 4, mm))
+        legend.adjustBoxSize()
     project.layoutManager().addLayout(layout)
+
+
+def _font(font, size: float):
+    font.setPointSizeF(size)
+    return font

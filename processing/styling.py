@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import QgsProcessingContext, QgsProcessingLayerPostProcessorInterface
+from qgis.core import (
+    QgsLayerTreeLayer,
+    QgsMapLayerLegendUtils,
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsSimpleLegendNode,
+)
 
 # sip frees a post-processor that only C++ holds: keep the Python objects alive here
 _KEEP: list[QgsProcessingLayerPostProcessorInterface] = []
@@ -39,6 +46,18 @@ class SidecarStyle(QgsProcessingLayerPostProcessorInterface):
             clone = node.clone()
             group.insertChildNode(min(self.order, len(group.children())), clone)
             node.parent().removeChildNode(node)
+
+
+def show_class_names_only(node: QgsLayerTreeLayer) -> None:
+    """Legend rows of a class raster: the class names, without the band header ("Band 1: class
+    (Gray)") that QGIS puts first. Only paletted layers change; the order lives in the layer tree."""
+    layer = node.layer()
+    if layer is None or not isinstance(layer.renderer(), QgsPalettedRasterRenderer):
+        return
+    nodes = layer.legend().createLayerTreeModelLegendNodes(node)
+    rows = [i for i, legend_node in enumerate(nodes) if not isinstance(legend_node, QgsSimpleLegendNode)]
+    if rows and len(rows) < len(nodes):
+        QgsMapLayerLegendUtils.setLegendNodeOrder(node, rows)
 
 
 def style_when_loaded(context: QgsProcessingContext, output: str, group: str | None = None, order: int = 0,

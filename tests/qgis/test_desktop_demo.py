@@ -77,3 +77,64 @@ def _rgb(path: Path) -> np.ndarray:
 
     with rasterio.open(path) as png:
         return png.read([1, 2, 3]).transpose(1, 2, 0).astype(int)
+
+
+def test_print_layout_prints_both_maps_and_legends(demo, qgis_app):
+    """The demo project's print layout exported to PNG: each map frame shows the common classes in
+    their legend colours, and each legend (class names only) lies on the page. The PNG is kept."""
+    from qgis.core import QgsLayoutExporter, QgsLayoutItemLegend, QgsLayoutItemMap, QgsProject, QgsUnitTypes
+
+    from eolulc.plugin.project import LAYOUT_NAME
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    png = ARTIFACTS / "print_layout.png"
+    png.unlink(missing_ok=True)
+    project = QgsProject()
+    assert project.read(str(demo / "eolulc_demo.qgz"))
+    try:
+        layout = project.layoutManager().layoutByName(LAYOUT_NAME)
+        assert layout is not None
+        settings = QgsLayoutExporter.ImageExportSettings()
+        settings.dpi = 100
+        assert QgsLayoutExporter(layout).exportToImage(str(png), settings) == QgsLayoutExporter.ExportResult.Success
+        mm = QgsUnitTypes.LayoutUnit.LayoutMillimeters
+        convert = layout.renderContext().measurementConverter()
+        page = convert.convert(layout.pageCollection().page(0).pageSize(), mm)
+        maps = sorted((i for i in layout.items() if isinstance(i, QgsLayoutItemMap)),
+                      key=lambda i: i.positionWithUnits().x())
+        legends = [i for i in layout.items() if isinstance(i, QgsLayoutItemLegend)]
+        assert len(maps) == 2 and len(legends) == 2
+        frames = [(convert.convert(m.positionWithUnits(), mm), convert.convert(m.sizeWithUnits(), mm),
+                   [layer.source() for layer in m.layers()]) for m in maps]
+        boxes = []
+        for legend in legends:
+            legend.adjustBoxSize()
+            place, size = convert.convert(legend.positionWithUnits(), mm), convert.convert(legend.sizeWithUnits(), mm)
+            boxes.append((place.x(), place.y(), size.width(), size.height()))
+            rows = [legend.model().data(legend.model().index(r, 0, legend.model().index(0, 0)), 0)
+                    for r in range(legend.model().rowCount(legend.model().index(0, 0)))]
+            assert rows and not any("Band 1" in str(row) for row in rows), rows
+    finally:
+        project.clear()
+    for x, y, width, height in boxes:
+        assert width > 20 and height > 10, "the legend is empty"
+        assert x >= 0 and y >= 0 and x + width <= page.width() and y + height <= page.height(), (
+            f"the legend {x:.0f},{y:.0f} {width:.0f} x {height:.0f} mm runs off the {page.width():.0f} x "
+            f"{page.height():.0f} mm page")
+    image = _rgb(png)
+    px_per_mm = image.shape[1] / page.width()
+    legend = {c["id"]: c["colour"] for c in json.loads((demo / "model.json").read_text())["metadata"]["legend"]}
+    for (place, size, sources), name in zip(frames, ("classification.tif", "reference.tif")):
+        assert [Path(s).name for s in sources] == [name]
+        x0, y0 = int(place.x() * px_per_mm), int(place.y() * px_per_mm)
+        frame = image[y0:y0 + int(size.height() * px_per_mm), x0:x0 + int(size.width() * px_per_mm)]
+        from eolulc.core.timestack import open_stack
+
+        with open_stack(str(demo / name)) as stack:
+            ids, counts = np.unique(stack.read(), return_counts=True)
+        common = [int(i) for i, n in zip(ids, counts) if n > 0.05 * counts.sum() and int(i) in legend]
+        assert common
+        for class_id in common:
+            colour = np.array([int(legend[class_id][k:k + 2], 16) for k in (1, 3, 5)])
+            share = np.all(frame == colour, axis=-1).mean()
+            assert share > 0.01, f"{name}: class {class_id} ({legend[class_id]}) covers {share:.4f} of its frame"
