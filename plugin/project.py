@@ -39,8 +39,8 @@ def write_result_project(
     path: str | Path, layers: Sequence[tuple[str | Path, str]], group: str = "EO LULC result",
     title: str = "EO LULC: land-cover map and reference",
 ) -> Path:
-    """Write a ``.qgz`` with ``layers`` ((file, name), first on top) in ``group``. The first two
-    layers are shown side by side in the print layout (map | reference)."""
+    """Write a ``.qgz`` with ``layers`` ((file, name), first on top and the only one checked) in
+    ``group``. The first two layers are shown side by side in the print layout (map | reference)."""
     project = QgsProject()
     project.setTitle(title)
     root = project.layerTreeRoot()
@@ -51,7 +51,11 @@ def write_result_project(
         if not layer.isValid():
             raise ValueError(f"cannot open '{file}' as a raster")
         project.addMapLayer(layer, False)
-        node.addLayer(layer)
+        tree_node = node.addLayer(layer)
+        # only the map is checked: the others are a click away, below it
+        tree_node.setItemVisibilityChecked(not loaded)
+        tree_node.setExpanded(not loaded)
+        show_class_names_only(tree_node)
         loaded.append(layer)
     first = loaded[0]
     project.setCrs(first.crs())

@@ -15,7 +15,7 @@ from qgis.core import (
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .compat import raster_layers_type
-from .styling import style_when_loaded
+from .styling import result_group_name, style_when_loaded
 
 
 class ClassifyAlgorithm(EoLulcAlgorithm):
@@ -75,7 +75,12 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
         total = sum(result.class_pixels.values()) or 1
         for class_id, pixels in sorted(result.class_pixels.items()):
             feedback.pushInfo(f"{class_id} {legend.name(class_id)}: {pixels} px ({100 * pixels / total:.1f} %)")
-        style_when_loaded(context, output)
+        # loaded like the pipeline's results (also when the shipped model runs this step): the map on
+        # top in a group of its own, the confidence below it, unchecked
+        group = result_group_name()
+        style_when_loaded(context, output, group=group, order=0, name=self.tr("Land-cover map"))
+        style_when_loaded(context, confidence, group=group, order=1, styled=False, visible=False,
+                          name=self.tr("Confidence"))
         outputs = {self.OUTPUT: output}
         if confidence:
             outputs[self.OUTPUT_CONFIDENCE] = confidence

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from qgis.core import (
@@ -29,7 +28,7 @@ from .reference import (
     reference_on_grid,
     score_results,
 )
-from .styling import style_when_loaded
+from .styling import result_group_name, style_when_loaded
 from .training import SAMPLES, SEED, SPLIT, TEST_FRACTION, add_training_parameters, train_settings
 
 #: The training parameters the pipeline exposes, in their order; all but the split are advanced.
@@ -224,10 +223,11 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             result = run_pipeline(source, reference, legend, outputs, settings, progress)
         report = result.report
         feedback.pushInfo(describe_scores(report, self.tr("Test split")))
-        group = self.tr("EO LULC {}").format(datetime.now().strftime("%Y-%m-%d %H:%M"))
+        # the map on top and the only one checked; the reference right below it to compare with
+        group = result_group_name()
         for order, name in enumerate((self.OUTPUT, self.OUTPUT_REFERENCE, self.OUTPUT_AGREEMENT,
                                       self.OUTPUT_CONFIDENCE)):
             style_when_loaded(context, rasters[name], group=group, order=order,
-                              styled=name != self.OUTPUT_CONFIDENCE)
+                              styled=name != self.OUTPUT_CONFIDENCE, visible=name == self.OUTPUT)
         shown = {name: path for name, path in rasters.items() if name != self.OUTPUT_CLOUD_MASK or name in kept}
         return {**shown, **files, **score_results(report)}

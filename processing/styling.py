@@ -5,6 +5,7 @@ inside ``processAlgorithm``."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from qgis.core import (
@@ -20,15 +21,26 @@ from qgis.core import (
 _KEEP: list[QgsProcessingLayerPostProcessorInterface] = []
 
 
+#: Layer-tree property holding a result layer's rank within its group (0 on top).
+ORDER_PROPERTY = "eolulc/order"
+
+
 class SidecarStyle(QgsProcessingLayerPostProcessorInterface):
     """Applies ``qml`` to the loaded layer and, with ``group``, moves it into that layer group
-    (created at the top of the layer tree when missing) at position ``order``."""
+    (created at the top of the layer tree when missing) at rank ``order``, checked when ``visible``,
+    renamed to ``name`` when given.
 
-    def __init__(self, qml: Path | None, group: str | None = None, order: int = 0) -> None:
+    QGIS loads a run's layers in no fixed order (by file path), so the rank is kept on the layer
+    tree node and each layer goes above the ones of a higher rank already in the group."""
+
+    def __init__(self, qml: Path | None, group: str | None = None, order: int = 0, visible: bool = True,
+                 name: str | None = None) -> None:
         super().__init__()
         self.qml = qml
         self.group = group
         self.order = order
+        self.visible = visible
+        self.name = name
 
     def postProcessLayer(self, layer, context, feedback):
         if layer is None:
@@ -36,16 +48,27 @@ class SidecarStyle(QgsProcessingLayerPostProcessorInterface):
         if self.qml is not None and self.qml.is_file():
             layer.loadNamedStyle(str(self.qml))
             layer.triggerRepaint()
+        if self.name:
+            layer.setName(self.name)
         project = context.project()
-        if self.group and project is not None:
-            root = project.layerTreeRoot()
-            node = root.findLayer(layer.id())
-            if node is None:
-                return
+        if project is None:
+            return
+        root = project.layerTreeRoot()
+        node = root.findLayer(layer.id())
+        if node is None:
+            return
+        if self.group:
             group = root.findGroup(self.group) or root.insertGroup(0, self.group)
+            ranks = [child.customProperty(ORDER_PROPERTY) for child in group.children()]
+            position = sum(1 for rank in ranks if rank is not None and int(rank) < self.order)
             clone = node.clone()
-            group.insertChildNode(min(self.order, len(group.children())), clone)
+            group.insertChildNode(position, clone)
             node.parent().removeChildNode(node)
+            node = clone
+        node.setCustomProperty(ORDER_PROPERTY, self.order)
+        node.setItemVisibilityChecked(self.visible)
+        node.setExpanded(self.visible)
+        show_class_names_only(node)
 
 
 def show_class_names_only(node: QgsLayerTreeLayer) -> None:
@@ -61,11 +84,17 @@ def show_class_names_only(node: QgsLayerTreeLayer) -> None:
 
 
 def style_when_loaded(context: QgsProcessingContext, output: str, group: str | None = None, order: int = 0,
-                      styled: bool = True) -> None:
-    """Apply ``<output>.qml`` (when ``styled``) to the layer the toolbox loads for ``output`` and
-    optionally put it into ``group``."""
+                      styled: bool = True, visible: bool = True, name: str | None = None) -> None:
+    """Apply ``<output>.qml`` (when ``styled``) to the layer the toolbox (or a model run) loads for
+    ``output``; optionally put it into ``group`` at rank ``order``, unchecked unless ``visible``,
+    named ``name``."""
     if not output or not context.willLoadLayerOnCompletion(output):
         return
-    processor = SidecarStyle(Path(output).with_suffix(".qml") if styled else None, group, order)
+    processor = SidecarStyle(Path(output).with_suffix(".qml") if styled else None, group, order, visible, name)
     _KEEP.append(processor)
     context.layerToLoadOnCompletionDetails(output).setPostProcessor(processor)
+
+
+def result_group_name() -> str:
+    """The layer group one run's results load into, e.g. "EO LULC 2024-05-01 14:03"."""
+    return "EO LULC {}".format(datetime.now().strftime("%Y-%m-%d %H:%M"))
