@@ -164,6 +164,10 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
         range are named with the parameter and the fix (QGIS would say "not found" or "Incorrect
         parameter value")."""
         problem = unreadable_input(self, parameters, context) or self._number_out_of_range(parameters, context)
+        if not problem and self.parameterDefinition("CLASS_FIELD") is not None:
+            from .reference import missing_class_field
+
+            problem = missing_class_field(self, parameters, context)
         if problem:
             return False, problem
         for definition in self.parameterDefinitions():

@@ -35,6 +35,26 @@ SCORES = (("OVERALL_ACCURACY", "overall_accuracy", "overall accuracy"),
           ("KAPPA", "kappa", "Cohen's kappa"))
 
 
+#: The class field's label: optional for a raster reference, so the dialog says when it is needed.
+CLASS_FIELD_LABEL = "Class field (required for polygons)"
+
+
+def missing_class_field(algorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+    """The dialog's message when the reference is a polygon layer and no class field is chosen
+    (checked before the run, instead of failing once the run has started)."""
+    if algorithm.parameterDefinition(REFERENCE) is None or algorithm.parameterDefinition(CLASS_FIELD) is None:
+        return None
+    given = parameters.get(REFERENCE)
+    if not given or (isinstance(given, str) and is_raster_file(given)):
+        return None
+    if algorithm.parameterAsString(parameters, CLASS_FIELD, context):
+        return None
+    if not isinstance(algorithm.parameterAsLayer(parameters, REFERENCE, context), QgsVectorLayer):
+        return None
+    return algorithm.tr("{}: a polygon reference needs its class field: choose the one holding integer class ids "
+                        "(e.g. LULC_ID)").format(algorithm.parameter_label(CLASS_FIELD))
+
+
 def add_reference_parameters(algorithm, description: str = "Reference land cover") -> None:
     numeric, any_type = field_types()
     algorithm.add(
@@ -44,9 +64,10 @@ def add_reference_parameters(algorithm, description: str = "Reference land cover
         "grid or CRS is resampled with nearest neighbour.",
     )
     algorithm.add(
-        QgsProcessingParameterField(CLASS_FIELD, algorithm.tr("Class field (polygons)"),
+        QgsProcessingParameterField(CLASS_FIELD, algorithm.tr(CLASS_FIELD_LABEL),
                                     parentLayerParameterName=REFERENCE, type=numeric, optional=True),
-        "For a polygon reference: the integer field holding the class id (e.g. LULC_ID).",
+        "For a polygon reference (required then): the integer field holding the class id (e.g. LULC_ID). "
+        "Not used with a raster reference.",
     )
     algorithm.add(
         QgsProcessingParameterField(NAME_FIELD, algorithm.tr("Class name field (polygons)"),

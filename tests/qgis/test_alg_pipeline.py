@@ -84,3 +84,18 @@ def test_qgis_process_pipeline(qgis_process, scene_stack, eopatch_dir, tmp_path)
     assert rc == 0, text
     assert (tmp_path / "map.qml").is_file() and (tmp_path / "report.html").is_file()
     assert result["results"]["OVERALL_ACCURACY"] > 0.5
+
+
+def test_dialog_says_a_polygon_reference_needs_its_class_field(qgis_app, scene_stack, eopatch_dir, tmp_path):
+    """The check the dialog runs before the run: a polygon reference without a class field is
+    refused with what to choose; the label says when the field is needed."""
+    from qgis.core import QgsApplication, QgsProcessingContext
+
+    algorithm = QgsApplication.processingRegistry().algorithmById(ALG)
+    assert "required for polygons" in algorithm.parameterDefinition("CLASS_FIELD").description()
+    params = _params(scene_stack, eopatch_dir, tmp_path)
+    context = QgsProcessingContext()
+    assert algorithm.checkParameterValues(params, context)[0]
+    del params["CLASS_FIELD"]
+    ok, message = algorithm.checkParameterValues(params, context)
+    assert not ok and "(CLASS_FIELD)" in message and "polygon reference needs" in message, message
