@@ -24,6 +24,8 @@ PROVIDER_ID = "eolulc"
 #: Graphical models shipped with the plugin (``tools/make_model3.py`` writes them), listed as
 #: ``eolulc:<model name>``.
 MODELS_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
+#: What the toolbox shows for a shipped model (its name is its id, so it stays short).
+MODEL_DISPLAY_NAMES = {"lulcchain": "LULC chain (graphical model of the LULC pipeline)"}
 
 ALGORITHMS = (
     ImportEOPatchAlgorithm,
@@ -38,6 +40,29 @@ ALGORITHMS = (
     ExperimentAlgorithm,
     BatchPipelineAlgorithm,
 )
+
+
+class ShippedModel(QgsProcessingModelAlgorithm):
+    """A shipped graphical model under a readable name, in the group of the algorithms of the same
+    group name. QGIS (3.22) shows a model's id as its name and uses its group's name as the group's
+    id, so a model in "Pipeline" would get a toolbox group of its own next to the algorithms'."""
+
+    def __init__(self, display_name: str = "", group_id: str = "") -> None:
+        super().__init__()
+        self._display_name = display_name
+        self._group_id = group_id
+
+    def displayName(self) -> str:
+        return self._display_name or super().displayName()
+
+    def groupId(self) -> str:
+        return self._group_id or super().groupId()
+
+    def createInstance(self) -> ShippedModel:
+        instance = ShippedModel(self._display_name, self._group_id)
+        instance.loadVariant(self.toVariant())
+        instance.setSourceFilePath(self.sourceFilePath())
+        return instance
 
 
 class EoLulcProvider(QgsProcessingProvider):
@@ -58,8 +83,12 @@ class EoLulcProvider(QgsProcessingProvider):
             self.addAlgorithm(algorithm())
         self._models = []  # Python references to the models (owned by the provider once added)
         for path in sorted(MODELS_DIR.glob("*.model3")):
-            model = QgsProcessingModelAlgorithm()
+            model = ShippedModel()
             if model.fromFile(str(path)) and model.name():
+                group_ids = {a.GROUP: a.GROUP_ID for a in ALGORITHMS}
+                model = ShippedModel(MODEL_DISPLAY_NAMES.get(model.name(), model.name()),
+                                     group_ids.get(model.group(), ""))
+                model.fromFile(str(path))
                 model.setSourceFilePath(str(path))
                 self.addAlgorithm(model)
                 self._models.append(model)

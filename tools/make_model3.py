@@ -53,7 +53,7 @@ HELP = {
     INPUT: "A time stack with the 13 Sentinel-2 L1C bands (e.g. from 'Build time stack from per-date rasters'); "
            "reflectance or digital numbers.",
     REFERENCE: "The reference map: a class raster (integer class ids, 0 = no data) or polygons with a class field.",
-    CLASS_FIELD: "For a polygon reference: the integer field holding the class id (e.g. LULC_ID).",
+    CLASS_FIELD: "For a polygon reference (required then): the integer field holding the class id (e.g. LULC_ID).",
     NAME_FIELD: "For a polygon reference, optional: the field holding class names (e.g. LULC_NAME).",
     MIN_VALID_FRACTION: "A date is kept for the interpolation when more than this share of its pixels is clear "
                         "(0.8 as in the eo-learn example). 0 turns the cloudy-scene filter off.",
@@ -134,6 +134,7 @@ def _defaults() -> dict[str, dict]:
             "N_ESTIMATORS": int(train.n_estimators),
             "LEARNING_RATE": float(train.learning_rate),
             "NUM_LEAVES": int(train.num_leaves),
+            "FEATURE_FRACTION": float(train.feature_fraction),
             "EARLY_STOPPING": bool(train.early_stopping),
             "CLASS_WEIGHT": index(WEIGHT_OPTIONS, train.class_weight),
         },
@@ -161,10 +162,11 @@ def build_model():
         QgsProcessingParameterNumber,
         QgsProcessingParameterRasterLayer,
     )
-    from qgis.PyQt.QtCore import QPointF
+    from qgis.PyQt.QtCore import QPointF, QSizeF
 
     from eolulc.core import limits
     from eolulc.processing.compat import field_types, raster_and_polygon_types
+    from eolulc.processing.reference import CLASS_FIELD_LABEL
 
     defaults = _defaults()
     model_defaults = defaults["model"]
@@ -178,7 +180,7 @@ def build_model():
         QgsProcessingParameterRasterLayer(INPUT, "Sentinel-2 L1C time stack"),
         QgsProcessingParameterMapLayer(REFERENCE, "Reference land cover (raster or polygons)",
                                        types=raster_and_polygon_types()),
-        QgsProcessingParameterField(CLASS_FIELD, "Class field (polygons)", parentLayerParameterName=REFERENCE,
+        QgsProcessingParameterField(CLASS_FIELD, CLASS_FIELD_LABEL, parentLayerParameterName=REFERENCE,
                                     type=numeric, optional=True),
         QgsProcessingParameterField(NAME_FIELD, "Class name field (polygons)", parentLayerParameterName=REFERENCE,
                                     type=any_type, optional=True),
@@ -193,8 +195,11 @@ def build_model():
     for row, parameter in enumerate(inputs):
         parameter.setHelp(HELP[parameter.name()])
         component = QgsProcessingModelParameter(parameter.name())
-        component.setPosition(QPointF(120, 80 + 70 * row))
+        component.setPosition(QPointF(140, 80 + 80 * row))
+        component.setSize(QSizeF(240, 40))
         model.addModelParameter(parameter, component)
+    # the dialog and the designer list the inputs in this order (the L1C stack first)
+    model.setParameterOrder([parameter.name() for parameter in inputs])
 
     def param(name):
         return [QgsProcessingModelChildParameterSource.fromModelParameter(name)]
@@ -227,7 +232,8 @@ def build_model():
             raise SystemExit(f"{PLUGIN_NAME}:{child_id} is not registered")
         child.setChildId(child_id)
         child.setDescription(description)
-        child.setPosition(QPointF(460, 80 + 110 * row))
+        child.setPosition(QPointF(520, 80 + 110 * row))
+        child.setSize(QSizeF(300, 50))  # room for the step's name on one line
         for name, value in defaults[child_id].items():
             child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
         for name, value in sources.items():
@@ -238,11 +244,18 @@ def build_model():
             output.setChildId(child_id)
             output.setChildOutputName(output_name)
             output.setMandatory(mandatory)
-            output.setPosition(QPointF(760 + 190 * column, 80 + 110 * row))
+            output.setPosition(QPointF(860 + 260 * column, 80 + 110 * row + 30))
+            output.setSize(QSizeF(240, 40))
             model_outputs[key] = output
         child.setModelOutputs(model_outputs)
         model.addChildAlgorithm(child)
     model.updateDestinationParameters()
+    # what the Model Designer checks before it runs a model: every child's parameters against its
+    # algorithm (a parameter the step gained since this script was written is mandatory there)
+    issues = [f"{child_id}: {issue}" for child_id in sorted(model.childAlgorithms())
+              for issue in model.validateChildAlgorithm(child_id)[1]]
+    if issues:
+        raise SystemExit("the model would be invalid in the Model Designer:\n" + "\n".join(issues))
     return model
 
 

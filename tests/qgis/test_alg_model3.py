@@ -36,6 +36,12 @@ def test_model_listed_under_the_provider(qgis_app, qgis_process):
     model = QgsApplication.processingRegistry().algorithmById(MODEL_ID)
     assert model is not None and model.provider().id() == "eolulc"
     assert model.group() == "Pipeline" and Path(model.sourceFilePath()) == MODEL_FILE
+    # one "Pipeline" group in the toolbox (it groups by id), and a readable name
+    pipeline = QgsApplication.processingRegistry().algorithmById("eolulc:lulcpipeline")
+    assert model.groupId() == pipeline.groupId()
+    assert model.displayName().startswith("LULC chain") and model.id() == MODEL_ID
+    instance = model.create()  # what the dialog and the toolbox run
+    assert instance.displayName() == model.displayName() and instance.groupId() == pipeline.groupId()
     children = model.childAlgorithms()
     assert sorted(children) == sorted(STEPS)
     assert all(child.algorithmId() == f"eolulc:{key}" and child.algorithm() is not None
@@ -48,6 +54,25 @@ def test_model_listed_under_the_provider(qgis_app, qgis_process):
     listed = qgis_process("list", timeout=120)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert f"{MODEL_ID}\t" in listed.stdout
+
+
+def test_shipped_model_is_valid_in_the_designer(qgis_app, qgis_process):
+    """What the Model Designer checks (a red node, "Model is invalid" on Run): every child's
+    parameters against its algorithm's definitions, read from the shipped file."""
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(MODEL_FILE))
+    assert sorted(model.childAlgorithms()) == sorted(STEPS)
+    for child_id in STEPS:
+        valid, issues = model.validateChildAlgorithm(child_id)
+        assert valid and not issues, f"{child_id}: {issues}"
+    valid, issues = model.validate()
+    assert valid and not issues, issues
+    # the inputs in the order a user fills them in
+    assert [p.parameterName() for p in model.orderedParameters()][:4] == [
+        "INPUT", "REFERENCE", "CLASS_FIELD", "NAME_FIELD"]
+    assert [p.name() for p in model.parameterDefinitions()][:3] == ["INPUT", "REFERENCE", "CLASS_FIELD"]
 
 
 def test_model_file_is_up_to_date():
