@@ -11,7 +11,7 @@ stack is written only when asked for and never read back.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from .interpolate import interpolate_pixels, interpolated_stack_info, plan_inter
 from .legend import Legend, LegendClass
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
-from .report import write_report
+from .report import importance_html, interpolation_html, settings_html, write_report
 from .style import write_sidecar_qml
 from .timestack import StackInfo, StackWriter, Window, open_stack, read_info
 from .train import TrainSettings, fit_model, importance_table, plan_samples
@@ -176,7 +176,8 @@ def run_pipeline(
                   interpolation=interpolation.as_dict(),
                   feature_importance=importance_table(importances))
     write_report(outputs.report, outputs.report_json, report,
-                 "EO LULC pipeline: accuracy on the held-out test part", notes=notes)
+                 "EO LULC pipeline: accuracy on the held-out test part", notes=notes,
+                 extra_sections=report_sections(settings, report["interpolation"], importances))
     parts[5].report(1.0)
     return PipelineResult(report=report, notes=notes)
 
@@ -187,6 +188,17 @@ def _step_progress(progress: Progress) -> list[Progress]:
         steps.append(progress.scaled(start, start + weight))
         start += weight
     return steps
+
+
+def report_sections(settings: PipelineSettings, interpolation: dict,
+                    importances: list[tuple[str, float]]) -> list[tuple[str, str]]:
+    """What the report shows besides the accuracy: how the map was made (the settings, the
+    training's included), the interpolation grid with the kept dates, and the features the model
+    relied on."""
+    train = {f"training {name}": value for name, value in asdict(settings.train).items() if name != "threads"}
+    return [("Settings", settings_html({**describe_settings(settings), **train})),
+            ("Interpolation grid and kept dates", interpolation_html(interpolation, settings.interval_days)),
+            ("Feature importance", importance_html(importances))]
 
 
 def describe_settings(settings: PipelineSettings) -> dict:

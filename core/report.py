@@ -234,3 +234,34 @@ def importance_html(importances: list[tuple[str, float]], top: int = 30) -> str:
     )
     more = f"<p class='muted'>{len(importances) - top} more features not shown.</p>" if len(importances) > top else ""
     return f"<table><tr><th class='name'>feature</th><th>gain share</th><th></th></tr>{rows}</table>{more}"
+
+
+def settings_html(settings: dict[str, Any]) -> str:
+    """A run's settings (``{name: value}``, e.g. ``pipeline.describe_settings``) as a two-column
+    table, so that a report says how its map was made."""
+    def shown(value: Any) -> str:
+        if value is None:
+            return "default"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(str(v) for v in value) or "none"
+        return str(value)
+
+    return table(["Setting", "Value"], [[escape(name.replace("_", " ")), escape(shown(value))]
+                                        for name, value in settings.items()])
+
+
+def interpolation_html(interpolation: dict[str, Any], interval_days: int) -> str:
+    """The date grid the features were interpolated onto and which acquisitions were kept (with
+    their clear fraction when the scene filter counted it), from ``InterpolationPlan.as_dict``."""
+    grid = [d.removesuffix("T00:00:00") for d in interpolation.get("output_dates", [])]
+    kept = set(interpolation.get("kept_dates", []))
+    fractions = interpolation.get("valid_fractions") or {}
+    dates = sorted(set(fractions) | kept | set(interpolation.get("dropped_dates", [])))
+    span = f"{grid[0]} to {grid[-1]}" if grid else "none"
+    parts = [f"<p>{len(grid)} dates every {int(interval_days)} days, {escape(span)}; "
+             f"{len(kept)} of {len(dates)} acquisitions kept (minimum clear fraction "
+             f"{escape(str(interpolation.get('min_valid_fraction')))}).</p>",
+             table(["Acquisition", "Clear fraction", "Used"],
+                   [[escape(d), number(fractions.get(d)), "kept" if d in kept else "dropped"] for d in dates]),
+             f"<p class='muted'>Grid dates: {escape(', '.join(grid))}.</p>"]
+    return "".join(parts)

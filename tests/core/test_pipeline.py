@@ -102,3 +102,31 @@ def test_a_failed_last_prediction_keeps_no_interpolated_stack(scene_stack, scene
     left = sorted(p.name for p in tmp_path.iterdir())
     assert not {"classification.tif", "confidence.tif", "features_interpolated.tif"} & set(left), left
     assert not [name for name in left if name.startswith(".")], left
+
+
+def test_report_has_settings_importances_grid_and_kept_dates(scene_stack, scene_reference, tmp_path):
+    """The report says how its map was made, as the pipeline's help promises."""
+    import re
+    from dataclasses import replace
+
+    settings = replace(_settings(), min_valid_fraction=0.3)
+    outputs = default_outputs(tmp_path)
+    result = run_pipeline(str(scene_stack), scene_reference, read_legend(), outputs, settings)
+    html = (tmp_path / "report.html").read_text()
+    for heading in ("Settings", "Interpolation grid and kept dates", "Feature importance"):
+        assert f"<h2>{heading}</h2>" in html, heading
+    assert re.search(r"<td class=\"name\">interval days</td><td>8</td>", html)
+    assert re.search(r"<td class=\"name\">training feature fraction</td><td>0.5</td>", html)
+    assert re.search(r"<td class=\"name\">min valid fraction</td><td>0.3</td>", html)
+    # the importance table lists the model's most important feature with its gain share
+    top = result.report["feature_importance"][0]
+    assert f"<td class='name'>{top['feature']}</td><td>{100 * top['gain_share']:.1f} %</td>" in html
+    # every acquisition with its fate, and the grid's dates
+    interpolation = result.report["interpolation"]
+    assert interpolation["kept_dates"] and interpolation["output_dates"]
+    for date in interpolation["kept_dates"]:
+        assert f'<td class="name">{date}</td>' in html and "kept" in html
+    for date in interpolation["dropped_dates"]:
+        assert re.search(rf'<td class="name">{re.escape(date)}</td><td>[0-9.]+</td><td>dropped</td>', html)
+    assert f"{len(interpolation['output_dates'])} dates every 8 days" in html
+    assert interpolation["output_dates"][-1][:10] in html
