@@ -244,7 +244,7 @@ def build_model():
             output.setChildId(child_id)
             output.setChildOutputName(output_name)
             output.setMandatory(mandatory)
-            output.setPosition(QPointF(860 + 260 * column, 80 + 110 * row + 30))
+            output.setPosition(QPointF(860, 80 + 110 * row + 5 + 50 * column))  # stacked: no link crosses a box
             output.setSize(QSizeF(240, 40))
             model_outputs[key] = output
         child.setModelOutputs(model_outputs)
