@@ -292,8 +292,9 @@ def fit_model(
                          "constant index)")
     if constant.any():
         shown = ", ".join(n for n, c in zip(features.names, constant) if c)
-        plan.notes.append(f"{int(constant.sum())} of {constant.size} features are constant over the training "
-                          f"pixels and carry no information: {shorten(shown, 200)}.")
+        plan.notes.append(f"{int(constant.sum())} of {constant.size} features are constant or nodata over the "
+                          f"training pixels and carry no information (e.g. a date of the grid before the first "
+                          f"clear observation): {shorten(shown, 200)}.")
     class_ids = sorted(int(c) for c in np.unique(y_train_ids))
     if len(class_ids) < 2:
         raise ValueError("the features have data for only one reference class; a classifier needs two or more")
