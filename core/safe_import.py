@@ -1,0 +1,363 @@
+"""Sentinel-2 products (``.SAFE`` folders or zips, L1C or L2A) -> one time stack, and for L2A a
+cloud-mask stack and an SCL stack from the scene classification.
+
+Only the target window of each band is read (GDAL decodes only the JPEG 2000 tiles it touches;
+``ImportResult.source_pixels`` counts what was asked for), straight from the zip (``/vsizip/``).
+Bands on the target grid are copied; 20 m and 60 m bands are resampled onto it (bilinear, average
+when the target is coarser, nearest for SCL); products in another UTM zone are reprojected.
+Products of one day (neighbouring tiles, two orbits) become one date: the first product (by
+sensing time, then name) with data wins each pixel.
+
+Digital numbers stay ``uint16`` with the products' own scale and offset as GDAL scale/offset, so
+every later step sees true reflectance. Products before and after processing baseline 04.00
+(offset -1000 since 2022-01-25) are brought onto one offset per band, the most negative one, by
+adding the difference to the older products' numbers: ``reflectance = (DN + offset) / Q`` holds
+for every date. DN 0 (``NODATA``), ``SATURATED`` and, for L2A, SCL classes 0 and 1 become nodata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .atomic import atomic_outputs
+from .blocks import iter_blocks
+from .cloudmask import MASK_NODATA, TAG_CLOUD_FRACTION, TAG_VALID_FRACTION, disk
+from .gdalerrors import open_raster, reading
+from .limits import MAX_GRID_SIDE
+from .progress import Progress, ensure_progress
+from .safe import Granule, Product, read_product
+from .sentinel2 import find_bands
+from .timestack import Grid, StackInfo, StackWriter, bounded_gdal_cache, format_datetime
+
+DEFAULT_CLOUD_CLASSES = (3, 8, 9, 10)
+#: SCL 0 = no data, 1 = saturated or defective: nodata in every output.
+SCL_INVALID = (0, 1)
+SCL_NODATA = 0
+TAG_LEVEL = "EOLULC_S2_LEVEL"
+TAG_PRODUCTS = "EOLULC_S2_PRODUCTS"
+TAG_SCL_SETTINGS = "EOLULC_SCL_MASK_SETTINGS"
+
+
+@dataclass
+class ImportResult:
+    info: StackInfo
+    products: list[list[str]]
+    skipped: list[str] = field(default_factory=list)
+    #: Source pixels asked of GDAL (sum of the windows read, all bands): the proof that only the
+    #: extent's window is read.
+    source_pixels: int = 0
+
+
+def scan_products(paths: Sequence[str | Path], progress: Progress | None = None) -> list[Product]:
+    """Read every product's metadata, sorted by sensing time then name; one level only."""
+    progress = ensure_progress(progress)
+    unique = list(dict.fromkeys(str(Path(p).resolve()) for p in paths if p))
+    if not unique:
+        raise ValueError("no products given: choose a folder of .SAFE folders or zips, or a list of products")
+    products = []
+    for i, path in enumerate(unique):
+        progress.check()
+        products.append(read_product(path))
+        progress.report((i + 1) / len(unique))
+    levels = {level: sum(p.level == level for p in products) for level in ("L1C", "L2A")}
+    if all(levels.values()):
+        raise ValueError(f"the products mix processing levels: {levels['L1C']} L1C and {levels['L2A']} L2A; "
+                         "import one level at a time (put them in separate folders)")
+    quantifications = {p.quantification for p in products}
+    if len(quantifications) > 1:
+        raise ValueError(f"the products have different quantification values {sorted(quantifications)}; "
+                         "import them separately")
+    products.sort(key=lambda p: (p.sensing_time, p.name))
+    for product in products:
+        progress.log(f"{format_datetime(product.sensing_time)}  {product.name}  ({product.level}, baseline "
+                     f"{product.baseline}, tiles {', '.join(g.tile for g in product.granules)})")
+    return products
+
+
+def group_by_day(products: Sequence[Product]) -> list[list[Product]]:
+    """Products of one calendar day (UTC) together, in sensing order."""
+    days: dict = {}
+    for product in products:
+        days.setdefault(product.sensing_time.date(), []).append(product)
+    return [days[d] for d in sorted(days)]
+
+
+def _crs(text: str):
+    from rasterio.crs import CRS
+
+    try:
+        return CRS.from_user_input(text)
+    except Exception as error:  # noqa: BLE001 - rasterio raises CRSError
+        raise ValueError(f"'{text}' is not a coordinate reference system: {error}") from None
+
+
+def _granule_bounds(granule: Granule, crs) -> tuple[float, float, float, float]:
+    from rasterio.warp import transform_bounds
+
+    source = _crs(granule.crs)
+    return granule.bounds if source == crs else tuple(transform_bounds(source, crs, *granule.bounds, densify_pts=21))
+
+
+def _intersection(a, b):
+    box = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
+
+def target_grid(days: Sequence[Sequence[Product]], resolution: float, crs: str | None = None,
+                bounds: tuple[float, float, float, float] | None = None) -> Grid:
+    """The output grid: ``bounds`` in ``crs`` (a projected CRS; else the first product's), or the
+    footprint all dates share (each date the union of its tiles), snapped outward to multiples of
+    ``resolution`` so that it lines up with the Sentinel-2 tiles' pixels."""
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+
+    if not resolution > 0:
+        raise ValueError(f"the resolution must be positive, got {resolution}")
+    first = _crs(days[0][0].granules[0].crs)
+    dst = _crs(crs) if crs else first
+    if not dst.is_projected:
+        if bounds is not None:
+            bounds = tuple(transform_bounds(dst, first, *bounds, densify_pts=21))
+        dst = first
+    if bounds is None:
+        common = None
+        for day in days:
+            boxes = [_granule_bounds(g, dst) for p in day for g in p.granules]
+            union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                     max(b[3] for b in boxes))
+            common = union if common is None else _intersection(common, union)
+            if common is None:
+                raise ValueError("the products' footprints have no area in common; give an extent")
+        bounds = common
+    xmin, ymin, xmax, ymax = (float(v) for v in bounds)
+    if not (xmax > xmin and ymax > ymin):
+        raise ValueError(f"the extent {bounds} is empty")
+    xmin, ymin = math.floor(xmin / resolution + 1e-9) * resolution, math.floor(ymin / resolution + 1e-9) * resolution
+    xmax, ymax = math.ceil(xmax / resolution - 1e-9) * resolution, math.ceil(ymax / resolution - 1e-9) * resolution
+    width, height = round((xmax - xmin) / resolution), round((ymax - ymin) / resolution)
+    if max(width, height) > MAX_GRID_SIDE:
+        raise ValueError(f"a resolution of {resolution:g} makes the output {width} x {height} px, more than "
+                         f"{MAX_GRID_SIDE} px a side; choose a larger resolution or a smaller extent")
+    return Grid(width=width, height=height, crs_wkt=dst.to_wkt(),
+                transform=tuple(from_origin(xmin, ymax, resolution, resolution))[:6])
+
+
+def _band_names(products: Sequence[Product], bands: Sequence[str] | None) -> tuple[str, ...]:
+    available = products[0].bands
+    if not bands:
+        return available
+    indices = find_bands(available, list(bands), f"{products[0].level} products")
+    return tuple(available[i] for i in sorted(set(indices)))
+
+
+class _GranuleReader:
+    """Windows of one granule's bands on the output grid (open datasets kept for the date)."""
+
+    def __init__(self, product: Product, granule: Granule, grid: Grid, bands: Sequence[str],
+                 shifts: dict[str, int], stats: ImportResult) -> None:
+        self.product, self.granule, self.grid, self.stats = product, granule, grid, stats
+        self.shifts = shifts
+        self.src_crs = _crs(granule.crs)
+        self.dst_crs = _crs(grid.crs_wkt)
+        self.same_crs = self.src_crs == self.dst_crs
+        self.bounds = _granule_bounds(granule, self.dst_crs)
+        self._ds = {}
+        try:
+            for band in bands:
+                with reading(granule.bands[band], f"band {band} of {product.name}"):
+                    self._ds[band] = open_raster(granule.bands[band])
+        except Exception:
+            self.close()
+            raise
+
+    def covers(self, window: tuple[int, int, int, int]) -> bool:
+        return _intersection(self.bounds, _window_bounds(self.grid, window)) is not None
+
+    def read(self, band: str, window: tuple[int, int, int, int], nearest: bool = False) -> np.ndarray:
+        """``(height, width)`` uint16 of ``band`` on ``window`` of the grid; 0 where no data."""
+        import rasterio
+        from rasterio.enums import Resampling
+        from rasterio.warp import reproject, transform_bounds
+        from rasterio.windows import Window, from_bounds
+
+        ds = self._ds[band]
+        row, col, height, width = window
+        out = np.zeros((height, width), np.uint16)
+        box = _window_bounds(self.grid, window)
+        if not self.same_crs:
+            box = transform_bounds(self.dst_crs, self.src_crs, *box, densify_pts=21)
+        src = from_bounds(*box, transform=ds.transform)
+        pad = 2
+        c0, r0 = max(0, math.floor(src.col_off) - pad), max(0, math.floor(src.row_off) - pad)
+        c1 = min(ds.width, math.ceil(src.col_off + src.width) + pad)
+        r1 = min(ds.height, math.ceil(src.row_off + src.height) + pad)
+        if c1 <= c0 or r1 <= r0:
+            return out
+        read_window = Window(c0, r0, c1 - c0, r1 - r0)
+        with reading(self.granule.bands[band], f"band {band} of {self.product.name}"):
+            data = ds.read(1, window=read_window)
+        self.stats.source_pixels += data.size
+        dst_transform = rasterio.Affine(*self.grid.transform) * rasterio.Affine.translation(col, row)
+        src_res, dst_res = abs(ds.transform.a), abs(self.grid.transform[0])
+        if nearest or (self.same_crs and math.isclose(src_res, dst_res)):
+            method = Resampling.nearest
+        else:
+            method = Resampling.bilinear if src_res > dst_res else Resampling.average
+        reproject(data, out, src_transform=ds.window_transform(read_window), src_crs=self.src_crs,
+                  src_nodata=self.product.nodata, dst_transform=dst_transform, dst_crs=self.dst_crs,
+                  dst_nodata=0, resampling=method)
+        if band == "SCL":
+            return out
+        if self.product.saturated is not None:
+            out[out == self.product.saturated] = 0
+        shift = self.shifts.get(band, 0)
+        if shift:
+            valid = out != 0
+            out[valid] = np.minimum(out[valid].astype(np.uint32) + shift, 65535).astype(np.uint16)
+        return out
+
+    def close(self) -> None:
+        for ds in self._ds.values():
+            ds.close()
+        self._ds = {}
+
+
+def _window_bounds(grid: Grid, window: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+    row, col, height, width = window
+    a, _, c, _, e, f = grid.transform
+    x0, y0 = c + a * col, f + e * row
+    return x0, y0 + e * height, x0 + a * width, y0
+
+
+def import_safe(
+    products: Sequence[Product],
+    output: str | Path,
+    grid: Grid,
+    bands: Sequence[str] | None = None,
+    output_mask: str | Path | None = None,
+    output_scl: str | Path | None = None,
+    cloud_classes: Sequence[int] = DEFAULT_CLOUD_CLASSES,
+    dilation: int = 0,
+    progress: Progress | None = None,
+    budget_bytes: int | None = None,
+) -> ImportResult:
+    """Write the time stack (and for L2A the mask and SCL stacks) of ``products`` on ``grid``."""
+    progress = ensure_progress(progress)
+    level = products[0].level
+    if (output_mask or output_scl) and level != "L2A":
+        raise ValueError("the cloud mask and SCL outputs need L2A products (L1C has no scene classification); "
+                         "use the s2cloudless cloud mask for L1C")
+    if dilation < 0:
+        raise ValueError(f"the mask dilation must be 0 or more pixels, got {dilation}")
+    names = _band_names(products, bands)
+    q = products[0].quantification
+    common = {b: min(p.offsets.get(b, 0.0) for p in products) for b in names}
+    days = group_by_day(products)
+    kept, skipped = [], []
+    for day in days:
+        inside = [p for p in day if any(_intersection(_granule_bounds(g, _crs(grid.crs_wkt)), grid.bounds)
+                                        for g in p.granules)]
+        skipped += [p.name for p in day if p not in inside]
+        if inside:
+            kept.append(inside)
+    if not kept:
+        raise ValueError("no product's footprint meets the extent; choose an extent inside the products' tiles")
+    for name in skipped:
+        progress.log(f"{name}: outside the extent, left out")
+    info = StackInfo(grid=grid, dates=tuple(day[0].sensing_time for day in kept), bands=names, dtype="uint16",
+                     nodata=0, scales=(1.0 / q,) * len(names), offsets=tuple(common[b] / q for b in names),
+                     tags={TAG_LEVEL: level, TAG_PRODUCTS: json.dumps([[p.name for p in d] for d in kept])})
+    result = ImportResult(info=info, products=[[p.name for p in d] for d in kept], skipped=skipped)
+    settings = json.dumps({"source": "SCL", "cloud_classes": sorted(int(c) for c in cloud_classes),
+                           "dilation": int(dilation)})
+    mask_info = StackInfo(grid=grid, dates=info.dates, bands=("CLM",), dtype="uint8", nodata=MASK_NODATA,
+                          tags={TAG_SCL_SETTINGS: settings})
+    scl_info = StackInfo(grid=grid, dates=info.dates, bands=("SCL",), dtype="uint8", nodata=SCL_NODATA)
+    need_scl = level == "L2A"
+    counts = np.zeros((2, len(kept)), np.int64)
+    structure = disk(dilation) if dilation else None
+    with bounded_gdal_cache(), atomic_outputs([output, output_mask, output_scl]) as (data_path, mask_path, scl_path):
+        writers = [StackWriter(str(data_path), info)]
+        try:
+            mask_writer = StackWriter(str(mask_path), mask_info) if mask_path else None
+            writers.append(mask_writer)
+            scl_writer = StackWriter(str(scl_path), scl_info) if scl_path else None
+            writers.append(scl_writer)
+            for t, day in enumerate(kept):
+                readers = []
+                try:
+                    for product in day:
+                        shifts = {b: int(round(product.offsets.get(b, 0.0) - common[b])) for b in names}
+                        for granule in product.granules:
+                            readers.append(_GranuleReader(product, granule, grid, names + (("SCL",) if need_scl
+                                                                                            else ()), shifts, result))
+                    step = progress.scaled(t / len(kept), (t + 1) / len(kept))
+                    bytes_per_pixel = (len(names) + 4) * 2 * 2
+                    for block in iter_blocks(grid.height, grid.width, bytes_per_pixel, budget_bytes,
+                                             halo=dilation, progress=step):
+                        _write_block(block, t, readers, names, need_scl, writers, cloud_classes, structure,
+                                     counts)
+                finally:
+                    for reader in readers:
+                        reader.close()
+            pixels = grid.width * grid.height
+            if mask_writer is not None:
+                mask_writer.set_tags({TAG_VALID_FRACTION: json.dumps([round(float(c) / pixels, 6) for c in counts[0]]),
+                                      TAG_CLOUD_FRACTION: json.dumps([round(float(c) / pixels, 6) for c in counts[1]])})
+        finally:
+            for writer in writers:
+                if writer is not None:
+                    writer.close()
+    return result
+
+
+def _mosaic(readers, band: str, window, nearest: bool = False) -> np.ndarray:
+    """The first reader with data wins each pixel."""
+    out = None
+    for reader in readers:
+        if not reader.covers(window):
+            continue
+        values = reader.read(band, window, nearest)
+        if out is None:
+            out = values
+        else:
+            empty = out == 0
+            out[empty] = values[empty]
+        if out.all():
+            break
+    return out if out is not None else np.zeros(window[2:], np.uint16)
+
+
+def _write_block(block, t: int, readers, names, need_scl: bool, writers, cloud_classes, structure,
+                 counts: np.ndarray) -> None:
+    data_writer, mask_writer, scl_writer = writers
+    data = np.stack([_mosaic(readers, band, block.window) for band in names], axis=-1)
+    if not need_scl:
+        data_writer.write(data[None], block.window, dates=[t])
+        return
+    scl_grown = _mosaic(readers, "SCL", block.read_window, nearest=True).astype(np.uint8)
+    rows, cols = block.inner
+    scl = scl_grown[rows, cols]
+    invalid = np.isin(scl, SCL_INVALID)
+    data[invalid] = 0
+    data_writer.write(data[None], block.window, dates=[t])
+    if scl_writer is not None:
+        scl_writer.write(scl[None, ..., None], block.window, dates=[t])
+    if mask_writer is not None:
+        cloud = np.isin(scl_grown, list(cloud_classes)).astype(np.uint8)
+        if structure is not None:
+            import cv2
+
+            cloud = cv2.dilate(cloud, structure)
+        cloud = cloud[rows, cols]
+        mask = np.where(invalid, np.uint8(MASK_NODATA), cloud)
+        counts[0, t] += np.count_nonzero(mask == 0)
+        counts[1, t] += np.count_nonzero(mask == 1)
+        mask_writer.write(mask[None, ..., None], block.window, dates=[t])
+

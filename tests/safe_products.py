@@ -1,0 +1,205 @@
+"""Sentinel-2 products for the tests, written the way Copernicus delivers them (small, though).
+
+Real folder layout and names (``S2B_MSIL2A_20230614T101559_N0509_R065_T33TVM_20230614T141613.SAFE``
+with ``GRANULE/L2A_T33TVM_A032718_20230614T101559/IMG_DATA/R10m/T33TVM_20230614T101559_B04_10m.jp2``;
+L1C: ``IMG_DATA/T33TVM_20230614T101559_B04.jp2``), ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` and
+``MTD_TL.xml`` with the element names of the product specification (PSD 14, as in GDAL's SENTINEL2
+driver test data), lossless JPEG 2000 bands written by GDAL at their native 10/20/60 m, zipped or
+not. Tiles are ``size`` x ``size`` px at 10 m instead of 10980.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+NATIVE = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
+          "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20}
+L2A_BANDS = tuple(b for b in BAND_IDS if b != "B10")
+
+
+@dataclass
+class Written:
+    path: Path
+    name: str
+    #: band -> digital numbers at the band's native resolution, as written
+    dns: dict
+    ulx: float
+    uly: float
+    epsg: int
+    offset: int
+
+
+def native(values_10m: np.ndarray, resolution: int) -> np.ndarray:
+    """A 10 m array at ``resolution`` (block mean), as the coarser bands are."""
+    f = resolution // 10
+    h, w = values_10m.shape[0] // f, values_10m.shape[1] // f
+    return values_10m[: h * f, : w * f].reshape(h, f, w, f).mean(axis=(1, 3))
+
+
+def dns_from_reflectance(reflectance: np.ndarray, bands=BAND_IDS, add_offset: int = 0) -> dict:
+    """``(h, w, 13)`` reflectance (ESA order) -> band -> DNs at native resolution, as the processor
+    encodes them: ``DN = R * 10000 - ADD_OFFSET`` (``add_offset`` -1000 from baseline 04.00)."""
+    out = {}
+    for band in bands:
+        values = native(reflectance[..., BAND_IDS.index(band)].astype(np.float64), NATIVE[band])
+        out[band] = np.clip(np.round(values * 10000) - add_offset, 1, 65534).astype(np.uint16)
+    return out
+
+
+def _write_jp2(path: Path, data: np.ndarray, epsg: int, ulx: float, uly: float, resolution: int) -> None:
+    from osgeo import gdal, osr
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gdal_type = gdal.GDT_Byte if data.dtype == np.uint8 else gdal.GDT_UInt16
+    mem = gdal.GetDriverByName("MEM").Create("", data.shape[1], data.shape[0], 1, gdal_type)
+    mem.SetGeoTransform((ulx, resolution, 0, uly, 0, -resolution))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    mem.SetProjection(srs.ExportToWkt())
+    mem.GetRasterBand(1).WriteArray(data)
+    options = ["REVERSIBLE=YES", "QUALITY=100", "YCC=NO", "BLOCKXSIZE=32", "BLOCKYSIZE=32"]
+    out = gdal.GetDriverByName("JP2OpenJPEG").CreateCopy(str(path), mem, options=options)
+    assert out is not None, f"GDAL could not write {path}"
+    out = None
+    aux = Path(str(path) + ".aux.xml")
+    if aux.exists():
+        aux.unlink()
+
+
+def _product_xml(level: str, name: str, sensing: datetime, baseline: str, offset: int, files: list[str]) -> str:
+    time = sensing.strftime("%Y-%m-%dT%H:%M:%S.024Z")
+    images = "\n".join(f"            <IMAGE_FILE>{f}</IMAGE_FILE>" for f in files)
+    if level == "L1C":
+        quant = '        <QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>'
+        offsets = ("        <Radiometric_Offset_List>\n" + "\n".join(
+            f'          <RADIO_ADD_OFFSET band_id="{i}">{-offset}</RADIO_ADD_OFFSET>' for i in range(13))
+            + "\n        </Radiometric_Offset_List>") if offset else ""
+    else:
+        quant = ("        <QUANTIFICATION_VALUES_LIST>\n"
+                 '          <BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>\n'
+                 '          <AOT_QUANTIFICATION_VALUE unit="none">1000.0</AOT_QUANTIFICATION_VALUE>\n'
+                 '          <WVP_QUANTIFICATION_VALUE unit="cm">1000.0</WVP_QUANTIFICATION_VALUE>\n'
+                 "        </QUANTIFICATION_VALUES_LIST>")
+        offsets = ("        <BOA_ADD_OFFSET_VALUES_LIST>\n" + "\n".join(
+            f'          <BOA_ADD_OFFSET band_id="{i}">{-offset}</BOA_ADD_OFFSET>' for i in range(13))
+            + "\n        </BOA_ADD_OFFSET_VALUES_LIST>") if offset else ""
+    n = "1C" if level == "L1C" else "2A"
+    return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<n1:Level-{n}_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-{n}.xsd" \
+xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <n1:General_Info>
+    <Product_Info>
+      <PRODUCT_START_TIME>{time}</PRODUCT_START_TIME>
+      <PRODUCT_STOP_TIME>{time}</PRODUCT_STOP_TIME>
+      <PRODUCT_URI>{name}</PRODUCT_URI>
+      <PROCESSING_LEVEL>Level-{n}</PROCESSING_LEVEL>
+      <PRODUCT_TYPE>S2MSI{n}</PRODUCT_TYPE>
+      <PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>
+      <GENERATION_TIME>{time}</GENERATION_TIME>
+      <Datatake datatakeIdentifier="GS2B_{sensing:%Y%m%dT%H%M%S}_032718_N{baseline}">
+        <SPACECRAFT_NAME>Sentinel-2B</SPACECRAFT_NAME>
+        <DATATAKE_TYPE>INS-NOBS</DATATAKE_TYPE>
+        <DATATAKE_SENSING_START>{time}</DATATAKE_SENSING_START>
+        <SENSING_ORBIT_NUMBER>65</SENSING_ORBIT_NUMBER>
+        <SENSING_ORBIT_DIRECTION>DESCENDING</SENSING_ORBIT_DIRECTION>
+      </Datatake>
+      <Query_Options completeSingleTile="true">
+        <PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT>
+      </Query_Options>
+      <Product_Organisation>
+        <Granule_List>
+          <Granule datastripIdentifier="S2B_OPER_MSI_L{n}_DS_2BPS" granuleIdentifier="S2B_OPER_MSI_L{n}_TL_2BPS" \
+imageFormat="JPEG2000">
+{images}
+          </Granule>
+        </Granule_List>
+      </Product_Organisation>
+    </Product_Info>
+    <Product_Image_Characteristics>
+      <Special_Values>
+        <SPECIAL_VALUE_TEXT>NODATA</SPECIAL_VALUE_TEXT>
+        <SPECIAL_VALUE_INDEX>0</SPECIAL_VALUE_INDEX>
+      </Special_Values>
+      <Special_Values>
+        <SPECIAL_VALUE_TEXT>SATURATED</SPECIAL_VALUE_TEXT>
+        <SPECIAL_VALUE_INDEX>65535</SPECIAL_VALUE_INDEX>
+      </Special_Values>
+{quant}
+{offsets}
+    </Product_Image_Characteristics>
+  </n1:General_Info>
+</n1:Level-{n}_User_Product>
+"""
+
+
+def _tile_xml(level: str, tile: str, sensing: datetime, baseline: str, epsg: int, ulx: float, uly: float,
+              size: int) -> str:
+    n = "1C" if level == "L1C" else "2A"
+    sizes = "\n".join(f'      <Size resolution="{r}">\n        <NROWS>{size * 10 // r}</NROWS>\n'
+                      f'        <NCOLS>{size * 10 // r}</NCOLS>\n      </Size>' for r in (10, 20, 60))
+    positions = "\n".join(f'      <Geoposition resolution="{r}">\n        <ULX>{ulx:.0f}</ULX>\n'
+                          f'        <ULY>{uly:.0f}</ULY>\n        <XDIM>{r}</XDIM>\n        <YDIM>-{r}</YDIM>\n'
+                          '      </Geoposition>' for r in (10, 20, 60))
+    return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<n1:Level-{n}_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-{n}_Tile_Metadata.xsd">
+  <n1:General_Info>
+    <TILE_ID metadataLevel="Brief">S2B_OPER_MSI_L{n}_TL_2BPS_{sensing:%Y%m%dT%H%M%S}_A032718_T{tile}_N{baseline}\
+</TILE_ID>
+    <SENSING_TIME metadataLevel="Standard">{sensing:%Y-%m-%dT%H:%M:%S}.271949Z</SENSING_TIME>
+  </n1:General_Info>
+  <n1:Geometric_Info>
+    <Tile_Geocoding metadataLevel="Brief">
+      <HORIZONTAL_CS_NAME>WGS84 / UTM zone {epsg % 100}N</HORIZONTAL_CS_NAME>
+      <HORIZONTAL_CS_CODE>EPSG:{epsg}</HORIZONTAL_CS_CODE>
+{sizes}
+{positions}
+    </Tile_Geocoding>
+  </n1:Geometric_Info>
+</n1:Level-{n}_Tile_ID>
+"""
+
+
+def write_product(root: Path, level: str, dns: dict, sensing: datetime, baseline: str = "05.09",
+                  tile: str = "33TVM", epsg: int = 32633, ulx: float = 499980, uly: float = 5200020,
+                  zipped: bool = False, scl: np.ndarray | None = None, leave_out: tuple[str, ...] = ()) -> Written:
+    """One product in ``root``. ``dns``: band -> DNs at native resolution; ``scl`` (L2A) at 20 m.
+    Baselines 04.00 and later carry the -1000 offset (the DNs given are written as they are)."""
+    offset = 1000 if float(baseline) >= 4.0 else 0
+    stamp = f"{sensing:%Y%m%dT%H%M%S}"
+    n = "1C" if level == "L1C" else "2A"
+    name = f"S2B_MSIL{n}_{stamp}_N{baseline.replace('.', '')}_R065_T{tile}_{stamp[:9]}141613.SAFE"
+    granule = f"GRANULE/L{n}_T{tile}_A032718_{stamp}"
+    size = next(a.shape[0] * NATIVE[b] // 10 for b, a in dns.items())
+    safe = root / name
+    files = []
+    items = dict(dns)
+    if level == "L2A":
+        items["SCL"] = scl if scl is not None else np.full((size // 2, size // 2), 4, np.uint8)
+    for band, data in items.items():
+        resolution = NATIVE[band]
+        if level == "L1C":
+            rel = f"{granule}/IMG_DATA/T{tile}_{stamp}_{band}"
+        else:
+            rel = f"{granule}/IMG_DATA/R{resolution}m/T{tile}_{stamp}_{band}_{resolution}m"
+        files.append(rel)
+        if band not in leave_out:
+            _write_jp2(safe / (rel + ".jp2"), data, epsg, ulx, uly, resolution)
+    (safe / f"MTD_MSIL{n}.xml").write_text(_product_xml(level, name, sensing, baseline, offset, files))
+    (safe / granule / "MTD_TL.xml").write_text(_tile_xml(level, tile, sensing, baseline, epsg, ulx, uly, size))
+    path = safe
+    if zipped:
+        path = root / (name + ".zip")
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(safe.rglob("*")):
+                if file.is_file():
+                    archive.write(file, file.relative_to(root).as_posix())
+        import shutil
+
+        shutil.rmtree(safe)
+    return Written(path=path, name=name, dns=dns, ulx=ulx, uly=uly, epsg=epsg, offset=offset)
