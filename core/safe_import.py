@@ -148,6 +148,21 @@ def target_grid(days: Sequence[Sequence[Product]], resolution: float, crs: str |
                 transform=tuple(from_origin(xmin, ymax, resolution, resolution))[:6])
 
 
+def days_in_grid(products: Sequence[Product], grid: Grid) -> tuple[list[list[Product]], list[str]]:
+    """The products of each day whose tiles meet ``grid`` (days without any left out), and the
+    names of those that do not; ``ValueError`` when none does."""
+    crs = _crs(grid.crs_wkt)
+    kept, skipped = [], []
+    for day in group_by_day(products):
+        inside = [p for p in day if any(_intersection(_granule_bounds(g, crs), grid.bounds) for g in p.granules)]
+        skipped += [p.name for p in day if p not in inside]
+        if inside:
+            kept.append(inside)
+    if not kept:
+        raise ValueError("no product's footprint meets the extent; choose an extent inside the products' tiles")
+    return kept, skipped
+
+
 def _band_names(products: Sequence[Product], bands: Sequence[str] | None) -> tuple[str, ...]:
     available = products[0].bands
     if not bands:
@@ -258,16 +273,7 @@ def import_safe(
     names = _band_names(products, bands)
     q = products[0].quantification
     common = {b: min(p.offsets.get(b, 0.0) for p in products) for b in names}
-    days = group_by_day(products)
-    kept, skipped = [], []
-    for day in days:
-        inside = [p for p in day if any(_intersection(_granule_bounds(g, _crs(grid.crs_wkt)), grid.bounds)
-                                        for g in p.granules)]
-        skipped += [p.name for p in day if p not in inside]
-        if inside:
-            kept.append(inside)
-    if not kept:
-        raise ValueError("no product's footprint meets the extent; choose an extent inside the products' tiles")
+    kept, skipped = days_in_grid(products, grid)
     for name in skipped:
         progress.log(f"{name}: outside the extent, left out")
     info = StackInfo(grid=grid, dates=tuple(day[0].sensing_time for day in kept), bands=names, dtype="uint16",

@@ -16,6 +16,7 @@ from .cloudmask import CloudMaskAlgorithm
 from .experiment import ExperimentAlgorithm
 from .features import FeaturesAlgorithm
 from .import_eopatch import ImportEOPatchAlgorithm
+from .import_safe import ImportSafeAlgorithm
 from .interpolate import InterpolateAlgorithm
 from .pipeline import LulcPipelineAlgorithm
 from .train import TrainAlgorithm
@@ -29,6 +30,7 @@ MODEL_DISPLAY_NAMES = {"lulcchain": "LULC chain (graphical model of the LULC pip
 
 ALGORITHMS = (
     ImportEOPatchAlgorithm,
+    ImportSafeAlgorithm,
     BuildTimeStackAlgorithm,
     CloudMaskAlgorithm,
     InterpolateAlgorithm,
