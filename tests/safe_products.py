@@ -21,6 +21,8 @@ BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09"
 NATIVE = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
           "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20}
 L2A_BANDS = tuple(b for b in BAND_IDS if b != "B10")
+#: Tile side of the products' JPEG 2000 files (gdalinfo on a real band: Block=1024x1024).
+JP2_TILE = 1024
 
 
 @dataclass
@@ -63,7 +65,8 @@ def _write_jp2(path: Path, data: np.ndarray, epsg: int, ulx: float, uly: float, 
     srs.ImportFromEPSG(epsg)
     mem.SetProjection(srs.ExportToWkt())
     mem.GetRasterBand(1).WriteArray(data)
-    options = ["REVERSIBLE=YES", "QUALITY=100", "YCC=NO", "BLOCKXSIZE=32", "BLOCKYSIZE=32"]
+    # real products: lossless, one component, 1024 px tiles (GDAL clamps them to smaller images)
+    options = ["REVERSIBLE=YES", "QUALITY=100", "YCC=NO", f"BLOCKXSIZE={JP2_TILE}", f"BLOCKYSIZE={JP2_TILE}"]
     out = gdal.GetDriverByName("JP2OpenJPEG").CreateCopy(str(path), mem, options=options)
     assert out is not None, f"GDAL could not write {path}"
     out = None
@@ -195,7 +198,9 @@ def write_product(root: Path, level: str, dns: dict, sensing: datetime, baseline
     path = safe
     if zipped:
         path = root / (name + ".zip")
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        # members stored, not deflated, as in the archives Copernicus delivers: JPEG 2000 is compressed
+        # already, and /vsizip/ then seeks straight to a tile instead of inflating from the start
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
             for file in sorted(safe.rglob("*")):
                 if file.is_file():
                     archive.write(file, file.relative_to(root).as_posix())
