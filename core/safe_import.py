@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import atomic_outputs
-from .blocks import iter_blocks
+from .blocks import default_budget_bytes, iter_blocks
 from .cloudmask import MASK_NODATA, TAG_CLOUD_FRACTION, TAG_VALID_FRACTION, disk
 from .gdalerrors import open_raster, reading
 from .limits import MAX_GRID_SIDE
@@ -175,9 +175,12 @@ class _GranuleReader:
     """Windows of one granule's bands on the output grid (open datasets kept for the date)."""
 
     def __init__(self, product: Product, granule: Granule, grid: Grid, bands: Sequence[str],
-                 shifts: dict[str, int], stats: ImportResult) -> None:
+                 shifts: dict[str, int], stats: ImportResult, cache_bytes: int = 0) -> None:
         self.product, self.granule, self.grid, self.stats = product, granule, grid, stats
         self.shifts = shifts
+        #: band -> (first row, columns, rows) of source pixels decoded once and sliced by each block
+        self._strips: dict[str, tuple[int, slice, np.ndarray]] = {}
+        self.cache_bytes = cache_bytes
         self.src_crs = _crs(granule.crs)
         self.dst_crs = _crs(grid.crs_wkt)
         self.same_crs = self.src_crs == self.dst_crs
@@ -215,9 +218,7 @@ class _GranuleReader:
         if c1 <= c0 or r1 <= r0:
             return out
         read_window = Window(c0, r0, c1 - c0, r1 - r0)
-        with reading(self.granule.bands[band], f"band {band} of {self.product.name}"):
-            data = ds.read(1, window=read_window)
-        self.stats.source_pixels += data.size
+        data = self._source(band, ds, r0, r1, c0, c1)
         dst_transform = rasterio.Affine(*self.grid.transform) * rasterio.Affine.translation(col, row)
         src_res, dst_res = abs(ds.transform.a), abs(self.grid.transform[0])
         if nearest or (self.same_crs and math.isclose(src_res, dst_res)):
@@ -237,7 +238,53 @@ class _GranuleReader:
             out[valid] = np.minimum(out[valid].astype(np.uint32) + shift, 65535).astype(np.uint16)
         return out
 
+    def _source(self, band: str, ds, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Source rows ``r0:r1``, columns ``c0:c1`` of ``band``. JPEG 2000 decodes whole tiles, so
+        the grid's source window is decoded once per date, or, when it does not fit ``cache_bytes``,
+        in strips as wide as the window that end on tile boundaries, and blocks slice them instead
+        of decoding the same tiles again."""
+        from rasterio.windows import Window
+
+        strip = self._strips.get(band)
+        if strip is not None:
+            top, cols, data = strip
+            if top <= r0 and r1 <= top + data.shape[0] and cols.start <= c0 and c1 <= cols.stop:
+                return data[r0 - top:r1 - top, c0 - cols.start:c1 - cols.start]
+        self._strips.pop(band, None)
+        rows, cols = self._window(ds)
+        # another CRS: a block's window may reach a little beyond the grid's
+        rows = slice(min(r0, rows.start), max(r1, rows.stop))
+        cols = slice(min(c0, cols.start), max(c1, cols.stop))
+        fit = self.cache_bytes // (2 * (cols.stop - cols.start))
+        if fit >= rows.stop - rows.start:
+            top, bottom = rows.start, rows.stop
+        else:
+            tile = max(1, ds.block_shapes[0][0])
+            top, bottom = r0, min(rows.stop, max(r1, r0 + fit))
+            end = bottom - bottom % tile
+            bottom = end if end >= r1 else bottom  # the next strip starts on a tile boundary
+        with reading(self.granule.bands[band], f"band {band} of {self.product.name}"):
+            data = ds.read(1, window=Window(cols.start, top, cols.stop - cols.start, bottom - top))
+        self.stats.source_pixels += data.size
+        self._strips[band] = (top, cols, data)
+        return data[r0 - top:r1 - top, c0 - cols.start:c1 - cols.start]
+
+    def _window(self, ds) -> tuple[slice, slice]:
+        """Source rows and columns under the whole grid (with the reading pad), clipped to the band."""
+        from rasterio.warp import transform_bounds
+        from rasterio.windows import from_bounds
+
+        box = self.grid.bounds
+        if not self.same_crs:
+            box = transform_bounds(self.dst_crs, self.src_crs, *box, densify_pts=21)
+        src = from_bounds(*box, transform=ds.transform)
+        c0, r0 = max(0, math.floor(src.col_off) - 2), max(0, math.floor(src.row_off) - 2)
+        c1 = max(c0 + 1, min(ds.width, math.ceil(src.col_off + src.width) + 2))
+        r1 = max(r0 + 1, min(ds.height, math.ceil(src.row_off + src.height) + 2))
+        return slice(r0, r1), slice(c0, c1)
+
     def close(self) -> None:
+        self._strips = {}
         for ds in self._ds.values():
             ds.close()
         self._ds = {}
@@ -287,6 +334,7 @@ def import_safe(
     scl_info = StackInfo(grid=grid, dates=info.dates, bands=("SCL",), dtype="uint8", nodata=SCL_NODATA)
     need_scl = level == "L2A"
     counts = np.zeros((2, len(kept)), np.int64)
+    budget = default_budget_bytes() if budget_bytes is None else max(1, int(budget_bytes))
     structure = disk(dilation) if dilation else None
     with bounded_gdal_cache(), atomic_outputs([output, output_mask, output_scl]) as (data_path, mask_path, scl_path):
         writers = [StackWriter(str(data_path), info)]
@@ -297,15 +345,18 @@ def import_safe(
             writers.append(scl_writer)
             for t, day in enumerate(kept):
                 readers = []
+                read_bands = names + (("SCL",) if need_scl else ())
+                granules = [(p, g) for p in day for g in p.granules]
+                # half the budget for the decoded source strips of every granule's bands, half for blocks
+                cache_bytes = budget // (2 * len(granules) * len(read_bands))
                 try:
-                    for product in day:
+                    for product, granule in granules:
                         shifts = {b: int(round(product.offsets.get(b, 0.0) - common[b])) for b in names}
-                        for granule in product.granules:
-                            readers.append(_GranuleReader(product, granule, grid, names + (("SCL",) if need_scl
-                                                                                            else ()), shifts, result))
+                        readers.append(_GranuleReader(product, granule, grid, read_bands, shifts, result,
+                                                      cache_bytes))
                     step = progress.scaled(t / len(kept), (t + 1) / len(kept))
                     bytes_per_pixel = (len(names) + 4) * 2 * 2
-                    for block in iter_blocks(grid.height, grid.width, bytes_per_pixel, budget_bytes,
+                    for block in iter_blocks(grid.height, grid.width, bytes_per_pixel, budget // 2,
                                              halo=dilation, progress=step):
                         _write_block(block, t, readers, names, need_scl, writers, cloud_classes, structure,
                                      counts)
