@@ -225,9 +225,10 @@ class _GranuleReader:
             method = Resampling.nearest
         else:
             method = Resampling.bilinear if src_res > dst_res else Resampling.average
-        reproject(data, out, src_transform=ds.window_transform(read_window), src_crs=self.src_crs,
-                  src_nodata=self.product.nodata, dst_transform=dst_transform, dst_crs=self.dst_crs,
-                  dst_nodata=0, resampling=method)
+        src_transform = ds.window_transform(read_window)
+        if not (self.same_crs and _copy_aligned(data, src_transform, out, dst_transform)):
+            reproject(data, out, src_transform=src_transform, src_crs=self.src_crs, src_nodata=self.product.nodata,
+                      dst_transform=dst_transform, dst_crs=self.dst_crs, dst_nodata=0, resampling=method)
         if band == "SCL":
             return out
         if self.product.saturated is not None:
@@ -288,6 +289,25 @@ class _GranuleReader:
         for ds in self._ds.values():
             ds.close()
         self._ds = {}
+
+
+def _copy_aligned(data: np.ndarray, src_transform, out: np.ndarray, dst_transform) -> bool:
+    """Copy ``data`` into ``out`` when both grids have the same pixels, only shifted by whole
+    pixels (10 m bands on a 10 m grid in their CRS): what nearest resampling gives, without the
+    warper's cost. False (nothing copied) otherwise."""
+    a, b, c, d, e, f = tuple(src_transform)[:6]
+    a2, b2, c2, d2, e2, f2 = tuple(dst_transform)[:6]
+    if b or d or b2 or d2 or not (math.isclose(a, a2) and math.isclose(e, e2)):
+        return False
+    dc, dr = (c2 - c) / a, (f2 - f) / e
+    col, row = round(dc), round(dr)
+    if abs(dc - col) > 1e-6 or abs(dr - row) > 1e-6:
+        return False
+    r0, c0 = max(0, -row), max(0, -col)
+    r1, c1 = min(out.shape[0], data.shape[0] - row), min(out.shape[1], data.shape[1] - col)
+    if r1 > r0 and c1 > c0:
+        out[r0:r1, c0:c1] = data[r0 + row:r1 + row, c0 + col:c1 + col]
+    return True
 
 
 def _window_bounds(grid: Grid, window: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
