@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -52,6 +56,12 @@ class ImportResult:
     #: Source pixels asked of GDAL (sum of the windows read, all bands): the proof that only the
     #: extent's window is read.
     source_pixels: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_read(self, pixels: int) -> None:
+        """Add to :attr:`source_pixels` (bands are read in parallel threads)."""
+        with self._lock:
+            self.source_pixels += pixels
 
 
 def scan_products(paths: Sequence[str | Path], progress: Progress | None = None) -> list[Product]:
@@ -266,7 +276,7 @@ class _GranuleReader:
             bottom = end if end >= r1 else bottom  # the next strip starts on a tile boundary
         with reading(self.granule.bands[band], f"band {band} of {self.product.name}"):
             data = ds.read(1, window=Window(cols.start, top, cols.stop - cols.start, bottom - top))
-        self.stats.source_pixels += data.size
+        self.stats.count_read(data.size)
         self._strips[band] = (top, cols, data)
         return data[r0 - top:r1 - top, c0 - cols.start:c1 - cols.start]
 
@@ -356,7 +366,23 @@ def import_safe(
     counts = np.zeros((2, len(kept)), np.int64)
     budget = default_budget_bytes() if budget_bytes is None else max(1, int(budget_bytes))
     structure = disk(dilation) if dilation else None
-    with bounded_gdal_cache(), atomic_outputs([output, output_mask, output_scl]) as (data_path, mask_path, scl_path):
+    from rasterio.errors import NotGeoreferencedWarning
+
+    workers = max(1, min(len(names), os.cpu_count() or 1, 4))
+    # rasterio's reproject of arrays hides a spurious NotGeoreferencedWarning with catch_warnings,
+    # which threads race on: hidden here around the pool, whose threads all end inside
+    with warnings.catch_warnings(), bounded_gdal_cache():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        _import_days(kept, grid, names, need_scl, common, budget, dilation, structure, cloud_classes, counts,
+                     workers, (output, output_mask, output_scl), (info, mask_info, scl_info), result, progress)
+    return result
+
+
+def _import_days(kept, grid, names, need_scl, common, budget, dilation, structure, cloud_classes, counts, workers,
+                 outputs, infos, result, progress) -> None:
+    info, mask_info, scl_info = infos
+    with ThreadPoolExecutor(workers, thread_name_prefix="eolulc-safe") as pool, \
+            atomic_outputs(list(outputs)) as (data_path, mask_path, scl_path):
         writers = [StackWriter(str(data_path), info)]
         try:
             mask_writer = StackWriter(str(mask_path), mask_info) if mask_path else None
@@ -378,7 +404,7 @@ def import_safe(
                     bytes_per_pixel = (len(names) + 4) * 2 * 2
                     for block in iter_blocks(grid.height, grid.width, bytes_per_pixel, budget // 2,
                                              halo=dilation, progress=step):
-                        _write_block(block, t, readers, names, need_scl, writers, cloud_classes, structure,
+                        _write_block(block, t, readers, names, need_scl, writers, cloud_classes, structure, pool,
                                      counts)
                 finally:
                     for reader in readers:
@@ -391,7 +417,6 @@ def import_safe(
             for writer in writers:
                 if writer is not None:
                     writer.close()
-    return result
 
 
 def _mosaic(readers, band: str, window, nearest: bool = False) -> np.ndarray:
@@ -411,10 +436,12 @@ def _mosaic(readers, band: str, window, nearest: bool = False) -> np.ndarray:
     return out if out is not None else np.zeros(window[2:], np.uint16)
 
 
-def _write_block(block, t: int, readers, names, need_scl: bool, writers, cloud_classes, structure,
+def _write_block(block, t: int, readers, names, need_scl: bool, writers, cloud_classes, structure, pool,
                  counts: np.ndarray) -> None:
     data_writer, mask_writer, scl_writer = writers
-    data = np.stack([_mosaic(readers, band, block.window) for band in names], axis=-1)
+    # bands in parallel: each has its own dataset in every reader, and GDAL decodes and warps
+    # without the GIL
+    data = np.stack(list(pool.map(lambda band: _mosaic(readers, band, block.window), names)), axis=-1)
     if not need_scl:
         data_writer.write(data[None], block.window, dates=[t])
         return
