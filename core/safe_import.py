@@ -236,7 +236,9 @@ class _GranuleReader:
         else:
             method = Resampling.bilinear if src_res > dst_res else Resampling.average
         src_transform = ds.window_transform(read_window)
-        if not (self.same_crs and _copy_aligned(data, src_transform, out, dst_transform)):
+        if self.same_crs and _copy_aligned(data, src_transform, out, dst_transform):
+            pass
+        elif not (self.same_crs and _resample_on_read(data, src_transform, out, dst_transform, method)):
             reproject(data, out, src_transform=src_transform, src_crs=self.src_crs, src_nodata=self.product.nodata,
                       dst_transform=dst_transform, dst_crs=self.dst_crs, dst_nodata=0, resampling=method)
         if band == "SCL":
@@ -317,6 +319,32 @@ def _copy_aligned(data: np.ndarray, src_transform, out: np.ndarray, dst_transfor
     r1, c1 = min(out.shape[0], data.shape[0] - row), min(out.shape[1], data.shape[1] - col)
     if r1 > r0 and c1 > c0:
         out[r0:r1, c0:c1] = data[r0 + row:r1 + row, c0 + col:c1 + col]
+    return True
+
+
+def _resample_on_read(data: np.ndarray, src_transform, out: np.ndarray, dst_transform, method) -> bool:
+    """Resample ``data`` into ``out`` with GDAL's resampling on read, ~6x faster than the warper,
+    where it gives the warper's values: no nodata in ``data`` (the warper treats its edges its
+    own way), ``out`` inside it, and average, nearest or bilinear from 20 m to 10 m (from 60 m
+    they differ by 1 DN in rounding). False (nothing written) otherwise."""
+    from rasterio.enums import Resampling
+    from rasterio.io import MemoryFile
+    from rasterio.windows import from_bounds
+
+    if method == Resampling.bilinear and not math.isclose(src_transform.a, 2 * dst_transform.a):
+        return False
+    a, _, c, _, e, f = tuple(dst_transform)[:6]
+    height, width = out.shape
+    window = from_bounds(c, f + e * height, c + a * width, f, transform=src_transform)
+    if (window.col_off < 0 or window.row_off < 0 or window.col_off + window.width > data.shape[1] + 1e-6
+            or window.row_off + window.height > data.shape[0] + 1e-6 or not data.all()):
+        return False
+    with MemoryFile() as memfile:
+        with memfile.open(driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype,
+                          transform=src_transform) as dataset:
+            dataset.write(data, 1)
+        with memfile.open() as dataset:
+            out[:] = dataset.read(1, window=window, out_shape=out.shape, resampling=method)
     return True
 
 
