@@ -1,11 +1,13 @@
 """Benchmark ``eolulc:importsafe``'s core against GDAL's own ``gdal_translate`` of the same windows.
 
 ``--products`` zipped L2A products (``--size`` px a side at 10 m, written like the real ones by
-tests/safe_products.py, real L1C reflectance tiled over them) are imported for a ``--window`` px
+tests/safe_products.py: 1024 px JPEG 2000 tiles, zip members stored; real L1C reflectance tiled
+over them) are imported for a ``--window`` px
 square extent inside the tiles: ours reads every band's window, resamples the 20/60 m bands to
 10 m, applies SCL and writes the time stack; GDAL translates the same window of every band file
 (``gdal.Translate`` with ``srcWin``, in process, to GTiff files, no resampling). Each side runs
-``--repeats`` times; min and median wall times are printed.
+``--repeats`` times; min and median wall times are printed. GDAL's JPEG 2000 decoder uses all CPUs
+on both sides (``GDAL_NUM_THREADS`` unset); ours also reads bands in parallel threads.
 
     .venv/bin/python bench/import_safe.py [--products 10] [--size 1200] [--window 600] [--repeats 3]
 """
