@@ -32,6 +32,12 @@ def raster_layers_type():
     return scoped.Raster if scoped is not None else QgsProcessing.SourceType.TypeRaster
 
 
+def file_type():
+    """``Qgis.ProcessingSourceType.File`` (3.36+, QGIS 4) or ``QgsProcessing.SourceType.TypeFile``."""
+    scoped = getattr(Qgis, "ProcessingSourceType", None)
+    return scoped.File if scoped is not None else QgsProcessing.SourceType.TypeFile
+
+
 def raster_and_polygon_types() -> list:
     """Raster and polygon layer types: ``Qgis.ProcessingSourceType`` from 3.36 (and QGIS 4),
     ``QgsProcessing.SourceType`` before."""

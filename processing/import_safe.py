@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
@@ -19,14 +18,7 @@ from qgis.core import (
 
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
-
-
-def _file_type():
-    """``Qgis.ProcessingSourceType.File`` (3.36+, QGIS 4) or ``QgsProcessing.SourceType.TypeFile``."""
-    from qgis.core import Qgis
-
-    scoped = getattr(Qgis, "ProcessingSourceType", None)
-    return scoped.File if scoped is not None else QgsProcessing.SourceType.TypeFile
+from .compat import file_type
 
 
 class ImportSafeAlgorithm(EoLulcAlgorithm):
@@ -65,7 +57,7 @@ class ImportSafeAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterMultipleLayers(self.LAYERS, self.tr("Sentinel-2 products"),
-                                                 layerType=_file_type(), optional=True),
+                                                 layerType=file_type(), optional=True),
             "Product files or folders (.SAFE.zip, .zip or .SAFE), in any order (they are sorted by sensing time).",
         )
         self.add(
