@@ -23,11 +23,18 @@ from .classify import MapWriter
 from .cloudmask import DEFAULT_PROCESSING_RESOLUTION, CloudDetector
 from .features import FeatureSpec, compute_features
 from .featureset import ChosenPixels, FeatureColumns, block_rows
-from .interpolate import interpolate_pixels, interpolated_stack_info, plan_interpolation, write_interpolation
+from .interpolate import (
+    check_inputs,
+    interpolate_pixels,
+    interpolated_stack_info,
+    plan_interpolation,
+    write_interpolation,
+)
 from .legend import Legend, LegendClass
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
 from .report import importance_html, interpolation_html, settings_html, write_report
+from .safe_import import TAG_LEVEL
 from .style import write_sidecar_qml
 from .timestack import StackInfo, StackWriter, Window, open_stack, read_info
 from .train import TrainSettings, fit_model, importance_table, plan_samples
@@ -36,6 +43,10 @@ from .train import TrainSettings, fit_model, importance_table, plan_samples
 AGREE, DISAGREE = 1, 2
 AGREEMENT_LEGEND = Legend([LegendClass(AGREE, "map agrees with reference", "#1a9641"),
                            LegendClass(DISAGREE, "map differs from reference", "#d7191c")])
+#: Where the cloud mask comes from: s2cloudless on the L1C bands, or a mask stack the caller gives
+#: (the SCL mask of an imported L2A product, an EOPatch's CLM).
+S2CLOUDLESS, GIVEN_MASK = "s2cloudless", "given"
+CLOUD_MASK_SOURCES = (S2CLOUDLESS, GIVEN_MASK)
 STEPS = (("cloud mask", 0.3), ("features", 0.05), ("training pixels", 0.1), ("training", 0.15),
          ("interpolation and classification", 0.35), ("accuracy", 0.05))
 
@@ -51,6 +62,9 @@ class PipelineSettings:
     start: str | None = None
     end: str | None = None
     processing_resolution: float | None = DEFAULT_PROCESSING_RESOLUTION
+    cloud_mask_source: str = S2CLOUDLESS
+    #: run s2cloudless on an L2A stack anyway (its model was trained on L1C reflectance)
+    force_s2cloudless: bool = False
     features: FeatureSpec = field(default_factory=FeatureSpec)
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -89,13 +103,18 @@ def run_pipeline(
     settings: PipelineSettings | None = None,
     progress: Progress | None = None,
     budget_bytes: int | None = None,
+    cloud_mask: str | None = None,
 ) -> PipelineResult:
+    """``cloud_mask``: the mask stack used instead of s2cloudless's when the settings'
+    ``cloud_mask_source`` is ``"given"`` (on the stack's grid and dates; 0 clear, anything else
+    cloudy or nodata); ``outputs.cloud_mask`` is then not written."""
     settings = settings or PipelineSettings()
     progress = ensure_progress(progress)
     parts = _step_progress(progress)
     info = read_info(l1c_stack)
     if reference.classes.shape != (info.grid.height, info.grid.width):
         raise ValueError("the reference is not on the L1C stack's grid")
+    check_cloud_mask_source(info, settings, cloud_mask)
 
     # the training and test pixels depend on the reference only: planned while the cloud mask is
     # made (the training rows are interpolated alone, the test pixels are judged on the map)
@@ -103,9 +122,16 @@ def run_pipeline(
     rng = np.random.default_rng(settings.train.seed)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eolulc-plan") as pool:
         planned = pool.submit(plan_samples, reference, settings.train, rng)
-        progress.log("Step 1/6: cloud mask (s2cloudless)")
-        clouds = CloudDetector(processing_resolution=settings.processing_resolution, budget_bytes=budget_bytes).run(
-            l1c_stack, None, outputs.cloud_mask, parts[0])
+        if cloud_mask:
+            progress.log(f"Step 1/6: cloud mask: the given mask stack {cloud_mask} (s2cloudless not run)")
+            cloud_mask_path, fractions = cloud_mask, None  # the scene filter counts the mask's clear pixels
+            parts[0].report(1.0)
+        else:
+            progress.log("Step 1/6: cloud mask (s2cloudless)")
+            clouds = CloudDetector(processing_resolution=settings.processing_resolution,
+                                   budget_bytes=budget_bytes).run(l1c_stack, None, outputs.cloud_mask, parts[0])
+            # the cloud-mask step counted the clear pixels of each date as it wrote the mask
+            cloud_mask_path, fractions = outputs.cloud_mask, clouds.valid_fraction
 
         if outputs.features:
             progress.log("Step 2/6: features (bands and indices per date)")
@@ -117,15 +143,14 @@ def run_pipeline(
             parts[1].report(1.0)
         plan = planned.result()
 
-    mask = outputs.cloud_mask if settings.cloud_mask_in_interpolation else None
+    mask = cloud_mask_path if settings.cloud_mask_in_interpolation else None
     progress.log("Step 3/6: scene filter and the training pixels' interpolated features"
                  f" (scene filter {'on' if settings.scene_filter else 'off'},"
                  f" cloud mask {'used' if mask else 'not used'})")
     interpolation = plan_interpolation(
         source, start=settings.start, end=settings.end, interval_days=settings.interval_days, mask_path=mask,
         min_valid_fraction=settings.min_valid_fraction if settings.scene_filter else 0.0,
-        # the cloud-mask step counted the clear pixels of each date as it wrote the mask
-        fractions=clouds.valid_fraction if mask else None,
+        fractions=fractions if mask else None,
         budget_bytes=budget_bytes, progress=parts[2].scaled(0.0, 0.3), features=computed)
     training_rows = interpolate_pixels(source, interpolation, plan.train, mask_path=mask, budget_bytes=budget_bytes,
                                        progress=parts[2].scaled(0.3, 1.0), features=computed)
@@ -182,6 +207,35 @@ def run_pipeline(
     return PipelineResult(report=report, notes=notes)
 
 
+def check_cloud_mask_source(info: StackInfo, settings: PipelineSettings, cloud_mask: str | None) -> None:
+    """Refuse a mask source that cannot work before anything is computed: a given mask missing or
+    off the stack's grid and dates, or s2cloudless on an L2A stack (its model was trained on L1C
+    top-of-atmosphere reflectance; bottom-of-atmosphere values give other clouds) unless forced."""
+    source = settings.cloud_mask_source
+    if source not in CLOUD_MASK_SOURCES:
+        raise ValueError(f"unknown cloud-mask source {source!r}; choose one of {', '.join(CLOUD_MASK_SOURCES)}")
+    if source == GIVEN_MASK:
+        if not cloud_mask:
+            raise ValueError("CLOUD_MASK_SOURCE is 'given mask stack' but no CLOUD_MASK stack is given: choose the "
+                             "SCL mask of 'Import Sentinel-2 products (SAFE)' or an EOPatch's CLM stack")
+        mask_info = read_info(cloud_mask)
+        try:
+            check_inputs(info, mask_info)
+        except ValueError as error:
+            raise ValueError(f"the CLOUD_MASK stack does not fit the input: {error}") from None
+        if mask_info.n_bands != 1:
+            raise ValueError(f"the CLOUD_MASK stack has {mask_info.n_bands} bands per date; a cloud mask has one")
+        return
+    if cloud_mask:
+        raise ValueError("a CLOUD_MASK stack is given but CLOUD_MASK_SOURCE is s2cloudless: set CLOUD_MASK_SOURCE "
+                         "to 'given mask stack' to use it, or leave CLOUD_MASK empty")
+    if info.tags.get(TAG_LEVEL) == "L2A" and not settings.force_s2cloudless:
+        raise ValueError("the input is an L2A stack (bottom-of-atmosphere reflectance) and s2cloudless was trained "
+                         "on L1C top-of-atmosphere reflectance: set CLOUD_MASK_SOURCE to 'given mask stack' with the "
+                         "SCL mask (OUTPUT_MASK of 'Import Sentinel-2 products (SAFE)') as CLOUD_MASK, or "
+                         "FORCE_S2CLOUDLESS to run s2cloudless anyway")
+
+
 def _step_progress(progress: Progress) -> list[Progress]:
     steps, start = [], 0.0
     for _, weight in STEPS:
@@ -211,6 +265,7 @@ def describe_settings(settings: PipelineSettings) -> dict:
         "start": settings.start,
         "end": settings.end,
         "processing_resolution": settings.processing_resolution,
+        "cloud_mask_source": settings.cloud_mask_source,
         "bands": list(settings.features.bands),
         "indices": [i.name for i in settings.features.indices],
     }

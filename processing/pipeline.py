@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -33,6 +34,9 @@ from .training import SAMPLES, SEED, SPLIT, TEST_FRACTION, add_training_paramete
 
 #: The training parameters the pipeline exposes, in their order; all but the split are advanced.
 TRAINING = (SPLIT, TEST_FRACTION, SAMPLES, SEED)
+#: CLOUD_MASK_SOURCE's options, in their order (the index is the parameter's value).
+MASK_SOURCES = (("s2cloudless", "s2cloudless (L1C)"),
+                ("given", "Given mask stack (CLOUD_MASK: SCL mask of an L2A import, EOPatch CLM)"))
 
 
 class LulcPipelineAlgorithm(EoLulcAlgorithm):
@@ -51,6 +55,9 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless")
 
     INPUT = "INPUT"
+    CLOUD_MASK_SOURCE = "CLOUD_MASK_SOURCE"
+    CLOUD_MASK = "CLOUD_MASK"
+    FORCE_S2CLOUDLESS = "FORCE_S2CLOUDLESS"
     SCENE_FILTER = "SCENE_FILTER"
     MIN_VALID_FRACTION = "MIN_VALID_FRACTION"
     CLOUD_MASK_IN_INTERPOLATION = "CLOUD_MASK_IN_INTERPOLATION"
@@ -84,7 +91,28 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
             "A time stack with the 13 L1C bands (or at least the s2cloudless bands and those the features use), "
-            "e.g. from 'Build time stack from per-date rasters'. Reflectance or digital numbers.",
+            "e.g. from 'Build time stack from per-date rasters'. Reflectance or digital numbers. An L2A stack "
+            "(e.g. from 'Import Sentinel-2 products (SAFE)') goes with a given cloud-mask stack.",
+        )
+        self.add(
+            QgsProcessingParameterEnum(self.CLOUD_MASK_SOURCE, self.tr("Cloud-mask source"),
+                                       options=[self.tr(label) for _, label in MASK_SOURCES], defaultValue=0),
+            "s2cloudless computes the mask from the L1C bands (its model was trained on L1C top-of-atmosphere "
+            "reflectance, so an L2A stack is refused); 'given mask stack' skips that step and uses CLOUD_MASK "
+            "for the scene filter and the interpolation.",
+        )
+        self.add(
+            QgsProcessingParameterRasterLayer(self.CLOUD_MASK, self.tr("Cloud-mask stack"), optional=True),
+            "With 'given mask stack': a mask on the input's grid and dates, 0 clear, anything else cloudy or "
+            "nodata, e.g. the SCL mask (OUTPUT_MASK) of 'Import Sentinel-2 products (SAFE)' or the CLM stack of "
+            "'Import EOPatch'.",
+        )
+        self.add(
+            QgsProcessingParameterBoolean(self.FORCE_S2CLOUDLESS, self.tr("Run s2cloudless on an L2A stack anyway"),
+                                          defaultValue=False),
+            "s2cloudless on bottom-of-atmosphere (L2A) reflectance is outside what its model was trained on; "
+            "tick to run it regardless.",
+            advanced=True,
         )
         add_reference_parameters(self)
         add_legend_parameter(self)
@@ -171,10 +199,12 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
         from ..core.features import FeatureSpec, parse_band_list, resolve_bands
-        from ..core.pipeline import PipelineOutputs, PipelineSettings, run_pipeline
+        from ..core.pipeline import GIVEN_MASK, PipelineOutputs, PipelineSettings, check_cloud_mask_source, run_pipeline
 
         source = self.raster_source(parameters, self.INPUT, context, "choose the L1C time stack")
         info = self.stack_info(source, self.INPUT)
+        mask_source = self.option_key(parameters, self.CLOUD_MASK_SOURCE, context, MASK_SOURCES)
+        given_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         reference = reference_on_grid(self, parameters, context, info.grid)
         legend = legend_from_parameters(self, parameters, context)
         with self.about(self.BANDS):
@@ -188,9 +218,13 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             start=self.parameterAsString(parameters, self.START, context).strip() or None,
             end=self.parameterAsString(parameters, self.END, context).strip() or None,
             processing_resolution=self.parameterAsDouble(parameters, self.PROCESSING_RESOLUTION, context) or None,
+            cloud_mask_source=mask_source,
+            force_s2cloudless=self.parameterAsBoolean(parameters, self.FORCE_S2CLOUDLESS, context),
             features=features,
             train=train_settings(self, parameters, context, TRAINING),
         )
+        with self.about(self.CLOUD_MASK if mask_source == GIVEN_MASK and given_mask else self.CLOUD_MASK_SOURCE):
+            check_cloud_mask_source(info, settings, given_mask)
         rasters = {self.OUTPUT: self.required_output(parameters, self.OUTPUT, context)}
         rasters.update({name: self.parameterAsOutputLayer(parameters, name, context) for name in (
             self.OUTPUT_CONFIDENCE, self.OUTPUT_REFERENCE, self.OUTPUT_AGREEMENT)})
@@ -200,6 +234,10 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             if path:
                 kept[name] = path
         rasters.update(kept)
+        if given_mask and self.OUTPUT_CLOUD_MASK in kept:
+            feedback.pushWarning(self.tr("The cloud mask is the given CLOUD_MASK stack: OUTPUT_CLOUD_MASK is not "
+                                         "written."))
+            del kept[self.OUTPUT_CLOUD_MASK]
         # the cloud mask is read back by the interpolation: a temporary file when not kept
         rasters.setdefault(self.OUTPUT_CLOUD_MASK, QgsProcessingUtils.generateTempFilename("output_cloud_mask.tif"))
         files = {name: self.parameterAsFileOutput(parameters, name, context)
@@ -220,7 +258,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             report=files[self.OUTPUT_REPORT],
         )
         with self.about(self.INPUT):
-            result = run_pipeline(source, reference, legend, outputs, settings, progress)
+            result = run_pipeline(source, reference, legend, outputs, settings, progress, cloud_mask=given_mask)
         report = result.report
         feedback.pushInfo(describe_scores(report, self.tr("Test split")))
         # the map on top and the only one checked; the reference right below it to compare with

@@ -130,3 +130,49 @@ def test_report_has_settings_importances_grid_and_kept_dates(scene_stack, scene_
         assert re.search(rf'<td class="name">{re.escape(date)}</td><td>[0-9.]+</td><td>dropped</td>', html)
     assert f"{len(interpolation['output_dates'])} dates every 8 days" in html
     assert interpolation["output_dates"][-1][:10] in html
+
+
+def test_a_given_mask_gives_the_map_of_the_computed_mask(scene_stack, scene_reference, tmp_path):
+    """CLOUD_MASK_SOURCE 'given': s2cloudless is not run and the given stack drives the scene filter
+    and the interpolation as the computed mask does; given the computed mask file, the same map."""
+    from dataclasses import replace
+
+    computed = run_pipeline(str(scene_stack), scene_reference, read_legend(), default_outputs(tmp_path / "computed"),
+                            _settings(), budget_bytes=2_000_000)
+    mask = tmp_path / "computed" / "cloud_mask.tif"
+    logs: list[str] = []
+    from eolulc.core.progress import Progress
+
+    given = run_pipeline(str(scene_stack), scene_reference, read_legend(), default_outputs(tmp_path / "given"),
+                         replace(_settings(), cloud_mask_source="given"), Progress(on_log=logs.append),
+                         budget_bytes=2_000_000, cloud_mask=str(mask))
+    assert not (tmp_path / "given" / "cloud_mask.tif").exists()  # the mask step was skipped
+    assert any("s2cloudless not run" in line for line in logs)
+    np.testing.assert_array_equal(_read(tmp_path / "given" / "classification.tif"),
+                                  _read(tmp_path / "computed" / "classification.tif"))
+    assert given.report["interpolation"] == computed.report["interpolation"]
+    assert given.report["overall_accuracy"] == computed.report["overall_accuracy"]
+    assert given.report["pipeline"]["cloud_mask_source"] == "given"
+
+
+def test_mask_source_errors_name_the_fix(scene_stack, scene_reference, tmp_path):
+    """s2cloudless on an L2A stack is refused unless forced; a given mask must be there and fit."""
+    from dataclasses import replace
+
+    from eolulc.core.pipeline import check_cloud_mask_source
+    from eolulc.core.timestack import read_info
+
+    info = read_info(str(scene_stack))
+    l2a = replace(info, tags={**info.tags, "EOLULC_S2_LEVEL": "L2A"})
+    with pytest.raises(ValueError, match="CLOUD_MASK_SOURCE.*FORCE_S2CLOUDLESS"):
+        check_cloud_mask_source(l2a, _settings(), None)
+    check_cloud_mask_source(l2a, replace(_settings(), force_s2cloudless=True), None)
+    check_cloud_mask_source(info, _settings(), None)  # L1C: s2cloudless is fine
+    given = replace(_settings(), cloud_mask_source="given")
+    with pytest.raises(ValueError, match="no CLOUD_MASK stack"):
+        check_cloud_mask_source(info, given, None)
+    # the input stack itself is on the grid and dates but has 13 bands per date, a mask one
+    with pytest.raises(ValueError, match="bands per date"):
+        check_cloud_mask_source(info, given, str(scene_stack))
+    with pytest.raises(ValueError, match="CLOUD_MASK_SOURCE is s2cloudless"):
+        check_cloud_mask_source(info, _settings(), str(scene_stack))

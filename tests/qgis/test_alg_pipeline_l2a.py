@@ -1,0 +1,76 @@
+"""An L2A product folder through the toolbox: eolulc:importsafe -> eolulc:lulcpipeline with the
+imported SCL mask as the given cloud mask (CLOUD_MASK_SOURCE=1); s2cloudless on it is refused."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qgis.core import QgsProcessingException
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from safe_products import L2A_BANDS, dns_from_reflectance, write_product  # noqa: E402
+
+#: 96 px: the 60 m bands' side divides it (the real scenes are 101 x 100)
+SIDE = 96
+
+
+@pytest.fixture(scope="module")
+def l2a_import(tmp_path_factory, reference_scenes, scene_stack, qgis_app):
+    """The five real scenes as zipped L2A products on the reference's grid, imported with their
+    SCL mask (clouds over the first rows of the second date)."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    import processing
+    from eolulc.core.timestack import read_info
+
+    info = read_info(str(scene_stack))
+    ulx, uly = info.grid.transform[2], info.grid.transform[5]
+    root = tmp_path_factory.mktemp("l2a_products")
+    for i, when in enumerate(info.dates):
+        scl = np.full((SIDE // 2, SIDE // 2), 4, np.uint8)
+        if i == 1:
+            scl[:4] = 9
+        write_product(root, "L2A", dns_from_reflectance(reference_scenes[i, :SIDE, :SIDE], L2A_BANDS, -1000),
+                      when, ulx=ulx, uly=uly, zipped=True, scl=scl)
+    out = tmp_path_factory.mktemp("l2a_import")
+    result = processing.run("eolulc:importsafe", {"INPUT_FOLDER": str(root), "OUTPUT": str(out / "l2a.tif"),
+                                                   "OUTPUT_MASK": str(out / "scl_mask.tif")},
+                            context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    return Path(result["OUTPUT"]), Path(result["OUTPUT_MASK"])
+
+
+def _params(stack: Path, eopatch_dir: Path, out: Path, **extra) -> dict:
+    return {"INPUT": str(stack), "REFERENCE": str(eopatch_dir / "vector_timeless/LULC.gpkg"),
+            "CLASS_FIELD": "LULC_ID", "NAME_FIELD": "LULC_NAME", "INTERVAL_DAYS": 8,
+            "OUTPUT": str(out / "map.tif"), "OUTPUT_MODEL": str(out / "model.json"), **extra}
+
+
+def test_l2a_import_then_pipeline_with_the_scl_mask(run_alg, l2a_import, eopatch_dir, tmp_path):
+    from eolulc.core.timestack import open_stack, read_info
+
+    stack, mask = l2a_import
+    assert read_info(str(stack)).tags["EOLULC_S2_LEVEL"] == "L2A"
+    result = run_alg("eolulc:lulcpipeline", _params(stack, eopatch_dir, tmp_path, CLOUD_MASK_SOURCE=1,
+                                                    CLOUD_MASK=str(mask)))
+    assert 0.3 <= result["OVERALL_ACCURACY"] <= 1.0 and "KAPPA" in result
+    with open_stack(result["OUTPUT"]) as classes:
+        mapped = classes.read()[0, ..., 0]
+    grid = read_info(str(stack)).grid
+    assert mapped.shape == (grid.height, grid.width) and len(np.unique(mapped)) > 2
+    assert "OUTPUT_CLOUD_MASK" not in result
+    model = json.loads((tmp_path / "model.json").read_text())
+    assert model["metadata"]["pipeline"]["cloud_mask_source"] == "given"
+
+
+def test_s2cloudless_on_l2a_is_refused_unless_forced(run_alg, l2a_import, eopatch_dir, tmp_path):
+    stack, mask = l2a_import
+    with pytest.raises(QgsProcessingException, match="CLOUD_MASK_SOURCE.*L2A.*FORCE_S2CLOUDLESS"):
+        run_alg("eolulc:lulcpipeline", _params(stack, eopatch_dir, tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    with pytest.raises(QgsProcessingException, match="CLOUD_MASK_SOURCE"):
+        # a given mask with the s2cloudless source is not silently ignored
+        run_alg("eolulc:lulcpipeline", _params(stack, eopatch_dir, tmp_path / "ignored", CLOUD_MASK=str(mask)))
