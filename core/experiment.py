@@ -50,16 +50,16 @@ from .cloudmask import CloudDetector
 from .experiment_memory import PREDICT_SAMPLE, PeakMemory, variant_memory_bytes
 from .experiment_report import write_outputs
 from .experiment_stats import METRICS, baseline_variant, compare, conclusions, confusion_differences, summarise
-from .features import compute_features
+from .features import FeatureSpec, compute_features, resolve_bands
 from .featureset import FeatureSet
 from .interpolate import check_inputs, date_grid, default_range, interpolate_stack
 from .legend import Legend
 from .model import LulcModel, predict_probabilities
-from .pipeline import PipelineSettings
+from .pipeline import PipelineSettings, refuse_s2cloudless_on_l2a
 from .progress import Cancelled, Progress, ensure_progress
 from .reference import Reference
 from .style import write_sidecar_qml
-from .timestack import read_info
+from .timestack import StackInfo, read_info
 from .train import gather_rows, train_model
 from .variants import Variant, resolution_text
 from .workers import WORKER_IDLE_TIMEOUT, WorkerPlan, plan_workers, run_in_workers, worker_python
@@ -76,8 +76,10 @@ class ExperimentSettings:
     #: memory allow (:func:`core.workers.plan_workers`).
     workers: int = 1
     budget_bytes: int | None = None
-    #: A prepared cloud mask: the input stack is then a per-date feature stack (for example NDVI
-    #: imported from an eo-learn EOPatch) and this its cloud mask on the same dates (1 = cloud).
+    #: A given cloud mask on the input's dates (0 clear; for example an EOPatch's CLM or the SCL
+    #: mask of an imported L2A product): the cloud-mask step is skipped. The feature step still runs
+    #: when the input has the bands the features need (an L1C or L2A band stack); otherwise the
+    #: input is taken as a prepared per-date feature stack (for example NDVI from an EOPatch).
     cloud_mask: str | Path | None = None
     title: str = "EO LULC experiment"
     #: Outputs; by default in the experiment's folder (``experiment.html``, ``experiment.csv``,
@@ -112,9 +114,10 @@ def run_experiment(
     """Run the variants over the seeds; write the report (HTML, CSV, JSON) and the best variant's
     styled classification. Intermediate stacks go to ``folder``; outputs default to it too.
 
-    With ``settings.cloud_mask`` the cloud-mask and feature steps are skipped (``l1c_stack`` is
-    then the prepared feature stack), so the variants differ only in the scene filter, the mask's
-    use in the interpolation, the grid and the classifier."""
+    With ``settings.cloud_mask`` the cloud-mask step is skipped, and so is the feature step when
+    ``l1c_stack`` lacks the bands the features need (it is then the prepared feature stack); the
+    variants then differ only in the scene filter, the mask's use in the interpolation, the grid
+    and the classifier. Without it, s2cloudless on a stack tagged L2A is refused."""
     progress = ensure_progress(progress)
     options = settings or ExperimentSettings()
     seeds = [int(s) for s in seeds]
@@ -128,6 +131,7 @@ def run_experiment(
     configs = [v.settings(options.base) for v in variants]
     for s in configs:
         s.train.validate()
+    check_cloud_mask(info, configs, options.cloud_mask)
 
     shared, masks, features, configs = _shared_steps(l1c_stack, info, configs, folder, options, progress)
     labels = reference.class_ids
@@ -194,10 +198,39 @@ def _check(variants: Sequence[Variant], seeds: Sequence[int], workers: int) -> N
         raise ValueError(f"the number of parallel variants must be 0 (automatic) or more, not {workers}")
 
 
+#: What to do instead of s2cloudless on an L2A stack, in the experiment's parameters.
+L2A_FIX = ("give its SCL mask (OUTPUT_MASK of 'Import Sentinel-2 products (SAFE)') as CLOUD_MASK: the cloud-mask "
+           "step is then skipped and the features are still computed from the bands")
+
+
+def check_cloud_mask(info: StackInfo, configs: Sequence[PipelineSettings], cloud_mask: str | Path | None) -> None:
+    """Refuse before anything is computed: a given mask off the input's grid and dates, or
+    s2cloudless (needed when a variant uses the mask) on a stack tagged L2A."""
+    if cloud_mask is not None:
+        try:
+            check_inputs(info, read_info(str(cloud_mask)))
+        except ValueError as error:
+            raise ValueError(f"the CLOUD_MASK stack does not fit the input: {error}") from None
+    elif any(s.cloud_mask_in_interpolation for s in configs):
+        refuse_s2cloudless_on_l2a(info, L2A_FIX)
+
+
+def has_feature_bands(info: StackInfo, spec: FeatureSpec) -> bool:
+    """Whether the stack has every band the feature set reads: a band stack (L1C, L2A) whose
+    features are computed, rather than a prepared feature stack used as it is."""
+    try:
+        resolve_bands(info.bands, spec.bands)
+        for index in spec.indices:
+            resolve_bands(info.bands, [index.a, index.b])
+    except ValueError:
+        return False
+    return True
+
+
 def _shared_steps(l1c_stack: str, info, configs: list[PipelineSettings], folder: Path, options: ExperimentSettings,
                   progress: Progress) -> tuple[dict, dict, dict, list[PipelineSettings]]:
     """The steps the variants share: one cloud mask per processing resolution, one feature stack
-    per feature set (or the user's prepared ones). Returns their seconds, the masks by resolution,
+    per feature set (or the user's given mask and prepared features). Returns their seconds, the masks by resolution,
     the feature stacks by feature set and the variants' settings (without a resolution when the
     mask is prepared)."""
     budget_bytes = options.budget_bytes
@@ -206,17 +239,20 @@ def _shared_steps(l1c_stack: str, info, configs: list[PipelineSettings], folder:
     features: dict[str, str] = {}
     needed_masks = sorted({s.processing_resolution for s in configs if s.cloud_mask_in_interpolation}, key=str)
     needed_features = {repr(s.features): s.features for s in configs}
-    if options.cloud_mask is not None:  # the user brings the shared steps' products
-        cloud_mask = options.cloud_mask
+    if options.cloud_mask is not None:  # the user brings the cloud mask, and maybe the features
+        cloud_mask = str(options.cloud_mask)
         if len(needed_masks) > 1:
-            raise ValueError("with a prepared cloud mask there is no cloud-mask step: compare processing "
+            raise ValueError("with a given cloud mask there is no cloud-mask step: compare processing "
                              "resolutions on an L1C stack instead")
-        check_inputs(info, read_info(str(cloud_mask)))
         configs = [replace(s, processing_resolution=None) for s in configs]
-        masks, features = {None: str(cloud_mask)}, {key: str(l1c_stack) for key in needed_features}
-        needed_masks, needed_features = [], {}
-        shared["prepared"] = {"features": str(l1c_stack), "cloud_mask": str(cloud_mask)}
-        progress.log(f"Prepared features ({', '.join(info.bands)}) and cloud mask: no cloud-mask or feature step.")
+        masks, needed_masks = {None: cloud_mask}, []
+        prepared = [key for key, spec in needed_features.items() if not has_feature_bands(info, spec)]
+        features = {key: str(l1c_stack) for key in prepared}
+        needed_features = {key: spec for key, spec in needed_features.items() if key not in prepared}
+        shared["prepared"] = {"cloud_mask": cloud_mask, **({"features": str(l1c_stack)} if prepared else {})}
+        progress.log(f"Given cloud mask {cloud_mask}: no cloud-mask step; " + (
+            f"prepared features ({', '.join(info.bands)}): no feature step." if prepared
+            else "the features are computed from the input's bands."))
     share = progress.scaled(0.0, 0.35)
     steps = max(1, len(needed_masks) + len(needed_features))
     for k, resolution in enumerate(needed_masks):

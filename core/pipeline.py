@@ -229,11 +229,19 @@ def check_cloud_mask_source(info: StackInfo, settings: PipelineSettings, cloud_m
     if cloud_mask:
         raise ValueError("a CLOUD_MASK stack is given but CLOUD_MASK_SOURCE is s2cloudless: set CLOUD_MASK_SOURCE "
                          "to 'given mask stack' to use it, or leave CLOUD_MASK empty")
-    if info.tags.get(TAG_LEVEL) == "L2A" and not settings.force_s2cloudless:
+    if not settings.force_s2cloudless:
+        refuse_s2cloudless_on_l2a(info, "set CLOUD_MASK_SOURCE to 'given mask stack' with the SCL mask (OUTPUT_MASK "
+                                        "of 'Import Sentinel-2 products (SAFE)') as CLOUD_MASK, or FORCE_S2CLOUDLESS "
+                                        "to run s2cloudless anyway")
+
+
+def refuse_s2cloudless_on_l2a(info: StackInfo, fix: str) -> None:
+    """Refuse s2cloudless on a stack tagged L2A: its model was trained on L1C top-of-atmosphere
+    reflectance, and bottom-of-atmosphere values give other clouds. ``fix`` says what to do instead
+    (the parameters differ between algorithms)."""
+    if info.tags.get(TAG_LEVEL) == "L2A":
         raise ValueError("the input is an L2A stack (bottom-of-atmosphere reflectance) and s2cloudless was trained "
-                         "on L1C top-of-atmosphere reflectance: set CLOUD_MASK_SOURCE to 'given mask stack' with the "
-                         "SCL mask (OUTPUT_MASK of 'Import Sentinel-2 products (SAFE)') as CLOUD_MASK, or "
-                         "FORCE_S2CLOUDLESS to run s2cloudless anyway")
+                         f"on L1C top-of-atmosphere reflectance: {fix}")
 
 
 def _step_progress(progress: Progress) -> list[Progress]:

@@ -67,15 +67,18 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
     def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
-            "A time stack with the 13 L1C bands, as for 'LULC pipeline'; or, with a cloud mask below, a prepared "
-            "per-date feature stack (e.g. NDVI from 'Import eo-learn EOPatch').",
+            "A time stack with the 13 L1C bands, as for 'LULC pipeline'; an L2A band stack (e.g. from 'Import "
+            "Sentinel-2 products (SAFE)') with its SCL mask as the cloud mask below; or, with a cloud mask, a "
+            "prepared per-date feature stack (e.g. NDVI from 'Import eo-learn EOPatch').",
         )
         self.add(
-            QgsProcessingParameterRasterLayer(self.CLOUD_MASK, self.tr("Cloud mask of a prepared feature stack"),
+            QgsProcessingParameterRasterLayer(self.CLOUD_MASK, self.tr("Cloud-mask stack (skips s2cloudless)"),
                                               optional=True),
-            "Only for a prepared feature stack as input: its cloud mask on the same dates (1 = cloud), e.g. CLM "
-            "from 'Import eo-learn EOPatch'. The cloud-mask and feature steps are then skipped (no processing "
-            "resolutions to compare). Empty: the input is an L1C stack and both steps run.",
+            "A cloud mask on the input's dates (0 clear, anything else cloudy or nodata): the SCL mask (OUTPUT_MASK) "
+            "of 'Import Sentinel-2 products (SAFE)' for an L2A stack, or CLM from 'Import eo-learn EOPatch'. The "
+            "cloud-mask step is then skipped (no processing resolutions to compare); the features are still "
+            "computed when the input has the bands they need, else the input is used as prepared features. Empty: "
+            "s2cloudless makes the mask from an L1C stack (an L2A stack is refused: its model was trained on L1C).",
         )
         add_reference_parameters(self)
         add_legend_parameter(self)
@@ -146,16 +149,14 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
         from ..core import variants as study
-        from ..core.experiment import ExperimentSettings, run_experiment
-        from ..core.interpolate import check_inputs
+        from ..core.experiment import ExperimentSettings, check_cloud_mask, run_experiment
         from ..core.pipeline import PipelineSettings
 
         source = self.raster_source(parameters, self.INPUT, context, "choose the L1C time stack")
         info = self.stack_info(source, self.INPUT)
         cloud_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         if cloud_mask is not None:
-            with self.about(self.CLOUD_MASK):
-                check_inputs(info, self.stack_info(cloud_mask, self.CLOUD_MASK))
+            self.stack_info(cloud_mask, self.CLOUD_MASK)
         with self.about(self.INTERVALS):
             intervals = study.parse_intervals(self.parameterAsString(parameters, self.INTERVALS, context))
         with self.about(self.PROCESSING_RESOLUTIONS):
@@ -165,7 +166,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             classifiers = study.parse_classifiers(self.parameterAsString(parameters, self.CLASSIFIERS, context))
         if cloud_mask is not None and len(resolutions or ()) > 1:
             raise self.parameter_error(self.PROCESSING_RESOLUTIONS, self.tr(
-                "a prepared cloud mask has no processing resolution: leave it empty, or give an L1C stack "
+                "a given cloud mask has no processing resolution: leave it empty, or give an L1C stack "
                 "without the cloud mask"))
         kind = self.option_key(parameters, self.EXPERIMENT, context, EXPERIMENTS)
         base = PipelineSettings()
@@ -177,6 +178,8 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             variants += [v for v in study.interval_variants(intervals)
                          if not (kind == "both" and v.changes["interval_days"] == base.interval_days)]
         variants = study.with_factors(variants, base, resolutions, classifiers)
+        with self.about(self.CLOUD_MASK):
+            check_cloud_mask(info, [v.settings(base) for v in variants], cloud_mask)
         # 42 first: the first seed's numbers equal 'LULC pipeline' with its default seed
         seeds = list(range(base.train.seed, base.train.seed + self.parameterAsInt(parameters, self.SEEDS, context)))
         reference = reference_on_grid(self, parameters, context, info.grid)

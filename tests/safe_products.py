@@ -208,3 +208,17 @@ def write_product(root: Path, level: str, dns: dict, sensing: datetime, baseline
 
         shutil.rmtree(safe)
     return Written(path=path, name=name, dns=dns, ulx=ulx, uly=uly, epsg=epsg, offset=offset)
+
+
+def write_l2a_series(root: Path, scenes: np.ndarray, dates, ulx: float, uly: float, side: int = 96) -> Path:
+    """One zipped L2A product per date of ``scenes`` (reflectance, ``(t, h, w, 13)``), cut to ``side``
+    px (the 60 m bands' side must divide it), with an SCL layer: vegetation everywhere, clouds
+    (high probability) over the first rows of the second date. The tests that import an L2A
+    series and run the pipeline or the experiment on it share it."""
+    for i, when in enumerate(dates):
+        scl = np.full((side // 2, side // 2), 4, np.uint8)
+        if i == 1:
+            scl[:4] = 9
+        write_product(root, "L2A", dns_from_reflectance(scenes[i, :side, :side], L2A_BANDS, -1000),
+                      when, ulx=ulx, uly=uly, zipped=True, scl=scl)
+    return root

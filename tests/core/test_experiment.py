@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from eolulc.core.experiment import ExperimentSettings, run_experiment
+from eolulc.core.experiment import ExperimentSettings, check_cloud_mask, has_feature_bands, run_experiment
 from eolulc.core.experiment_memory import variant_memory_bytes
 from eolulc.core.experiment_stats import confusion_differences, paired
+from eolulc.core.features import FeatureSpec
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings, default_outputs, run_pipeline
 from eolulc.core.progress import Progress
@@ -299,3 +300,17 @@ def test_real_test_eopatch_ndvi_with_its_cloud_mask(eopatch_dir, tmp_path):
     with pytest.raises(ValueError, match="processing resolutions"):
         run_experiment(str(ndvi), reference, read_legend(), with_factors(cloud_variants(), base, [160, 40]),
                        SEEDS, tmp_path / "bad", ExperimentSettings(base=base, cloud_mask=clm))
+
+
+def test_l2a_needs_a_given_mask_and_band_stacks_keep_their_features(scene_stack, tmp_path):
+    """s2cloudless is refused on a stack tagged L2A when a variant uses the mask; a band stack has
+    the bands the default features read (so a given mask skips only the cloud-mask step), a
+    prepared NDVI stack has not."""
+    info = read_info(str(scene_stack))
+    l2a = replace(info, tags={**info.tags, "EOLULC_S2_LEVEL": "L2A"})
+    with pytest.raises(ValueError, match="L2A.*OUTPUT_MASK.*as CLOUD_MASK"):
+        check_cloud_mask(l2a, [PipelineSettings()], None)
+    check_cloud_mask(l2a, [replace(PipelineSettings(), cloud_mask_in_interpolation=False)], None)
+    check_cloud_mask(info, [PipelineSettings()], None)
+    assert has_feature_bands(l2a, FeatureSpec())
+    assert not has_feature_bands(replace(info, bands=("NDVI",), scales=(), offsets=()), FeatureSpec())

@@ -12,7 +12,7 @@ import pytest
 from qgis.core import QgsProcessingException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from safe_products import L2A_BANDS, dns_from_reflectance, write_product  # noqa: E402
+from safe_products import write_l2a_series  # noqa: E402
 
 #: 96 px: the 60 m bands' side divides it (the real scenes are 101 x 100)
 SIDE = 96
@@ -29,13 +29,7 @@ def l2a_import(tmp_path_factory, reference_scenes, scene_stack, qgis_app):
 
     info = read_info(str(scene_stack))
     ulx, uly = info.grid.transform[2], info.grid.transform[5]
-    root = tmp_path_factory.mktemp("l2a_products")
-    for i, when in enumerate(info.dates):
-        scl = np.full((SIDE // 2, SIDE // 2), 4, np.uint8)
-        if i == 1:
-            scl[:4] = 9
-        write_product(root, "L2A", dns_from_reflectance(reference_scenes[i, :SIDE, :SIDE], L2A_BANDS, -1000),
-                      when, ulx=ulx, uly=uly, zipped=True, scl=scl)
+    root = write_l2a_series(tmp_path_factory.mktemp("l2a_products"), reference_scenes, info.dates, ulx, uly, SIDE)
     out = tmp_path_factory.mktemp("l2a_import")
     result = processing.run("eolulc:importsafe", {"INPUT_FOLDER": str(root), "OUTPUT": str(out / "l2a.tif"),
                                                    "OUTPUT_MASK": str(out / "scl_mask.tif")},
