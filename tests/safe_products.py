@@ -222,3 +222,19 @@ def write_l2a_series(root: Path, scenes: np.ndarray, dates, ulx: float, uly: flo
         write_product(root, "L2A", dns_from_reflectance(scenes[i, :side, :side], L2A_BANDS, -1000),
                       when, ulx=ulx, uly=uly, zipped=True, scl=scl)
     return root
+
+
+def import_l2a_series(products: Path, out: Path, scenes: np.ndarray, stack: Path) -> tuple[Path, Path]:
+    """:func:`write_l2a_series` on the grid and dates of the time stack ``stack``, imported with
+    ``eolulc:importsafe`` (needs QGIS with the provider): the L2A stack and its SCL cloud mask."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    import processing
+    from eolulc.core.timestack import read_info
+
+    info = read_info(str(stack))
+    root = write_l2a_series(products, scenes, info.dates, info.grid.transform[2], info.grid.transform[5])
+    result = processing.run("eolulc:importsafe", {"INPUT_FOLDER": str(root), "OUTPUT": str(out / "l2a.tif"),
+                                                   "OUTPUT_MASK": str(out / "scl_mask.tif")},
+                            context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    return Path(result["OUTPUT"]), Path(result["OUTPUT_MASK"])

@@ -12,29 +12,15 @@ import pytest
 from qgis.core import QgsProcessingException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from safe_products import write_l2a_series  # noqa: E402
-
-#: 96 px: the 60 m bands' side divides it (the real scenes are 101 x 100)
-SIDE = 96
+from safe_products import import_l2a_series  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def l2a_import(tmp_path_factory, reference_scenes, scene_stack, qgis_app):
     """The five real scenes as zipped L2A products on the reference's grid, imported with their
     SCL mask (clouds over the first rows of the second date)."""
-    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
-
-    import processing
-    from eolulc.core.timestack import read_info
-
-    info = read_info(str(scene_stack))
-    ulx, uly = info.grid.transform[2], info.grid.transform[5]
-    root = write_l2a_series(tmp_path_factory.mktemp("l2a_products"), reference_scenes, info.dates, ulx, uly, SIDE)
-    out = tmp_path_factory.mktemp("l2a_import")
-    result = processing.run("eolulc:importsafe", {"INPUT_FOLDER": str(root), "OUTPUT": str(out / "l2a.tif"),
-                                                   "OUTPUT_MASK": str(out / "scl_mask.tif")},
-                            context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
-    return Path(result["OUTPUT"]), Path(result["OUTPUT_MASK"])
+    return import_l2a_series(tmp_path_factory.mktemp("l2a_products"), tmp_path_factory.mktemp("l2a_import"),
+                             reference_scenes, scene_stack)
 
 
 def _params(stack: Path, eopatch_dir: Path, out: Path, **extra) -> dict:
