@@ -414,7 +414,7 @@ def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend, sett
 
 
 def _report(model, x_test, y_test, classified, maps, failed, skipped, prepared, settings, notes, html, json_path):
-    from .accuracy import assess, pixel_area_m2, raster_grid
+    from .accuracy import assess, pixel_area_m2, raster_grid, warning_notes
     from .model import predict_probabilities
     from .report import write_report
 
@@ -439,7 +439,7 @@ def _report(model, x_test, y_test, classified, maps, failed, skipped, prepared, 
         "unsplit": {n: s["unsplit"] for n, s in prepared.items() if s.get("unsplit")},
         "prepared": {n: {k: v for k, v in s.items() if k != "reference_classes"} for n, s in prepared.items()},
     })
-    all_notes = list(notes)
+    all_notes = list(notes) + warning_notes(report, model.class_ids)
     if failed:
         # a tile that failed only at classification was prepared: its samples trained and tested the model
         all_notes.append("Failed tile(s), nodata in the map; not in the training nor in this report unless they "
