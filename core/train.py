@@ -34,6 +34,7 @@ from .limits import MAX_BLOCK_SIZE, MAX_EROSION, MAX_LEAVES, MAX_SAMPLES, MAX_SE
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
+from .suggest import LabelledPoints, add_points_to_plan
 from .timestack import bounded_gdal_cache
 
 SPLITS = ("blocks", "polygons", "random")
@@ -362,8 +363,10 @@ def train_model(
     settings: TrainSettings | None = None,
     progress: Progress | None = None,
     budget_bytes: int | None = None,
+    points: LabelledPoints | None = None,
 ) -> TrainResult:
-    """Train and evaluate; returns the model (not yet saved), the test report and notes."""
+    """Train and evaluate; returns the model (not yet saved), the test report and notes.
+    ``points``: labelled points that train besides the reference (see :mod:`.suggest`)."""
     settings = settings or TrainSettings()
     settings.validate()
     progress = ensure_progress(progress)
@@ -373,6 +376,8 @@ def train_model(
         if reference.classes.shape != (grid.height, grid.width):
             raise ValueError("the reference is not on the features' grid")
         plan = plan_samples(reference, settings, rng)
+        if points is not None:
+            add_points_to_plan(plan, points, grid.width)
         progress.log(f"{plan.train.size} training and {plan.test.size} test pixels; {features.n_features} features.")
         rows = gather_rows(features, np.concatenate([plan.train, plan.test]), progress.scaled(0.0, 0.4), budget_bytes)
         x_train, x_test = rows[: plan.train.size], rows[plan.train.size:]
