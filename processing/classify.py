@@ -7,6 +7,7 @@ from typing import Any
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
@@ -35,6 +36,8 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
     MODEL = "MODEL"
     OUTPUT = "OUTPUT"
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
+    OUTPUT_PROBABILITIES = "OUTPUT_PROBABILITIES"
+    PROBABILITIES_FLOAT = "PROBABILITIES_FLOAT"
 
     def initAlgorithm(self, config=None):
         self.add(
@@ -58,6 +61,7 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
                                                     createByDefault=False),
             "Probability of the chosen class in percent (0-100, nodata 255).",
         )
+        add_probability_parameters(self)
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
@@ -69,8 +73,11 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
             model = load_model(self.parameterAsFile(parameters, self.MODEL, context))
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         confidence = self.output_path(parameters, self.OUTPUT_CONFIDENCE, context)
+        probabilities = self.output_path(parameters, self.OUTPUT_PROBABILITIES, context)
+        as_float = self.parameterAsBoolean(parameters, self.PROBABILITIES_FLOAT, context)
         with self.about(self.FEATURES):
-            result = classify(sources, model, output, confidence, progress)
+            result = classify(sources, model, output, confidence, progress, output_probabilities=probabilities,
+                              probabilities_float=as_float)
         legend = model.legend
         total = sum(result.class_pixels.values()) or 1
         for class_id, pixels in sorted(result.class_pixels.items()):
@@ -81,7 +88,28 @@ class ClassifyAlgorithm(EoLulcAlgorithm):
         style_when_loaded(context, output, group=group, order=0, name=self.tr("Land-cover map"))
         style_when_loaded(context, confidence, group=group, order=1, styled=False, visible=False,
                           name=self.tr("Confidence"))
+        style_when_loaded(context, probabilities, group=group, order=2, visible=False,
+                          name=self.tr("Class probabilities"))
         outputs = {self.OUTPUT: output}
         if confidence:
             outputs[self.OUTPUT_CONFIDENCE] = confidence
+        if probabilities:
+            outputs[self.OUTPUT_PROBABILITIES] = probabilities
         return outputs
+
+
+def add_probability_parameters(algorithm) -> None:
+    """OUTPUT_PROBABILITIES and PROBABILITIES_FLOAT (classify and the pipeline)."""
+    algorithm.add(
+        QgsProcessingParameterRasterDestination("OUTPUT_PROBABILITIES", algorithm.tr("Class probabilities"),
+                                                optional=True, createByDefault=False),
+        "One band per class (named by the legend): the probability of each class, in percent (0-100, nodata "
+        "255) unless PROBABILITIES_FLOAT. The input of 'Smooth class probabilities', 'Uncertainty' and "
+        "'Suggest where to label next'.",
+    )
+    algorithm.add(
+        QgsProcessingParameterBoolean("PROBABILITIES_FLOAT", algorithm.tr("Probabilities as float (0-1)"),
+                                      defaultValue=False),
+        "Write the probabilities as float32 from 0 to 1 (four times the size of the default percent bytes).",
+        advanced=True,
+    )

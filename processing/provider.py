@@ -19,7 +19,10 @@ from .import_eopatch import ImportEOPatchAlgorithm
 from .import_safe import ImportSafeAlgorithm
 from .interpolate import InterpolateAlgorithm
 from .pipeline import LulcPipelineAlgorithm
+from .smooth import SmoothAlgorithm
+from .suggest_samples import SuggestSamplesAlgorithm
 from .train import TrainAlgorithm
+from .uncertainty import UncertaintyAlgorithm
 
 PROVIDER_ID = "eolulc"
 #: Graphical models shipped with the plugin (``tools/make_model3.py`` writes them), listed as
@@ -38,6 +41,9 @@ ALGORITHMS = (
     TrainAlgorithm,
     ClassifyAlgorithm,
     AccuracyAlgorithm,
+    SmoothAlgorithm,
+    UncertaintyAlgorithm,
+    SuggestSamplesAlgorithm,
     LulcPipelineAlgorithm,
     ExperimentAlgorithm,
     BatchPipelineAlgorithm,

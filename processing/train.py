@@ -7,13 +7,16 @@ from typing import Any
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
 )
 
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
-from .compat import raster_layers_type
+from .compat import field_types, raster_layers_type
+from .points import labelled_points, point_layer_types
 from .reference import (
     add_legend_parameter,
     add_reference_parameters,
@@ -59,6 +62,8 @@ class TrainAlgorithm(EoLulcAlgorithm):
     OUTPUT_MODEL = "OUTPUT_MODEL"
     OUTPUT_REPORT = "OUTPUT_REPORT"
     OUTPUT_REPORT_JSON = "OUTPUT_REPORT_JSON"
+    LABELLED_POINTS = "LABELLED_POINTS"
+    LABEL_FIELD = "LABEL_FIELD"
 
     def initAlgorithm(self, config=None):
         self.add(
@@ -70,6 +75,19 @@ class TrainAlgorithm(EoLulcAlgorithm):
         )
         add_reference_parameters(self)
         add_legend_parameter(self, " stored in the model")
+        self.add(
+            QgsProcessingParameterFeatureSource(self.LABELLED_POINTS, self.tr("Labelled points (additional)"),
+                                                types=point_layer_types(), optional=True),
+            "Points labelled besides the reference, e.g. those of 'Suggest where to label next' once their label "
+            "field is filled: each trains the pixel it falls in (not eroded, not sampled), except in or next to "
+            "the held-out test part. Points with an empty label are ignored.",
+        )
+        self.add(
+            QgsProcessingParameterField(self.LABEL_FIELD, self.tr("Label field of the points"),
+                                        defaultValue="label", parentLayerParameterName=self.LABELLED_POINTS,
+                                        type=field_types()[0], optional=True),
+            "The integer field holding the points' class ids ('label' in suggested samples).",
+        )
         add_training_parameters(self, ALL, advanced=ADVANCED)
         self.add(
             QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, self.tr("Model file"),
@@ -99,11 +117,12 @@ class TrainAlgorithm(EoLulcAlgorithm):
         reference = reference_on_grid(self, parameters, context, grid)
         legend = legend_from_parameters(self, parameters, context)
         settings = train_settings(self, parameters, context, ALL)
+        points = labelled_points(self, parameters, context, self.LABELLED_POINTS, self.LABEL_FIELD, grid)
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         report_path = self.output_path(parameters, self.OUTPUT_REPORT, context)
         json_path = self.output_path(parameters, self.OUTPUT_REPORT_JSON, context)
         with self.about(self.FEATURES):
-            result = train_model(paths, reference, legend, settings, progress)
+            result = train_model(paths, reference, legend, settings, progress, points=points)
         for note in result.notes:
             feedback.pushInfo(note)
         report = result.report
