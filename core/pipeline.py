@@ -10,6 +10,7 @@ stack is written only when asked for and never read back.
 
 from __future__ import annotations
 
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
 from .report import importance_html, interpolation_html, settings_html, write_report
 from .safe_import import TAG_LEVEL
+from .smoothing import SmoothSettings, smooth_stack
 from .style import write_sidecar_qml
 from .timestack import StackInfo, StackWriter, Window, open_stack, read_info
 from .train import TrainSettings, fit_model, importance_table, plan_samples
@@ -67,6 +69,9 @@ class PipelineSettings:
     force_s2cloudless: bool = False
     features: FeatureSpec = field(default_factory=FeatureSpec)
     train: TrainSettings = field(default_factory=TrainSettings)
+    #: Bayesian smoothing of the class probabilities before the map is made (core.smoothing)
+    smoothing: bool = False
+    smooth: SmoothSettings = field(default_factory=SmoothSettings)
 
 
 @dataclass
@@ -87,6 +92,9 @@ class PipelineOutputs:
     agreement: str
     report: str
     report_json: str | None = None
+    #: the class probabilities (smoothed when the settings smooth), one band per class
+    probabilities: str | None = None
+    probabilities_float: bool = False
 
 
 @dataclass
@@ -171,8 +179,17 @@ def run_pipeline(
                  + ("" if outputs.interpolated else " (the interpolated features are not kept)"))
     # a kept interpolated stack is put in place only with the map (the last block's prediction
     # finishes after the interpolation has closed its own output)
+    smoothing = tempfile.TemporaryDirectory(dir=Path(outputs.classification).parent, prefix=".eolulc-smooth-") \
+        if settings.smoothing else None
+    if smoothing is not None:  # the classifier's map and probabilities are smoothed into the outputs
+        settings.smooth.validate()
+        raw = Path(smoothing.name)
+        map_paths = (str(raw / "map.tif"), None, str(raw / "probabilities.tif"))
+    else:
+        map_paths = (outputs.classification, outputs.confidence, outputs.probabilities)
     with atomic_outputs([outputs.interpolated]) as (interpolated,), \
-            MapWriter(model, info.grid, outputs.classification, outputs.confidence, settings.train.threads) as mapper, \
+            MapWriter(model, info.grid, map_paths[0], map_paths[1], settings.train.threads,
+                      output_probabilities=map_paths[2], probabilities_float=outputs.probabilities_float) as mapper, \
             WriteBehind() as behind:
 
         def classify_block(window: Window, values: np.ndarray, stack: StackInfo) -> None:
@@ -185,6 +202,18 @@ def run_pipeline(
                             progress=parts[4], features=computed, on_block=classify_block,
                             on_block_bytes=columns.n_features * 10 + mapper.bytes_per_pixel())
     classified = mapper.result
+    if smoothing is not None:
+        with smoothing:
+            smoothed = smooth_stack(map_paths[2], outputs.classification, outputs.probabilities, outputs.confidence,
+                                    settings.smooth, budget_bytes=budget_bytes)
+        classified.class_pixels, total = smoothed.class_pixels, sum(smoothed.class_pixels.values()) or 1
+        notes.append(f"Spatial smoothing (Bayesian, as sits: window {settings.smooth.window_size}, neighbourhood "
+                     f"fraction {settings.smooth.neighbourhood_fraction}, smoothness {settings.smooth.smoothness}"
+                     + (f", minimum mapping unit {settings.smooth.min_mapping_unit} px" if
+                        settings.smooth.min_mapping_unit > 1 else "")
+                     + f") changed the class of {smoothed.changed_pixels} pixels "
+                       f"({100 * smoothed.changed_pixels / total:.1f} %); the accuracy is the smoothed map's.")
+        progress.log(notes[-1])
 
     progress.log("Step 6/6: reference, agreement and accuracy report")
     model_legend = model.legend
@@ -276,6 +305,7 @@ def describe_settings(settings: PipelineSettings) -> dict:
         "cloud_mask_source": settings.cloud_mask_source,
         "bands": list(settings.features.bands),
         "indices": [i.name for i in settings.features.indices],
+        "smoothing": settings.smooth.describe() if settings.smoothing else False,
     }
 
 

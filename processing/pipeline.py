@@ -20,6 +20,7 @@ from qgis.core import (
 from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
+from .classify import add_probability_parameters
 from .reference import (
     add_legend_parameter,
     add_reference_parameters,
@@ -29,6 +30,7 @@ from .reference import (
     reference_on_grid,
     score_results,
 )
+from .smooth import add_smoothing_parameters, smoothing_settings
 from .styling import result_group_name, style_when_loaded
 from .training import SAMPLES, SEED, SPLIT, TEST_FRACTION, add_training_parameters, train_settings
 
@@ -75,6 +77,9 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     OUTPUT_CLOUD_MASK = "OUTPUT_CLOUD_MASK"
     OUTPUT_FEATURES = "OUTPUT_FEATURES"
     OUTPUT_INTERPOLATED = "OUTPUT_INTERPOLATED"
+    SMOOTHING = "SMOOTHING"
+    OUTPUT_PROBABILITIES = "OUTPUT_PROBABILITIES"
+    PROBABILITIES_FLOAT = "PROBABILITIES_FLOAT"
 
     #: outputs a command line may leave out (written to temporary files then)
     SECONDARY = {"OUTPUT_CONFIDENCE": "confidence.tif", "OUTPUT_REFERENCE": "reference.tif",
@@ -162,6 +167,14 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             advanced=True,
         )
         add_training_parameters(self, TRAINING, advanced=TRAINING[1:])
+        self.add(
+            QgsProcessingParameterBoolean(self.SMOOTHING, self.tr("Smooth the class probabilities (Bayesian)"),
+                                          defaultValue=defaults.smoothing),
+            "Bayesian spatial smoothing of the class probabilities before the map is made (as 'Smooth class "
+            "probabilities' and sits_smooth); the report's accuracy is then the smoothed map's. Its settings are "
+            "in the Advanced group.",
+        )
+        add_smoothing_parameters(self, advanced=True)
         outputs = (
             (self.OUTPUT, "Land-cover map", "The classification, styled with the legend."),
             (self.OUTPUT_CONFIDENCE, "Confidence", "Probability of the chosen class, 0-100."),
@@ -194,6 +207,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             "Accuracy on the held-out test part, area-adjusted estimates, settings and feature importances. "
             "Optional: a temporary file when not given.",
         )
+        add_probability_parameters(self)
         add_score_outputs(self, "Test ")
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
@@ -222,7 +236,10 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             force_s2cloudless=self.parameterAsBoolean(parameters, self.FORCE_S2CLOUDLESS, context),
             features=features,
             train=train_settings(self, parameters, context, TRAINING),
+            smoothing=self.parameterAsBoolean(parameters, self.SMOOTHING, context),
         )
+        if settings.smoothing:
+            settings.smooth = smoothing_settings(self, parameters, context, None)
         with self.about(self.CLOUD_MASK if mask_source == GIVEN_MASK and given_mask else self.CLOUD_MASK_SOURCE):
             check_cloud_mask_source(info, settings, given_mask)
         rasters = {self.OUTPUT: self.required_output(parameters, self.OUTPUT, context)}
@@ -256,6 +273,8 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             classification=rasters[self.OUTPUT], confidence=rasters[self.OUTPUT_CONFIDENCE],
             reference=rasters[self.OUTPUT_REFERENCE], agreement=rasters[self.OUTPUT_AGREEMENT],
             report=files[self.OUTPUT_REPORT],
+            probabilities=self.output_path(parameters, self.OUTPUT_PROBABILITIES, context),
+            probabilities_float=self.parameterAsBoolean(parameters, self.PROBABILITIES_FLOAT, context),
         )
         with self.about(self.INPUT):
             result = run_pipeline(source, reference, legend, outputs, settings, progress, cloud_mask=given_mask)
@@ -267,5 +286,9 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
                                       self.OUTPUT_CONFIDENCE)):
             style_when_loaded(context, rasters[name], group=group, order=order,
                               styled=name != self.OUTPUT_CONFIDENCE, visible=name == self.OUTPUT)
+        if outputs.probabilities:
+            style_when_loaded(context, outputs.probabilities, group=group, order=4, visible=False,
+                              name=self.tr("Class probabilities"))
+            rasters[self.OUTPUT_PROBABILITIES] = outputs.probabilities
         shown = {name: path for name, path in rasters.items() if name != self.OUTPUT_CLOUD_MASK or name in kept}
         return {**shown, **files, **score_results(report)}
