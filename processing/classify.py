@@ -109,7 +109,7 @@ def add_probability_parameters(algorithm) -> None:
     )
     algorithm.add(
         QgsProcessingParameterBoolean("PROBABILITIES_FLOAT", algorithm.tr("Probabilities as float (0-1)"),
-                                      defaultValue=False),
+                                      defaultValue=False, optional=True),
         "Write the probabilities as float32 from 0 to 1 (four times the size of the default percent bytes).",
         advanced=True,
     )
