@@ -13,6 +13,7 @@ from .batch import BatchPipelineAlgorithm
 from .build_timestack import BuildTimeStackAlgorithm
 from .classify import ClassifyAlgorithm
 from .cloudmask import CloudMaskAlgorithm
+from .download import DownloadAlgorithm
 from .experiment import ExperimentAlgorithm
 from .features import FeaturesAlgorithm
 from .import_eopatch import ImportEOPatchAlgorithm
@@ -34,6 +35,7 @@ MODEL_DISPLAY_NAMES = {"lulcchain": "LULC chain (graphical model of the LULC pip
 ALGORITHMS = (
     ImportEOPatchAlgorithm,
     ImportSafeAlgorithm,
+    DownloadAlgorithm,
     BuildTimeStackAlgorithm,
     CloudMaskAlgorithm,
     InterpolateAlgorithm,
