@@ -1,39 +1,75 @@
 """Python packages EO LULC needs, and a painless way to install them.
 
 QGIS comes with its own Python, and installing packages into it is the most common complaint
-about classification plugins. EO LULC never touches that Python: the packages of
-``requirements.txt`` that are missing are pip-installed into a folder the plugin owns, one per
-Python version, which is *appended* to ``sys.path`` (what QGIS already has always wins, so GDAL
-and numpy are never shadowed). numpy is pinned to the version QGIS has, so nothing pip brings in
-needs another numpy.
+about classification plugins. EO LULC never touches that Python: the distributions that are
+missing are pip-installed into a folder the plugin owns, one per Python version, which is
+*appended* to ``sys.path`` (what QGIS already has always wins, so GDAL and numpy are never
+shadowed).
 
-This module imports nothing from QGIS so it also runs as a command with QGIS's Python::
+What to install is decided by pip's own resolver run against QGIS's Python as it is (its
+site-packages and the plugin's folder, with numpy pinned to QGIS's version): numpy, scipy and
+whatever else QGIS's Python already has at an acceptable version are reused, and only the missing
+distributions are installed, each pinned, without dependencies (``--target`` alone would ignore
+every installed package and install second copies of numpy and scipy).
 
-    python3 plugin/dependencies.py status
-    python3 plugin/dependencies.py install
+This module imports nothing from QGIS so it also runs as a command with *QGIS's* Python (which
+one that is: ``qgis_python_help``; the command says so when run with another Python)::
 
-(on Windows, in the OSGeo4W shell, with the plugin's path:
-``python3 "%APPDATA%\\QGIS\\QGIS3\\profiles\\default\\python\\plugins\\eolulc\\plugin\\dependencies.py" install``).
+    <QGIS's python> plugin/dependencies.py status     # what is missing (no network)
+    <QGIS's python> plugin/dependencies.py plan       # what would be installed, and its size
+    <QGIS's python> plugin/dependencies.py install [--extra deep]
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib
+import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
-REQUIREMENTS = PLUGIN_DIR / "requirements.txt"
+#: ``EOLULC_REQUIREMENTS`` names another requirements file (a packager's, or a test's).
+REQUIREMENTS = Path(os.environ.get("EOLULC_REQUIREMENTS") or PLUGIN_DIR / "requirements.txt")
 
-#: pip distribution name -> module imported from it, where they differ.
-IMPORT_NAMES = {"scikit-learn": "sklearn", "opencv-python-headless": "cv2"}
+#: module imported -> pip distribution that provides it, where the names differ.
+DISTRIBUTIONS = {
+    "cv2": "opencv-python-headless", "sklearn": "scikit-learn", "skimage": "scikit-image", "PIL": "pillow",
+    "yaml": "PyYAML", "dateutil": "python-dateutil", "osgeo": "GDAL", "pystac_client": "pystac-client",
+}
+#: pip distribution (lower case) -> module imported from it, where they differ.
+IMPORT_NAMES = {dist.lower(): module for module, dist in DISTRIBUTIONS.items()}
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Packages a user may add in the installer's confirmation (off by default)."""
+
+    name: str
+    label: str
+    requirements: tuple[str, ...]
+    modules: tuple[str, ...]
+    pip_args: tuple[str, ...] = ()
+
+
+#: PyTorch's CPU build: the default wheels of PyPI carry CUDA on Linux (GBs) that nobody needs.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+EXTRAS = {
+    "deep": Extra("deep", "deep classifiers (TempCNN, L-TAE: PyTorch, CPU build)", ("torch>=2.1",), ("torch",),
+                  ("--index-url", TORCH_CPU_INDEX, "--extra-index-url", "https://pypi.org/simple")),
+}
 
 
 def deps_dir() -> Path:
@@ -80,14 +116,28 @@ def distribution_name(requirement: str) -> str:
     return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
 
 
+def canonical(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def import_name(distribution: str) -> str:
     return IMPORT_NAMES.get(distribution.lower(), distribution.replace("-", "_").lower())
+
+
+def pip_name(module: str) -> str:
+    """The pip distribution to install for an importable ``module`` (``cv2`` ->
+    ``opencv-python-headless``): from :data:`DISTRIBUTIONS`, else the top-level name."""
+    top = module.split(".")[0]
+    return DISTRIBUTIONS.get(top, top.replace("_", "-"))
 
 
 def missing_modules(modules: Iterable[str], try_import: bool = True) -> list[str]:
     """Modules that cannot be imported. With ``try_import`` they are imported, so a package that is
     present but broken (built against another numpy, say) counts as missing; without, only
-    looked up (cheap, for QGIS start-up)."""
+    looked up (cheap, for QGIS start-up). The plugin's folder is activated first, so packages
+    installed since QGIS started (from the command line) are found without a restart."""
+    activate()
     missing = []
     for module in modules:
         try:
@@ -110,6 +160,11 @@ def missing_requirements(path: Path = REQUIREMENTS, try_import: bool = False, op
         req for req in requirements(path, optional)
         if missing_modules([import_name(distribution_name(req))], try_import=try_import)
     ]
+
+
+def missing_extras() -> list[Extra]:
+    """The extras whose modules are not importable."""
+    return [extra for extra in EXTRAS.values() if missing_modules(extra.modules, try_import=False)]
 
 
 def python_executable() -> str:
@@ -139,58 +194,198 @@ def install_command_text() -> str:
 
 
 def missing_message(modules: Sequence[str]) -> str:
-    """What to tell a user whose QGIS lacks ``modules``."""
-    names = ", ".join(modules)
+    """What to tell a user whose QGIS lacks ``modules``: the pip packages to install (the module
+    name only where it differs), where to click, and the command. No restart is needed: the
+    algorithms look for the plugin's package folder each time they run."""
+    names = ", ".join(
+        pip_name(m) if canonical(pip_name(m)) == canonical(m) else f"{pip_name(m)} (module {m})" for m in modules
+    )
     return (
         f"EO LULC needs the Python package(s) {names}, not installed in QGIS's Python. "
-        "Install them from the menu Plugins > EO LULC > Install Python dependencies..., "
-        f"or run this command and restart QGIS: {install_command_text()}"
+        "Install them from the menu Plugins > EO LULC > Install Python dependencies... (no restart needed), "
+        f"or run this command: {install_command_text()}"
     )
 
 
-def pip_command(
-    target: Path, requirement_lines: Sequence[str], constraints: Path, extra: Sequence[str] = ()
-) -> list[str]:
-    return [
-        python_executable(), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-        "--upgrade", "--target", str(target), "-c", str(constraints), *extra, *requirement_lines,
-    ]
+# ---------------------------------------------------------------- what to install
+@dataclass(frozen=True)
+class Package:
+    """One distribution pip's resolver says must be installed."""
+
+    name: str
+    version: str
+    url: str = ""
+    size: int | None = None  # bytes to download; None when the index did not say
 
 
-def install(
-    requirement_lines: Sequence[str] | None = None,
-    target: Path | None = None,
-    extra_pip_args: Sequence[str] = (),
-    on_output: Callable[[str], None] | None = None,
-    requirements_path: Path = REQUIREMENTS,
-    optional_lines: Sequence[str] | None = None,
-) -> Path:
-    """pip-install ``requirement_lines`` (default: the missing required ones of requirements.txt),
-    then in a second pip run ``optional_lines`` (default: the missing optional ones when
-    ``requirement_lines`` is the default) into ``target`` (default
-    :func:`deps_dir`), keeping numpy at the version QGIS has. Returns the folder; raises
-    ``RuntimeError`` with pip's output if pip fails for a required package. An optional package
-    pip cannot install (no release for this numpy, say) is only reported in the output."""
+@dataclass
+class Plan:
+    """What one group of requirements (required, optional or an extra) needs installed."""
+
+    label: str
+    required: bool = True
+    packages: list[Package] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # in QGIS's Python at another version: reused, not duplicated
+    pip_args: tuple[str, ...] = ()
+    error: str = ""  # an optional group pip could not resolve (no release for this Python, no network)
+
+    @property
+    def download_bytes(self) -> int:
+        return sum(p.size or 0 for p in self.packages)
+
+    def summary(self) -> str:
+        """``"14 packages, 96.3 MB to download"`` (sizes the index did not give are counted apart)."""
+        if self.error:
+            return "cannot be installed here"
+        unknown = sum(p.size is None for p in self.packages)
+        text = f"{len(self.packages)} package{'s' * (len(self.packages) != 1)}, {megabytes(self.download_bytes)}"
+        return text + " to download" + (f" (+{unknown} of unknown size)" if unknown else "")
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+#: Runs pip with the running interpreter's folders appended to sys.path (after the child's own,
+#: as QGIS appends the plugin's folder), so pip counts what they hold as installed.
+_PIP_WITH_PATHS = (
+    "import json, runpy, sys; sys.path.extend(p for p in json.loads(sys.argv[1]) if p not in sys.path); "
+    "sys.argv = ['pip'] + sys.argv[2:]; runpy.run_module('pip', run_name='__main__', alter_sys=True)"
+)
+
+
+def _visible_paths(target: Path) -> list[str]:
+    return [p for p in sys.path if p and os.path.isdir(p)] + [str(target)]
+
+
+def installed_elsewhere(target: Path) -> dict[str, str]:
+    """Distributions QGIS's Python has outside the plugin's folder: canonical name -> version.
+    A copy in the plugin's folder (appended to sys.path) could never replace them."""
+    paths = [p for p in _visible_paths(target)[:-1] if Path(p).resolve() != Path(target).resolve()]
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions(path=paths):
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(canonical(name), dist.version)
+    return found
+
+
+def _constraints_text() -> str:
+    """numpy pinned to QGIS's: GDAL and QGIS are built against it, so nothing may need another."""
+    try:
+        return f"numpy=={importlib.metadata.version('numpy')}\n"
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def plan(
+    requirement_lines: Sequence[str], label: str = "required", required: bool = True,
+    pip_args: Sequence[str] = (), target: Path | None = None, sizes: bool = True,
+) -> Plan:
+    """Resolve ``requirement_lines`` with pip (``--dry-run --report``) against QGIS's Python and the
+    plugin's folder: the distributions to install, each with its download size (asked from the
+    index with HEAD requests) unless ``sizes`` is off. A required group that pip cannot resolve
+    raises ``RuntimeError`` with pip's output; an optional one comes back with ``error`` set."""
     target = deps_dir() if target is None else Path(target)
-    lines = list(missing_requirements(requirements_path) if requirement_lines is None else requirement_lines)
-    if optional_lines is not None:
-        optional = list(optional_lines)
-    else:
-        optional = missing_requirements(requirements_path, optional=True) if requirement_lines is None else []
+    result = Plan(label, required, pip_args=tuple(pip_args))
+    if not requirement_lines:
+        return result
+    with tempfile.TemporaryDirectory(prefix="eolulc-pip-") as tmp:
+        report, constraints = Path(tmp) / "report.json", Path(tmp) / "constraints.txt"
+        constraints.write_text(_constraints_text(), encoding="utf-8")
+        command = [
+            python_executable(), "-c", _PIP_WITH_PATHS, json.dumps(_visible_paths(target)), "install", "--dry-run",
+            "--quiet", "--report", str(report), "--disable-pip-version-check", "--no-input", "-c", str(constraints),
+            *pip_args, *requirement_lines,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0 or not report.is_file():
+            result.error = f"pip could not resolve {', '.join(requirement_lines)} ({done.returncode}):\n" + (
+                done.stdout + done.stderr)
+            if required:
+                raise RuntimeError(result.error)
+            return result
+        items = json.loads(report.read_text(encoding="utf-8")).get("install", [])
+    elsewhere = installed_elsewhere(target)
+    for item in items:
+        name, version = item["metadata"]["name"], item["metadata"]["version"]
+        if canonical(name) in elsewhere:
+            result.kept.append(f"{name} {elsewhere[canonical(name)]} (pip asked for {version})")
+        else:
+            result.packages.append(Package(name, version, item.get("download_info", {}).get("url", "")))
+    if sizes:
+        result.packages = [Package(p.name, p.version, p.url, size) for p, size in
+                           zip(result.packages, download_sizes([p.url for p in result.packages]))]
+    return result
+
+
+def download_sizes(urls: Sequence[str]) -> list[int | None]:
+    """Bytes behind each URL: a local file's size, or an HTTP HEAD's Content-Length (None when
+    the server does not say or cannot be reached)."""
+
+    def size(url: str) -> int | None:
+        parsed = urllib.parse.urlparse(url)
+        try:
+            if parsed.scheme == "file":
+                return os.path.getsize(urllib.request.url2pathname(parsed.path))
+            if parsed.scheme in ("http", "https"):
+                request = urllib.request.Request(url.split("#")[0], method="HEAD")
+                with urllib.request.urlopen(request, timeout=20) as response:
+                    length = response.headers.get("Content-Length")
+                    return int(length) if length else None
+        except (OSError, ValueError):
+            return None
+        return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(size, urls))
+
+
+def plans(
+    requirements_path: Path = REQUIREMENTS, extras: Iterable[str] = (), pip_args: Sequence[str] = (),
+    target: Path | None = None, sizes: bool = True,
+) -> list[Plan]:
+    """Plans for the missing required lines, the missing optional ones and each chosen extra
+    that is not installed yet (in that order; empty groups left out)."""
+    groups = [("required", True, missing_requirements(requirements_path), tuple(pip_args)),
+              ("optional (faster)", False, missing_requirements(requirements_path, optional=True), tuple(pip_args))]
+    for extra in missing_extras():
+        if extra.name in extras:
+            groups.append((extra.label, False, list(extra.requirements), (*extra.pip_args, *pip_args)))
+    return [plan(lines, label, required, args, target, sizes) for label, required, lines, args in groups if lines]
+
+
+def install_plans(
+    to_install: Sequence[Plan], target: Path | None = None, on_output: Callable[[str], None] | None = None,
+) -> Path:
+    """pip-install each plan's packages, pinned and without dependencies (the plan already has
+    them), into ``target`` (default :func:`deps_dir`), then make them importable at once.
+    Raises ``RuntimeError`` with pip's output when a required group fails; a failed optional
+    group is only reported."""
+    target = deps_dir() if target is None else Path(target)
     outputs = []
-    if lines:
-        returncode, output = _pip(target, lines, extra_pip_args)
-        outputs.append(output)
-        if returncode != 0:
-            if on_output is not None:
-                on_output(output)
-            raise RuntimeError(f"pip failed ({returncode}):\n{output}")
-    if optional:
-        returncode, output = _pip(target, optional, extra_pip_args)
-        outputs.append(output)
-        if returncode != 0:
-            outputs.append(f"The optional package(s) {', '.join(optional)} could not be installed; "
-                           "EO LULC gives the same results without them, slower.")
+    for group in to_install:
+        if group.kept:
+            outputs.append(f"Reused from QGIS's Python, not installed again: {', '.join(group.kept)}")
+        if group.error:
+            outputs.append(f"The {group.label} packages could not be installed; EO LULC works without them.\n"
+                           + group.error)
+            continue
+        if not group.packages:
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        command = [python_executable(), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                   "--no-deps", "--upgrade", "--target", str(target), *group.pip_args,
+                   *(f"{p.name}=={p.version}" for p in group.packages)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        outputs.append(done.stdout + done.stderr)
+        if done.returncode != 0:
+            if group.required:
+                if on_output is not None:
+                    on_output("\n".join(outputs))
+                raise RuntimeError(f"pip failed ({done.returncode}):\n{done.stdout + done.stderr}")
+            outputs.append(f"The {group.label} packages could not be installed; EO LULC gives the same results "
+                           "without them, slower.")
     if on_output is not None and outputs:
         on_output("\n".join(outputs))
     # the new packages are usable at once; appended, so QGIS's own numpy and GDAL still win
@@ -202,59 +397,151 @@ def install(
     return target
 
 
-def _pip(target: Path, lines: Sequence[str], extra_pip_args: Sequence[str]) -> tuple[int, str]:
-    """One pip run into ``target`` with numpy pinned to QGIS's version: exit status and output."""
-    target.mkdir(parents=True, exist_ok=True)
-    pins = []
-    try:
-        import numpy
+def install(
+    requirement_lines: Sequence[str] | None = None,
+    target: Path | None = None,
+    extra_pip_args: Sequence[str] = (),
+    on_output: Callable[[str], None] | None = None,
+    requirements_path: Path = REQUIREMENTS,
+    optional_lines: Sequence[str] | None = None,
+    extras: Iterable[str] = (),
+) -> Path:
+    """Plan and install ``requirement_lines`` (default: the missing required ones of
+    requirements.txt), then ``optional_lines`` (default: the missing optional ones when
+    ``requirement_lines`` is the default) and the chosen ``extras``. Returns the folder."""
+    if requirement_lines is None and optional_lines is None:
+        groups = plans(requirements_path, extras, extra_pip_args, target)
+    else:
+        lines = missing_requirements(requirements_path) if requirement_lines is None else list(requirement_lines)
+        groups = [plan(lines, "required", True, extra_pip_args, target),
+                  plan(list(optional_lines or ()), "optional (faster)", False, extra_pip_args, target)]
+    return install_plans(groups, target, on_output)
 
-        pins.append(f"numpy=={numpy.__version__}")
-    except ImportError:
-        pass
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-        handle.write("\n".join(pins) + "\n")
-        constraints = Path(handle.name)
+
+# ---------------------------------------------------------------- which Python is QGIS's
+def is_qgis_python() -> bool:
+    """Whether this interpreter can import QGIS (looked up, not imported: cheap)."""
     try:
-        process = subprocess.run(pip_command(target, lines, constraints, extra_pip_args), capture_output=True,
-                                 text=True)
-    finally:
-        constraints.unlink(missing_ok=True)
-    return process.returncode, process.stdout + process.stderr
+        return importlib.util.find_spec("qgis") is not None and importlib.util.find_spec("qgis.core") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def qgis_python_candidates() -> list[str]:
+    """Where QGIS's Python usually is on this operating system (existing files only)."""
+    if sys.platform == "win32":
+        patterns = [r"C:\OSGeo4W*\bin\python3.exe", r"C:\OSGeo4W*\apps\Python3*\python.exe",
+                    r"C:\Program Files\QGIS *\apps\Python3*\python.exe"]
+    elif sys.platform == "darwin":
+        patterns = ["/Applications/QGIS*.app/Contents/MacOS/bin/python3"]
+    else:
+        patterns = ["/usr/bin/python3"]
+    return sorted({path for pattern in patterns for path in glob.glob(pattern)})
+
+
+def find_qgis_python() -> str | None:
+    """The first candidate that can import qgis (checked in a child process), if any."""
+    # (the same file as sys.executable may still be the answer: a venv's python links to it; the
+    # child gets no PYTHONPATH or PYTHONHOME, which belong to the Python that was run instead)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    for candidate in qgis_python_candidates():
+        if candidate == sys.executable:
+            continue
+        try:
+            done = subprocess.run([candidate, "-c", "import importlib.util as u, sys; "
+                                   "sys.exit(u.find_spec('qgis') is None)"], capture_output=True, timeout=30, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return candidate
+    return None
+
+
+QGIS_PYTHON_HELP = """\
+QGIS's Python is the one that can import qgis.core:
+  Linux (QGIS from the distribution's packages): /usr/bin/python3 (not a pyenv or conda python3
+    that may come first on PATH; Flatpak: flatpak run --command=python3 org.qgis.qgis)
+  macOS: /Applications/QGIS.app/Contents/MacOS/bin/python3 (QGIS-LTR.app for the LTR)
+  Windows: python3 in the OSGeo4W Shell (Start menu, next to QGIS)
+  Any: in QGIS, Plugins > EO LULC > Install Python dependencies... needs no command at all."""
+
+
+def not_qgis_python_message() -> str:
+    found = find_qgis_python()
+    text = (f"{sys.executable} is not QGIS's Python (it cannot import qgis.core), so this is about another "
+            "Python than the one QGIS runs.\n")
+    if found:
+        text += f'QGIS\'s Python appears to be {found}: "{found}" "{Path(__file__).resolve()}" status\n'
+    return text + QGIS_PYTHON_HELP
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Install or check the Python packages EO LULC needs.")
-    parser.add_argument("action", choices=["status", "install", "path"])
+    parser = argparse.ArgumentParser(description="Install or check the Python packages EO LULC needs, with "
+                                     "QGIS's Python.\n\n" + QGIS_PYTHON_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["status", "plan", "install", "path"])
     parser.add_argument(
         "--target", type=Path, default=None,
         help="base folder, like EOLULC_DEPS_DIR: packages go into <folder>/py<version> (default: per-user data)",
     )
+    parser.add_argument("--extra", action="append", default=[], choices=sorted(EXTRAS),
+                        help="also install an extra: " + "; ".join(f"{e.name}: {e.label}" for e in EXTRAS.values()))
+    parser.add_argument("--json", action="store_true", help="plan: print the plans as JSON")
+    parser.add_argument("--without-qgis", action="store_true",
+                        help="install for a Python that is not QGIS's (a worker of the batch pipeline)")
     parser.add_argument("pip_args", nargs="*", help="extra arguments for pip, after --")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)  # (argparse mixes positionals around options)
+    args = parser.parse_args(argv[:split])
+    args.pip_args = argv[split + 1:]
     if args.target is not None:
         os.environ["EOLULC_DEPS_DIR"] = str(args.target)
     activate()
     if args.action == "path":
         print(deps_dir())
         return 0
+    in_qgis = is_qgis_python()
+    if not in_qgis:
+        print(not_qgis_python_message(), file=sys.stderr)
+        if args.action == "install" and not args.without_qgis:
+            print("Nothing installed (use --without-qgis to install for this Python anyway).", file=sys.stderr)
+            return 2
     missing, optional = missing_requirements(), missing_requirements(optional=True)
     if args.action == "status":
+        print(f"python: {sys.executable}" + ("" if in_qgis else " (NOT QGIS's Python)"))
         print(f"package folder: {deps_dir()}")
         print("missing: " + (", ".join(missing) if missing else "nothing, all requirements are importable"))
         if optional:
             print(f"optional, missing: {', '.join(optional)} (same results without, slower)")
-        return 1 if missing else 0
-    if not missing and not optional:
-        print("All requirements are already importable; nothing to install.")
-        return 0
-    print(f"Installing {', '.join(missing + optional)} into {deps_dir()} ...")
+        for extra in missing_extras():
+            print(f"extra {extra.name} not installed: {extra.label} (install --extra {extra.name})")
+        return 1 if missing else (0 if in_qgis else 2)
     try:
-        install(extra_pip_args=args.pip_args, on_output=print)
+        groups = plans(extras=args.extra, pip_args=args.pip_args)
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 1
-    print("Done. Restart QGIS if it is running.")
+    if args.action == "plan" and args.json:
+        print(json.dumps([{"label": g.label, "required": g.required, "error": g.error, "kept": g.kept,
+                           "packages": [p.__dict__ for p in g.packages]} for g in groups], indent=1))
+        return 0
+    if not any(g.packages for g in groups):
+        print("All requirements are already importable; nothing to install.")
+        return 0
+    for group in groups:
+        print(f"{group.label}: {group.summary()}")
+        print("  " + ", ".join(f"{p.name} {p.version}" for p in group.packages))
+        if group.kept:
+            print("  reused from this Python, not installed again: " + ", ".join(group.kept))
+    if args.action == "plan":
+        return 0
+    print(f"Installing into {deps_dir()} ...")
+    try:
+        install_plans(groups, on_output=print)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print("Done. A running QGIS finds the packages the next time an algorithm runs (no restart needed).")
     return 0
 
 

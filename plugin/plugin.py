@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction, QMessageBox, QPushButton
+from qgis.PyQt.QtWidgets import QAction, QCheckBox, QMessageBox, QPushButton
 
 from ..processing.base import ICON_PATH
 from ..processing.provider import EoLulcProvider
@@ -14,18 +14,39 @@ MENU = "&EO LULC"
 LOG_TAG = "EO LULC"
 
 
+class PlanTask(QgsTask):
+    """Asks pip in the background what must be installed and how large it is (a few seconds:
+    pip resolves against QGIS's Python and the index)."""
+
+    def __init__(self) -> None:
+        super().__init__("EO LULC: checking which Python packages to install", QgsTask.Flag.CanCancel)
+        self.plans: list[dependencies.Plan] = []
+        self.extras: list[dependencies.Plan] = []
+        self.error = ""
+
+    def run(self) -> bool:
+        try:
+            self.plans = dependencies.plans()
+            self.extras = [dependencies.plan(list(extra.requirements), extra.label, False, extra.pip_args)
+                           for extra in dependencies.missing_extras()]
+        except (RuntimeError, OSError) as error:
+            self.error = str(error)
+            return False
+        return True
+
+
 class InstallDependenciesTask(QgsTask):
     """Runs pip in the background so QGIS stays responsive."""
 
-    def __init__(self, required: list[str], optional: list[str]) -> None:
+    def __init__(self, plans: list[dependencies.Plan]) -> None:
         super().__init__("EO LULC: installing Python packages", QgsTask.Flag.CanCancel)
-        self.required, self.optional = required, optional
+        self.plans = plans
         self.output = ""
         self.error = ""
 
     def run(self) -> bool:
-        try:  # the required packages, then the optional ones (their failure is no error)
-            dependencies.install(self.required, optional_lines=self.optional, on_output=self._keep_output)
+        try:  # the required packages, then the optional ones and extras (their failure is no error)
+            dependencies.install_plans(self.plans, on_output=self._keep_output)
         except (RuntimeError, OSError) as error:
             self.error = str(error)
             return False
@@ -40,7 +61,8 @@ class EoLulcPlugin:
         self.iface = iface
         self.provider: EoLulcProvider | None = None
         self.actions: list[QAction] = []
-        self._task: InstallDependenciesTask | None = None
+        self._task: QgsTask | None = None
+        self._missing_bar = None  # the "packages missing" message, popped once installed
 
     # Processing, also used by qgis_process (no GUI)
     def initProcessing(self) -> None:
@@ -69,56 +91,93 @@ class EoLulcPlugin:
 
     def _offer_install(self, missing: list[str]) -> None:
         bar = self.iface.messageBar()
-        widget = bar.createMessage(
-            "EO LULC", f"Python packages missing: {', '.join(missing)}. The algorithms need them."
-        )
+        names = ", ".join(dependencies.distribution_name(line) for line in missing)
+        widget = bar.createMessage("EO LULC", f"Python packages missing: {names}. The algorithms need them.")
         button = QPushButton("Install now", widget)
         button.clicked.connect(self.install_dependencies)
         widget.layout().addWidget(button)
         bar.pushWidget(widget, Qgis.MessageLevel.Warning)
+        self._missing_bar = widget
 
     def install_dependencies(self) -> None:
-        required, optional = dependencies.missing_requirements(), dependencies.missing_requirements(optional=True)
-        missing = required + [f"{line} (optional: faster)" for line in optional]
-        if not missing:
-            QMessageBox.information(
-                self.iface.mainWindow(), "EO LULC", "All Python packages EO LULC needs are installed."
-            )
-            return
-        answer = QMessageBox.question(
-            self.iface.mainWindow(),
-            "EO LULC",
-            "Install these Python packages with pip into EO LULC's own folder\n"
-            f"{dependencies.deps_dir()}\n(QGIS's Python is not changed)?\n\n" + "\n".join(missing),
-        )
-        if answer != QMessageBox.StandardButton.Yes:
-            return
-        task = InstallDependenciesTask(required, optional)
-        task.taskCompleted.connect(lambda: self._installed(task, ok=True))
-        task.taskTerminated.connect(lambda: self._installed(task, ok=False))
+        """Ask pip what is missing (in the background), then confirm with the count and size."""
+        if self._task is not None:
+            return  # already checking or installing
+        task = PlanTask()
+        task.taskCompleted.connect(lambda: self._confirm(task))
+        task.taskTerminated.connect(lambda: self._failed(task.error or "Checking the Python packages was canceled."))
         self._task = task  # keep a reference: sip would free it
         QgsApplication.taskManager().addTask(task)
 
-    def _installed(self, task: InstallDependenciesTask, ok: bool) -> None:
-        QgsMessageLog.logMessage(task.output or task.error, LOG_TAG, Qgis.MessageLevel.Info)
-        bar = self.iface.messageBar()
-        if ok:
-            dependencies.activate()
-            left = dependencies.missing_requirements(optional=True)
-            if left:
-                bar.pushMessage(
-                    "EO LULC", f"The algorithms are ready; the optional {', '.join(left)} could not be installed, "
-                    "so they run slower (see the EO LULC tab of the log messages panel).", Qgis.MessageLevel.Warning
-                )
-            else:
-                bar.pushMessage(
-                    "EO LULC", "Python packages installed; the algorithms are ready.", Qgis.MessageLevel.Success
-                )
-        else:
-            bar.pushMessage(
-                "EO LULC",
-                "Installing Python packages failed; see the EO LULC tab of the log messages panel. "
-                f"You can also run: {dependencies.install_command_text()}",
-                Qgis.MessageLevel.Critical,
-            )
+    def _confirm(self, task: PlanTask) -> None:
         self._task = None
+        window = self.iface.mainWindow()
+        plans = [p for p in task.plans if p.packages or p.error]
+        extras = [p for p in task.extras if p.packages and not p.error]
+        if not plans and not extras:
+            QMessageBox.information(window, "EO LULC", "All Python packages EO LULC needs are installed.")
+            return
+        packages = [pkg for group in plans for pkg in group.packages]
+        size = sum(group.download_bytes for group in plans)
+        kept = [name for group in task.plans for name in group.kept]
+        box = QMessageBox(QMessageBox.Icon.Question, "EO LULC", "", QMessageBox.StandardButton.Yes
+                          | QMessageBox.StandardButton.No, window)
+        if packages:
+            box.setText(
+                f"Install {len(packages)} Python package{'s' * (len(packages) != 1)} "
+                f"({dependencies.megabytes(size)} to download) with pip into EO LULC's own folder?\n"
+                f"{dependencies.deps_dir()}\n\nQGIS's Python is not changed; what it already has "
+                "(numpy, scipy, ...) is reused. The algorithms are ready as soon as pip is done, without restart."
+            )
+        else:
+            box.setText("All Python packages EO LULC needs are installed. Install the optional extra?")
+        box.setDetailedText("\n\n".join(
+            f"{group.label}: {group.summary()}\n" + ("\n".join(f"  {p.name} {p.version}" for p in group.packages)
+                                                   or f"  {group.error}")
+            for group in plans + extras) + (f"\n\nreused from QGIS's Python: {', '.join(kept)}" if kept else ""))
+        if extras:
+            extra = extras[0]
+            box.setCheckBox(QCheckBox(f"Also install the {extra.label}: {extra.summary()}", box))
+            box.checkBox().setChecked(False)
+        box.exec()
+        if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes):
+            return
+        chosen = plans + ([extras[0]] if extras and box.checkBox().isChecked() else [])
+        if not any(group.packages for group in chosen):
+            return
+        install = InstallDependenciesTask(chosen)
+        install.taskCompleted.connect(lambda: self._installed(install, ok=True))
+        install.taskTerminated.connect(lambda: self._installed(install, ok=False))
+        self._task = install
+        QgsApplication.taskManager().addTask(install)
+
+    def _failed(self, error: str) -> None:
+        QgsMessageLog.logMessage(error, LOG_TAG, Qgis.MessageLevel.Critical)
+        self.iface.messageBar().pushMessage(
+            "EO LULC",
+            "Installing Python packages failed; see the EO LULC tab of the log messages panel. "
+            f"You can also run: {dependencies.install_command_text()}",
+            Qgis.MessageLevel.Critical,
+        )
+        self._task = None
+
+    def _installed(self, task: InstallDependenciesTask, ok: bool) -> None:
+        if not ok:
+            self._failed(task.output + "\n" + task.error)
+            return
+        QgsMessageLog.logMessage(task.output, LOG_TAG, Qgis.MessageLevel.Info)
+        self._task = None
+        dependencies.activate()
+        bar = self.iface.messageBar()
+        if not dependencies.missing_requirements() and self._missing_bar is not None:
+            bar.popWidget(self._missing_bar)
+            self._missing_bar = None
+        left = dependencies.missing_requirements(optional=True)
+        if left:
+            bar.pushMessage(
+                "EO LULC", f"The algorithms are ready; the optional {', '.join(left)} could not be installed, "
+                "so they run slower (see the EO LULC tab of the log messages panel).", Qgis.MessageLevel.Warning
+            )
+        else:
+            bar.pushMessage("EO LULC", "Python packages installed; the algorithms are ready.",
+                            Qgis.MessageLevel.Success)

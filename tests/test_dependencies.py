@@ -30,12 +30,17 @@ PY_TAG = f"py{sys.version_info.major}{sys.version_info.minor}"
 INSTALL_HINT = 'dependencies.py" install'
 
 
-def make_wheel(folder: Path, name: str = "eolulc_fake_dep", version: str = "1.0") -> Path:
-    """A minimal pure-Python wheel written by hand (what pip needs, nothing more)."""
+def make_wheel(folder: Path, name: str = "eolulc_fake_dep", version: str = "1.0", requires: tuple[str, ...] = (),
+               padding: int = 0) -> Path:
+    """A minimal pure-Python wheel written by hand (what pip needs, nothing more), depending on
+    ``requires``; ``padding`` bytes of incompressible data make its size known."""
     dist_info = f"{name}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{name}/__init__.py": f'VALUE = "{name} {version}"\n',
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{name}/padding.txt": base64.b64encode(os.urandom(padding)).decode() if padding else "",
+        f"{dist_info}/METADATA": metadata,
         f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: eolulc-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
@@ -70,7 +75,7 @@ def python_env(plugins_dir: Path, **extra: str) -> dict[str, str]:
 
 def command_in(message: str) -> list[str]:
     """The pasteable command at the end of :func:`dependencies.missing_message`."""
-    return shlex.split(message.rsplit("restart QGIS:", 1)[1].strip().splitlines()[0])
+    return shlex.split(message.rsplit("run this command:", 1)[1].strip().splitlines()[0])
 
 
 # ---------------------------------------------------------------- install and activation
@@ -133,7 +138,8 @@ def test_an_optional_package_pip_cannot_install_is_no_error(tmp_path: Path, monk
                                   extra_pip_args=["--no-index", "--find-links", str(wheels)],
                                   on_output=output.append)
     assert (target / "eolulc_fake_dep" / "__init__.py").is_file()
-    assert "eolulc_optional_absent>=1 could not be installed" in "".join(output)
+    text = "".join(output)
+    assert "could not be installed" in text and "eolulc_optional_absent>=1" in text
 
 
 def test_failed_pip_raises_with_pip_output(tmp_path: Path) -> None:
@@ -303,3 +309,106 @@ def test_a_package_that_fails_to_import_counts_as_missing(tmp_path: Path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     assert dependencies.missing_modules(["eolulc_broken_dep"]) == ["eolulc_broken_dep"]
 
+
+
+# ---------------------------------------------------------------- only what QGIS's Python lacks
+#: Debian's QGIS runs this Python: numpy, scipy, GDAL and rasterio come from Debian's packages.
+QGIS_PYTHON = "/usr/bin/python3"
+
+
+def _plan_json(python: str, tmp_path: Path, requirements: Path, wheels: Path, *args: str) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EOLULC_DEPS_DIR")}
+    env["EOLULC_REQUIREMENTS"] = str(requirements)
+    done = subprocess.run(
+        [python, str(SCRIPT), "plan", "--json", "--target", str(tmp_path / "deps"), *args,
+         "--", "--no-index", "--find-links", str(wheels)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def test_plan_installs_only_what_qgis_python_lacks(tmp_path: Path) -> None:
+    """Real pip resolving for Debian's QGIS Python, offline, on wheels made here: a classifier
+    needing numpy and scipy plus a helper package. The index also offers newer numpy and scipy
+    (what pip's ``--target``, which ignores installed packages, took before): the plan installs
+    the two missing distributions only, and says their download size."""
+    if not Path(QGIS_PYTHON).is_file():
+        pytest.fail(f"{QGIS_PYTHON} not found: run tools/setup.sh (QGIS from Debian)")
+    wheels = tmp_path / "wheels"
+    sizes = {
+        "eolulc_fake_lgbm": make_wheel(wheels, "eolulc_fake_lgbm", "4.0",
+                                       ("numpy>=1.17", "scipy", "eolulc_fake_helper>=1"), padding=300_000),
+        "eolulc_fake_helper": make_wheel(wheels, "eolulc_fake_helper", "1.2", ("numpy",), padding=100_000),
+    }
+    for name in ("numpy", "scipy", "rasterio"):
+        make_wheel(wheels, name, "99.0")  # newer than Debian's: must not be taken
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("rasterio>=1.3\nscipy>=1.9\neolulc_fake_lgbm>=4.0\n")
+    groups = _plan_json(QGIS_PYTHON, tmp_path, requirements, wheels)
+    assert [g["label"] for g in groups] == ["required"]
+    planned = {p["name"]: p for p in groups[0]["packages"]}
+    assert set(planned) == {"eolulc_fake_lgbm", "eolulc_fake_helper"}, planned
+    assert groups[0]["kept"] == []
+    for name, wheel in sizes.items():
+        assert planned[name]["size"] == wheel.stat().st_size > 100_000
+    # the counterfactual: what --target (ignoring installed packages) resolves on the same index
+    report = tmp_path / "target.json"
+    subprocess.run([QGIS_PYTHON, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--report",
+                    str(report), "--no-index", "--find-links", str(wheels), "-r", str(requirements)],
+                   check=True, capture_output=True, timeout=300)
+    took = {item["metadata"]["name"] for item in json.loads(report.read_text())["install"]}
+    assert {"numpy", "scipy", "rasterio"} <= took
+
+
+def test_plan_reuses_what_the_plugin_folder_has(tmp_path: Path) -> None:
+    """A distribution already in the plugin's folder (an earlier install) is not planned again."""
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "eolulc_fake_lgbm", "4.0", ("eolulc_fake_helper",))
+    make_wheel(wheels, "eolulc_fake_helper", "1.2")
+    installed = tmp_path / "deps" / PY_TAG
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels),
+                    "--target", str(installed), "eolulc_fake_helper"], check=True, capture_output=True, timeout=300)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("eolulc_fake_lgbm\n")
+    groups = _plan_json(sys.executable, tmp_path, requirements, wheels)
+    assert [p["name"] for p in groups[0]["packages"]] == ["eolulc_fake_lgbm"]
+
+
+def test_missing_message_names_the_pip_package() -> None:
+    message = dependencies.missing_message(["cv2", "rasterio", "skimage"])
+    assert "opencv-python-headless (module cv2)" in message
+    assert "scikit-image (module skimage)" in message and "rasterio," in message
+    assert "restart QGIS" not in message and "no restart needed" in message
+
+
+def test_a_package_installed_after_start_is_found_without_restart(tmp_path: Path, monkeypatch) -> None:
+    """The command-line install while QGIS runs: the folder did not exist when the plugin was
+    loaded; the next check finds it."""
+    base = tmp_path / "deps"
+    monkeypatch.setenv("EOLULC_DEPS_DIR", str(base))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    dependencies.activate()  # what the plugin's import did: nothing yet
+    assert dependencies.missing_modules(["eolulc_late_dep"]) == ["eolulc_late_dep"]
+    package = base / PY_TAG / "eolulc_late_dep"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    assert dependencies.missing_modules(["eolulc_late_dep"]) == []
+
+
+def test_status_with_a_python_that_is_not_qgis_says_which_is(tmp_path: Path, plugins_dir: Path) -> None:
+    """A pyenv ``python3`` first on PATH cannot import qgis: status says so, names QGIS's Python
+    (Debian's /usr/bin/python3 here) and refuses to install for the wrong one."""
+    env = python_env(plugins_dir, EOLULC_DEPS_DIR=str(tmp_path / "deps"))
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker(tmp_path / "block", "qgis")), env["PYTHONPATH"]])
+    status = subprocess.run([sys.executable, str(SCRIPT), "status"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert status.returncode == 2, status.stdout + status.stderr
+    assert "is not QGIS's Python" in status.stderr and "NOT QGIS's Python" in status.stdout
+    assert f"QGIS's Python appears to be {QGIS_PYTHON}" in status.stderr
+    for where in ("Linux", "macOS", "Windows"):
+        assert where in status.stderr
+    install = subprocess.run([sys.executable, str(SCRIPT), "install"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert install.returncode == 2 and "Nothing installed" in install.stderr
+    assert not (tmp_path / "deps").exists()
