@@ -68,7 +68,7 @@ class Extra:
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 EXTRAS = {
     "deep": Extra("deep", "deep classifiers (TempCNN, L-TAE: PyTorch, CPU build)", ("torch>=2.1",), ("torch",),
-                  ("--index-url", TORCH_CPU_INDEX, "--extra-index-url", "https://pypi.org/simple")),
+                  ("--index-url", TORCH_CPU_INDEX)),  # that index has torch's dependencies too
 }
 
 
@@ -313,6 +313,12 @@ def plan(
             result.kept.append(f"{name} {elsewhere[canonical(name)]} (pip asked for {version})")
         else:
             result.packages.append(Package(name, version, item.get("download_info", {}).get("url", "")))
+    cuda = [p.name for p in result.packages if canonical(p.name).startswith("nvidia-")]
+    if cuda:  # PyPI's torch for Linux: GBs of CUDA libraries the CPU-only classifiers never use
+        result.error, result.packages = f"pip chose a CUDA build (it would bring {', '.join(cuda)})", []
+        if required:
+            raise RuntimeError(result.error)
+        return result
     if sizes:
         result.packages = [Package(p.name, p.version, p.url, size) for p, size in
                            zip(result.packages, download_sizes([p.url for p in result.packages]))]

@@ -27,7 +27,9 @@ class PlanTask(QgsTask):
     def run(self) -> bool:
         try:
             self.plans = dependencies.plans()
-            self.extras = [dependencies.plan(list(extra.requirements), extra.label, False, extra.pip_args)
+            # an unreachable extra index must not hold the confirmation for minutes
+            self.extras = [dependencies.plan(list(extra.requirements), extra.label, False,
+                                             (*extra.pip_args, "--retries", "1", "--timeout", "10"))
                            for extra in dependencies.missing_extras()]
         except (RuntimeError, OSError) as error:
             self.error = str(error)

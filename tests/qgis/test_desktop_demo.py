@@ -79,6 +79,52 @@ def _rgb(path: Path) -> np.ndarray:
         return png.read([1, 2, 3]).transpose(1, 2, 0).astype(int)
 
 
+def test_gui_tour_toolbox_dialog_and_run(demo, tmp_path, plugins_dir):
+    """What a user does in the desktop, with screenshots kept: the toolbox with EO LULC expanded,
+    the pipeline's dialog filled in, Run in that dialog (QGIS's own task and result loading), the
+    canvas afterwards. The top visible raster of the result group must be the land-cover map,
+    drawn in the legend's colours."""
+    missing = [tool for tool in ("xvfb-run", "qgis") if not shutil.which(tool)]
+    assert not missing, f"{' and '.join(missing)} not found: run tools/setup.sh (it installs xvfb and qgis)"
+    from conftest import throwaway_profile_env
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    names = ("toolbox.png", "pipeline_dialog.png", "canvas_after_run.png", "desktop_after_run.png", "tour.json")
+    for name in names:
+        (ARTIFACTS / name).unlink(missing_ok=True)
+    env = throwaway_profile_env(plugins_dir, tmp_path)
+    env.pop("QT_QPA_PLATFORM", None)
+    env["EOLULC_TOUR"] = str(ARTIFACTS)
+    outputs = {"OUTPUT": "classification.tif", "OUTPUT_REFERENCE": "reference.tif", "OUTPUT_AGREEMENT": "agreement.tif",
+               "OUTPUT_CONFIDENCE": "confidence.tif", "OUTPUT_MODEL": "model.json", "OUTPUT_REPORT": "report.html"}
+    env["EOLULC_TOUR_PARAMS"] = json.dumps({
+        "INPUT": str(demo / "data" / "l1c.tif"), "REFERENCE": str(demo / "data" / "reference.gpkg"),
+        "CLASS_FIELD": "LULC_ID", "NAME_FIELD": "LULC_NAME", **{k: str(tmp_path / v) for k, v in outputs.items()}})
+    subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", env["QGIS_CUSTOM_CONFIG_PATH"],
+         "--nologo", "--noversioncheck", "--code", str(REPO / "tests" / "desktop" / "gui_tour.py")],
+        env=env, capture_output=True, text=True, timeout=400,
+    )
+    print(f"\ndesktop screenshots: {ARTIFACTS}")
+    seen = json.loads((ARTIFACTS / "tour.json").read_text())
+    assert seen["end"] == "done", seen
+    assert all((ARTIFACTS / name).stat().st_size > 3000 for name in names[:4])
+    toolbox = [row.rstrip() for row in seen["toolbox"]]
+    assert "EO LULC [+]" in toolbox and "  Pipeline [+]" in toolbox, toolbox
+    assert any(row.startswith("    LULC pipeline (L1C time stack") for row in toolbox), toolbox
+    assert seen["ok"] and len(seen["groups"]) == 1, seen
+    rasters = [layer for layer in seen["tree"] if layer["raster"] and layer["visible"]]
+    assert rasters and Path(rasters[0]["source"]).name == "classification.tif", seen["tree"]
+    canvas = _rgb(ARTIFACTS / "canvas_after_run.png")
+    legend = {c["id"]: c["colour"] for c in json.loads((tmp_path / "model.json").read_text())["metadata"]["legend"]}
+    for colour in legend.values():
+        rgb = np.array([int(colour[k:k + 2], 16) for k in (1, 3, 5)])
+        if np.all(canvas == rgb, axis=-1).mean() > 0.05:
+            break
+    else:
+        raise AssertionError("no legend colour covers 5 % of the canvas after the run")
+
+
 def test_print_layout_prints_both_maps_and_legends(demo, qgis_app):
     """The demo project's print layout exported to PNG: each map frame shows the common classes in
     their legend colours, and each legend (class names only) lies on the page. The PNG is kept."""
