@@ -356,14 +356,14 @@ def _collect(outcome: dict, phase: str, results: dict, failed: list[TileFailure]
 
 def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend, settings: PipelineSettings,
                   progress: Progress):
-    """One LightGBM model from the tiles' samples (``train.fit_booster``, the same fit as
+    """One model from the tiles' samples (``train.fit_classifier``, the same fit as
     :func:`core.train.train_model`)."""
     from datetime import timezone
 
     from .featureset import describe_stack
     from .model import LulcModel
     from .timestack import read_info
-    from .train import fit_booster, library_versions, sample_pixels
+    from .train import fit_classifier, library_versions, sample_pixels
 
     train = settings.train
     x_train, y_train, x_test, y_test, reference_ids = [], [], [], [], set()
@@ -392,11 +392,11 @@ def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend, sett
     if len(class_ids) < 2:
         raise ValueError(f"the pooled training pixels hold class(es) {class_ids} only; a classifier needs two or more")
     notes = [f"Training pooled {y.size} pixels from {len(tiles)} tiles; {yt.size} held-out test pixels."]
-    booster, parameters = fit_booster(x, y, class_ids, names, train, rng, progress)
-    model_legend = legend.restricted(set(class_ids) | reference_ids)
     info = read_info(str(tile_paths(folder / "tiles" / tiles[0].name)["interpolated"]))
+    fitted, parameters, _ = fit_classifier(x, y, class_ids, names, [describe_stack(info)], train, rng, progress)
+    model_legend = legend.restricted(set(class_ids) | reference_ids)
     counts = {str(c): int((y == c).sum()) for c in class_ids}
-    model = LulcModel(model_text=booster.model_to_string(), metadata={
+    model = LulcModel(**fitted, metadata={
         "feature_names": names,
         "inputs": [describe_stack(info)],
         "crs_wkt": info.grid.crs_wkt,

@@ -23,6 +23,9 @@ MAX_BLOCK_SIZE = 10_000
 #: Boosting rounds and leaves per tree.
 MAX_TREES = 10_000
 MAX_LEAVES = 1024
+#: Deep classifiers (core.deep): training epochs and rows per gradient step.
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 65_536
 #: Worker processes.
 MAX_WORKERS = 256
 #: A raster side no stack of one area should exceed (ten Sentinel-2 tiles at 10 m).

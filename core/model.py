@@ -1,10 +1,13 @@
-"""The EO LULC model file: LightGBM's own text format plus JSON metadata, in one JSON document.
+"""The EO LULC model file: LightGBM's own text format (or a deep network) plus JSON metadata, in
+one JSON document.
 
 Never a pickle: a model file may come from anyone, and opening it must not run code. The file is
 ``{"format": "eolulc-model", "version": 1, "metadata": {...}, "lightgbm": "<LightGBM model text>"}``;
 LightGBM parses its text (trees and numbers only). ``metadata`` holds what classification needs
 to check its inputs (feature names, the stacks' dates and bands, the grid's CRS), the class ids
-with names and colours, the training parameters, sample counts and package versions.
+with names and colours, the training parameters, sample counts and package versions. A deep
+classifier (:mod:`.deep`) has ``"network"`` (architecture, normalisation, weights as numeric
+arrays in a base64 ``.npz``) instead of ``"lightgbm"``, and version 2 (older plugins say to update).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,14 +23,19 @@ from .atomic import atomic_outputs
 from .legend import Legend
 from .treepredict import TreeEnsemble, softmax
 
+if TYPE_CHECKING:
+    from .deep import DeepPredictor
+
 FORMAT = "eolulc-model"
-VERSION = 1
+VERSION = 2
 
 
 @dataclass
 class LulcModel:
     model_text: str
     metadata: dict
+    #: a deep classifier's record (``core.deep``); None for LightGBM
+    network: dict | None = None
 
     @property
     def class_ids(self) -> list[int]:
@@ -45,11 +54,24 @@ class LulcModel:
     def is_random_forest(self) -> bool:
         return self.metadata.get("parameters", {}).get("boosting") == "rf"
 
-    def ensemble(self, threads: int | None = None) -> TreeEnsemble:
+    @property
+    def kind(self) -> str:
+        """``lightgbm``, or the deep network's name (``tempcnn``, ``ltae``)."""
+        return "lightgbm" if self.network is None else str(self.network["architecture"]["name"])
+
+    def ensemble(self, threads: int | None = None) -> TreeEnsemble | DeepPredictor:
+        """The predictor: LightGBM's trees, or a deep network (``core.deep.DeepPredictor``, same
+        ``raw_scores``); :func:`predict_probabilities` turns either into class probabilities."""
+        if self.network is not None:
+            from .deep import DeepPredictor
+
+            return DeepPredictor(self.network, threads, self.metadata.get("settings", {}).get("device", "auto"))
         return TreeEnsemble(self.model_text, threads, average=self.is_random_forest)
 
     def save(self, path: str | Path) -> None:
-        document = {"format": FORMAT, "version": VERSION, "metadata": self.metadata, "lightgbm": self.model_text}
+        document = {"format": FORMAT, "version": 1, "metadata": self.metadata, "lightgbm": self.model_text}
+        if self.network is not None:
+            document = {"format": FORMAT, "version": 2, "metadata": self.metadata, "network": self.network}
         with atomic_outputs([path]) as (temp,):
             Path(temp).write_text(json.dumps(document, indent=1, allow_nan=False), encoding="utf-8")
 
@@ -73,10 +95,20 @@ def load_model(path: str | Path) -> LulcModel:
     if int(document.get("version", 0)) > VERSION:
         raise ValueError(f"'{path.name}' was written by a newer EO LULC (model format {document.get('version')}); "
                          "update the plugin")
-    metadata, text = document.get("metadata"), document.get("lightgbm")
+    metadata, text, network = document.get("metadata"), document.get("lightgbm"), document.get("network")
     required = ("class_ids", "feature_names", "inputs", "legend")
+    if network is not None and text is None and isinstance(metadata, dict):
+        from .deep import check_network
+
+        check_network(network, path.name)  # numpy only; the weights are never unpickled
+        text = ""
     if not isinstance(metadata, dict) or not isinstance(text, str) or any(k not in metadata for k in required):
         raise ValueError(f"'{path.name}' is an incomplete EO LULC model file")
+    if network is not None:
+        if network["architecture"].get("n_classes") != len(metadata["class_ids"]) \
+                or max(max(row) for row in network["layout"]) >= len(metadata["feature_names"]):
+            raise ValueError(f"'{path.name}' is inconsistent: its network does not match its classes or features")
+        return LulcModel(model_text="", metadata=metadata, network=network)
     model = LulcModel(model_text=text, metadata=metadata)
     try:
         booster = model.ensemble(threads=1).booster
@@ -88,7 +120,7 @@ def load_model(path: str | Path) -> LulcModel:
     return model
 
 
-def predict_probabilities(ensemble: TreeEnsemble, rows: np.ndarray) -> np.ndarray:
+def predict_probabilities(ensemble: TreeEnsemble | DeepPredictor, rows: np.ndarray) -> np.ndarray:
     """Class probabilities ``(n, classes)`` in the model's label order (models are trained with
     LightGBM's multiclass objective, also for two classes: one output per class, softmax)."""
     return softmax(ensemble.raw_scores(rows))

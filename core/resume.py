@@ -76,6 +76,8 @@ def model_id(model) -> str:
     """What a tile map depends on in a model file (not when it was written)."""
     metadata = {k: v for k, v in model.metadata.items() if k != "created"}
     text = model.model_text + json.dumps(metadata, sort_keys=True, default=str)
+    if model.network is not None:  # a deep network's weights
+        text += json.dumps(model.network, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

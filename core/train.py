@@ -28,9 +28,20 @@ import numpy as np
 
 from .accuracy import warning_notes
 from .blocks import iter_blocks
+from .deep import DEEP_CLASSIFIERS, DEVICES
 from .featureset import ChosenPixels, FeatureColumns, FeatureSet
 from .legend import Legend
-from .limits import MAX_BLOCK_SIZE, MAX_EROSION, MAX_LEAVES, MAX_SAMPLES, MAX_SEED, MAX_TREES, check_range
+from .limits import (
+    MAX_BATCH_SIZE,
+    MAX_BLOCK_SIZE,
+    MAX_EPOCHS,
+    MAX_EROSION,
+    MAX_LEAVES,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_TREES,
+    check_range,
+)
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
@@ -39,7 +50,7 @@ from .timestack import bounded_gdal_cache
 
 SPLITS = ("blocks", "polygons", "random")
 SAMPLINGS = ("proportional", "balanced")
-CLASSIFIERS = ("gbdt", "rf")
+CLASSIFIERS = ("gbdt", "rf", *DEEP_CLASSIFIERS)
 #: Test pixels used for the report at most (a random subset beyond that).
 MAX_TEST_PIXELS = 200_000
 
@@ -70,6 +81,12 @@ class TrainSettings:
     class_weight: str = "none"  # or "balanced"
     seed: int = 42
     threads: int | None = None
+    #: deep classifiers (tempcnn, ltae; core.deep): most epochs (early stopping keeps the best),
+    #: rows per step, Adam's learning rate, and where to train ("auto": a GPU when PyTorch sees one)
+    epochs: int = 30
+    batch_size: int = 256
+    deep_learning_rate: float = 0.002
+    device: str = "auto"
 
     def validate(self) -> None:
         if self.split not in SPLITS:
@@ -89,6 +106,11 @@ class TrainSettings:
             raise ValueError("LightGBM needs a positive learning rate")
         if not 0.0 < self.feature_fraction <= 1.0:
             raise ValueError(f"the feature fraction must be above 0 and at most 1, not {self.feature_fraction}")
+        check_range("the number of epochs", self.epochs, 1, MAX_EPOCHS)
+        check_range("the batch size", self.batch_size, 2, MAX_BATCH_SIZE)
+        check_range("the deep learning rate", self.deep_learning_rate, 1e-6, 1.0)
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device '{self.device}'; use one of {', '.join(DEVICES)}")
 
 
 @dataclass
@@ -303,12 +325,13 @@ def fit_model(
     tiny = [c for c, n in counts.items() if n < 5]
     if tiny:
         plan.notes.append(f"Class(es) {tiny} have fewer than 5 training pixels; their results are unreliable.")
-    booster, parameters = fit_booster(x_train, y_train_ids, class_ids, features.names, settings, rng, progress)
+    fitted, parameters, gains = fit_classifier(x_train, y_train_ids, class_ids, features.names, features.describe(),
+                                               settings, rng, progress)
     y_test_ids = flat_classes[plan.test]
     grid = features.grid
     model_legend = legend.with_names(reference.names).restricted(set(class_ids) | set(reference.class_ids))
     model = LulcModel(
-        model_text=booster.model_to_string(),
+        **fitted,
         metadata={
             "feature_names": features.names,
             "inputs": features.describe(),
@@ -324,7 +347,8 @@ def fit_model(
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     )
-    gains = booster.feature_importance(importance_type="gain")
+    if gains is None:  # a deep network has no gain per feature
+        return model, []
     total_gain = float(gains.sum()) or 1.0
     importances = sorted(((n, float(g) / total_gain) for n, g in zip(features.names, gains)), key=lambda t: -t[1])
     return model, importances
@@ -403,6 +427,20 @@ def touching(mask: np.ndarray) -> np.ndarray:
     from scipy.ndimage import binary_dilation
 
     return binary_dilation(mask, structure=np.ones((3, 3), bool))
+
+
+def fit_classifier(x: np.ndarray, y_ids: np.ndarray, class_ids: list[int], names: list[str], inputs: list[dict],
+                   settings: TrainSettings, rng: np.random.Generator, progress: Progress):
+    """LightGBM (:func:`fit_booster`) or a deep network (``core.deep``, PyTorch imported only
+    then): the :class:`LulcModel` fields of the fit, its parameters, and the features' gains
+    (None for a network)."""
+    if settings.classifier in DEEP_CLASSIFIERS:
+        from .deep import fit_network
+
+        network, parameters = fit_network(x, y_ids, class_ids, inputs, settings, rng, progress)
+        return {"model_text": "", "network": network}, parameters, None
+    booster, parameters = fit_booster(x, y_ids, class_ids, names, settings, rng, progress)
+    return {"model_text": booster.model_to_string()}, parameters, booster.feature_importance(importance_type="gain")
 
 
 def fit_booster(x: np.ndarray, y_ids: np.ndarray, class_ids: list[int], names: list[str],

@@ -117,7 +117,7 @@ def parse_classifiers(text: str) -> list[str] | None:
     unknown = [n for n in names if n not in CLASSIFIERS]
     if unknown:
         raise ValueError(f"unknown classifier(s) {', '.join(unknown)}; use {' and/or '.join(CLASSIFIERS)}, "
-                         "e.g. gbdt,rf")
+                         "e.g. gbdt,tempcnn,ltae")
     if len(set(names)) != len(names):
         raise ValueError(f"a classifier is listed twice in '{text}'")
     return names
