@@ -24,10 +24,10 @@ from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .reference import add_legend_parameter, add_score_outputs, describe_scores, legend_from_parameters, score_results
 from .styling import style_when_loaded
-from .training import SAMPLES, SEED, add_training_parameters, train_settings
+from .training import CLASSIFIER, SAMPLES, SEED, add_training_parameters, train_settings
 
 #: The training parameters of the pooled model (advanced).
-TRAINING = (SAMPLES, SEED)
+TRAINING = (SAMPLES, SEED, CLASSIFIER)
 
 
 class BatchPipelineAlgorithm(EoLulcAlgorithm):

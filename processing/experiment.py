@@ -107,8 +107,9 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         )
         self.add(
             QgsProcessingParameterString(self.CLASSIFIERS, self.tr("Classifiers"), defaultValue="gbdt"),
-            "Extra factor: gbdt (LightGBM gradient boosting, the pipeline's default) and/or rf (LightGBM's random "
-            "forest), comma-separated. Several repeat every variant once per classifier (names end in ', rf') and "
+            "Extra factor: gbdt (LightGBM gradient boosting, the pipeline's default), rf (LightGBM's random "
+            "forest), tempcnn and ltae (temporal deep networks; need PyTorch), comma-separated, e.g. "
+            "gbdt,tempcnn,ltae. Several repeat every variant once per classifier (names end in ', rf') and "
             "compare each with the first.",
         )
         self.add(

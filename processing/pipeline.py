@@ -32,10 +32,10 @@ from .reference import (
 )
 from .smooth import add_smoothing_parameters, smoothing_settings
 from .styling import result_group_name, style_when_loaded
-from .training import SAMPLES, SEED, SPLIT, TEST_FRACTION, add_training_parameters, train_settings
+from .training import CLASSIFIER, SAMPLES, SEED, SPLIT, TEST_FRACTION, add_training_parameters, train_settings
 
 #: The training parameters the pipeline exposes, in their order; all but the split are advanced.
-TRAINING = (SPLIT, TEST_FRACTION, SAMPLES, SEED)
+TRAINING = (SPLIT, TEST_FRACTION, SAMPLES, SEED, CLASSIFIER)
 #: CLOUD_MASK_SOURCE's options, in their order (the index is the parameter's value).
 MASK_SOURCES = (("s2cloudless", "s2cloudless (L1C)"),
                 ("given", "Given mask stack (CLOUD_MASK: SCL mask of an L2A import, EOPatch CLM)"))

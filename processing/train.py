@@ -30,6 +30,7 @@ from .training import (
     ALL,
     BLOCK_SIZE,
     CLASS_WEIGHT,
+    DEEP,
     EARLY_STOPPING,
     FEATURE_FRACTION,
     LEARNING_RATE,
@@ -41,7 +42,8 @@ from .training import (
 )
 
 #: Training parameters in the Advanced group.
-ADVANCED = (BLOCK_SIZE, N_ESTIMATORS, LEARNING_RATE, NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING, CLASS_WEIGHT, SEED)
+ADVANCED = (BLOCK_SIZE, N_ESTIMATORS, LEARNING_RATE, NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING, CLASS_WEIGHT, SEED,
+            *DEEP)
 
 
 class TrainAlgorithm(EoLulcAlgorithm):
@@ -50,11 +52,12 @@ class TrainAlgorithm(EoLulcAlgorithm):
     GROUP_ID = "classification"
     GROUP = "Classification"
     DESCRIPTION = (
-        "Trains a LightGBM classifier on feature stacks (every band of every date is one feature) against a "
+        "Trains a LightGBM classifier (or a TempCNN / L-TAE temporal network) on feature stacks (every band of "
+        "every date is one feature) against a "
         "reference map. The reference is eroded per class, labelled pixels are split into training and test "
         "parts spatially (blocks or whole polygons, so neighbouring pixels never sit on both sides), training "
         "pixels are sampled, and the test part gets an accuracy report with feature importances. The model "
-        "file is LightGBM's text format with JSON metadata (never a pickle)."
+        "file is LightGBM's text format (a network: numeric arrays) with JSON metadata (never a pickle)."
     )
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy")
 

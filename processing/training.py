@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 SPLIT_OPTIONS = (("blocks", "Spatial blocks"), ("polygons", "By polygon"),
                  ("random", "Random pixels (overstates accuracy)"))
 SAMPLING_OPTIONS = (("proportional", "Proportional to class frequency"), ("balanced", "Balanced (equal per class)"))
-CLASSIFIER_OPTIONS = (("gbdt", "LightGBM gradient boosting"), ("rf", "LightGBM random forest"))
+CLASSIFIER_OPTIONS = (("gbdt", "LightGBM gradient boosting"), ("rf", "LightGBM random forest"),
+                      ("tempcnn", "TempCNN, temporal convolutions (deep; needs PyTorch)"),
+                      ("ltae", "L-TAE, lightweight temporal attention (deep; needs PyTorch)"))
+DEVICE_OPTIONS = (("auto", "GPU when PyTorch sees one, else CPU"), ("cpu", "CPU"), ("cuda", "GPU (CUDA)"))
 WEIGHT_OPTIONS = (("none", "None"), ("balanced", "Balanced (inverse class frequency)"))
 
 EROSION = "EROSION"
@@ -44,10 +47,16 @@ FEATURE_FRACTION = "FEATURE_FRACTION"
 EARLY_STOPPING = "EARLY_STOPPING"
 CLASS_WEIGHT = "CLASS_WEIGHT"
 SEED = "SEED"
+EPOCHS = "EPOCHS"
+BATCH_SIZE = "BATCH_SIZE"
+DEEP_LEARNING_RATE = "DEEP_LEARNING_RATE"
+DEVICE = "DEVICE"
+#: The deep classifiers' own settings.
+DEEP = (EPOCHS, BATCH_SIZE, DEEP_LEARNING_RATE, DEVICE)
 
 #: Every training parameter, in the order 'Train LULC classifier' shows them.
 ALL = (EROSION, SAMPLES, SAMPLING, SPLIT, TEST_FRACTION, BLOCK_SIZE, CLASSIFIER, N_ESTIMATORS, LEARNING_RATE,
-       NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING, CLASS_WEIGHT, SEED)
+       NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING, CLASS_WEIGHT, SEED, *DEEP)
 
 #: parameter id -> (TrainSettings field, options of an enum or None)
 FIELDS = {
@@ -57,11 +66,14 @@ FIELDS = {
     LEARNING_RATE: ("learning_rate", None), NUM_LEAVES: ("num_leaves", None),
     FEATURE_FRACTION: ("feature_fraction", None), EARLY_STOPPING: ("early_stopping", None),
     CLASS_WEIGHT: ("class_weight", WEIGHT_OPTIONS), SEED: ("seed", None),
+    EPOCHS: ("epochs", None), BATCH_SIZE: ("batch_size", None), DEEP_LEARNING_RATE: ("deep_learning_rate", None),
+    DEVICE: ("device", DEVICE_OPTIONS),
 }
 
 
 def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParameterDefinition, str]]:
     """Each parameter with its help, defaults from :class:`TrainSettings`."""
+    from ..core.deep import PATIENCE
     from ..core.train import TrainSettings
 
     defaults = TrainSettings()
@@ -109,7 +121,11 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
         ),
         CLASSIFIER: (
             enum(CLASSIFIER, "Classifier", CLASSIFIER_OPTIONS),
-            "LightGBM gradient boosting (default) or LightGBM's random forest mode.",
+            "LightGBM gradient boosting (default), LightGBM's random forest mode, or a temporal deep network "
+            "on the same per-date features: TempCNN (Pelletier et al. 2019) or L-TAE (Garnot and Landrieu 2020). "
+            "The deep ones need PyTorch (Plugins > EO LULC > Install Python dependencies..., optional extra "
+            "'deep classifiers'), normalise each band with the training pixels' statistics (kept in the model) "
+            "and stop early on the same validation part; the feature stacks must share one date grid.",
         ),
         N_ESTIMATORS: (
             number(N_ESTIMATORS, "Maximum boosting rounds", integer, 1, limits.MAX_TREES),
@@ -143,6 +159,24 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
         SEED: (
             number(SEED, "Random seed", integer, 0, limits.MAX_SEED),
             "Seed of the split, the sampling and LightGBM: the same inputs and seed give the same model.",
+        ),
+        EPOCHS: (
+            number(EPOCHS, "Deep classifiers: maximum epochs", integer, 1, limits.MAX_EPOCHS),
+            "Passes over the training pixels (TempCNN, L-TAE). With early stopping the network of the epoch "
+            f"with the lowest validation loss is kept; the fit stops after {PATIENCE} epochs without a better one.",
+        ),
+        BATCH_SIZE: (
+            number(BATCH_SIZE, "Deep classifiers: batch size", integer, 2, limits.MAX_BATCH_SIZE),
+            "Training pixels per gradient step.",
+        ),
+        DEEP_LEARNING_RATE: (
+            number(DEEP_LEARNING_RATE, "Deep classifiers: learning rate", double, 0.000001, 1.0),
+            "Adam's learning rate for TempCNN and L-TAE.",
+        ),
+        DEVICE: (
+            enum(DEVICE, "Deep classifiers: device", DEVICE_OPTIONS),
+            "Where TempCNN and L-TAE train and predict: a GPU when PyTorch sees one (default), or the CPU "
+            "(threads bounded as for LightGBM; the same seed gives the same model only on the CPU).",
         ),
     }
 
