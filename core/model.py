@@ -65,7 +65,9 @@ class LulcModel:
         if self.network is not None:
             from .deep import DeepPredictor
 
-            return DeepPredictor(self.network, threads, self.metadata.get("settings", {}).get("device", "auto"))
+            # the training's CPU choice holds; a model trained on a GPU still applies where there is none
+            device = "cpu" if self.metadata.get("settings", {}).get("device") == "cpu" else "auto"
+            return DeepPredictor(self.network, threads, device)
         return TreeEnsemble(self.model_text, threads, average=self.is_random_forest)
 
     def save(self, path: str | Path) -> None:
