@@ -59,12 +59,25 @@ class SidecarStyle(QgsProcessingLayerPostProcessorInterface):
             return
         if self.group:
             group = root.findGroup(self.group) or root.insertGroup(0, self.group)
-            ranks = [child.customProperty(ORDER_PROPERTY) for child in group.children()]
-            position = sum(1 for rank in ranks if rank is not None and int(rank) < self.order)
+            # The desktop inserts a new layer at its current insertion point, which can be inside
+            # this group: place the clone before the first result of a higher rank, ignoring unranked
+            # nodes (the node being moved among them), then remove the original.
+            children = group.children()
+            position = next((i for i, child in enumerate(children)
+                             if child.customProperty(ORDER_PROPERTY) is not None
+                             and int(child.customProperty(ORDER_PROPERTY)) > self.order), len(children))
             clone = node.clone()
+            self.prepare(clone)
             group.insertChildNode(position, clone)
             node.parent().removeChildNode(node)
-            node = clone
+        else:
+            self.prepare(node)
+        # the desktop's layer tree model built this layer's legend rows already: rebuild them
+        layer.legend().itemsChanged.emit()
+
+    def prepare(self, node: QgsLayerTreeLayer) -> None:
+        """Rank, visibility and legend rows, set before the node enters the tree where possible so
+        that the desktop's layer tree model builds the legend with them."""
         node.setCustomProperty(ORDER_PROPERTY, self.order)
         node.setItemVisibilityChecked(self.visible)
         node.setExpanded(self.visible)

@@ -102,9 +102,11 @@ def look():
     root = QgsProject.instance().layerTreeRoot()
     groups = [node for node in root.children() if isinstance(node, QgsLayerTreeGroup)]
     seen["groups"] = [g.name() for g in groups]
+    model = iface.layerTreeView().layerTreeModel()
     seen["tree"] = [
         {"name": node.name(), "visible": node.isVisible(), "source": node.layer().source(),
-         "raster": isinstance(node.layer(), QgsRasterLayer)}
+         "raster": isinstance(node.layer(), QgsRasterLayer),
+         "legend": [str(row.data(Qt.ItemDataRole.DisplayRole)) for row in model.layerLegendNodes(node)]}
         for group in groups[:1] for node in group.findLayers()
     ]
     layers = [node.layer() for group in groups[:1] for node in group.findLayers()]

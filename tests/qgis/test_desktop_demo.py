@@ -115,6 +115,10 @@ def test_gui_tour_toolbox_dialog_and_run(demo, tmp_path, plugins_dir):
     assert seen["ok"] and len(seen["groups"]) == 1, seen
     rasters = [layer for layer in seen["tree"] if layer["raster"] and layer["visible"]]
     assert rasters and Path(rasters[0]["source"]).name == "classification.tif", seen["tree"]
+    # on top of its group, not only the top visible one; the legend shows class names only
+    assert Path(seen["tree"][0]["source"]).name == "classification.tif", seen["tree"]
+    legend_rows = seen["tree"][0]["legend"]
+    assert legend_rows and not any(row.startswith("Band 1") for row in legend_rows), legend_rows
     canvas = _rgb(ARTIFACTS / "canvas_after_run.png")
     legend = {c["id"]: c["colour"] for c in json.loads((tmp_path / "model.json").read_text())["metadata"]["legend"]}
     for colour in legend.values():
