@@ -95,8 +95,9 @@ def activate() -> None:
         importlib.invalidate_caches()
 
 
-#: A requirement line whose comment starts with this is optional: the plugin runs without it
-#: (slower), so its absence is not reported as missing and a failed install of it is no error.
+#: A requirement line whose comment starts with this is optional: the plugin runs without it (its
+#: comment says what it adds: speed, or one algorithm), so its absence is not reported as missing
+#: and a failed install of it is no error.
 OPTIONAL_MARK = "optional"
 
 
@@ -110,6 +111,25 @@ def requirements(path: Path = REQUIREMENTS, optional: bool = False) -> list[str]
         if requirement and bool(re.match(rf"{OPTIONAL_MARK}\b", comment.strip().lower())) == optional:
             lines.append(requirement)
     return lines
+
+
+def optional_purposes(path: Path = REQUIREMENTS) -> dict[str, str]:
+    """What each optional requirement adds, from its comment ("optional: <purpose>"), by
+    distribution name."""
+    purposes = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        requirement, _, comment = line.partition("#")
+        match = re.match(rf"{OPTIONAL_MARK}\b:?\s*(.*)", comment.strip(), flags=re.IGNORECASE)
+        if requirement.strip() and match:
+            purposes[distribution_name(requirement.strip())] = match.group(1).strip()
+    return purposes
+
+
+def describe_optional(requirement_lines: Sequence[str], path: Path = REQUIREMENTS) -> str:
+    """``numba (compiles the hottest loops ...); pystac-client (searches STAC catalogues ...)``."""
+    purposes = optional_purposes(path)
+    names = [distribution_name(line) for line in requirement_lines]
+    return "; ".join(f"{name} ({purposes[name]})" if purposes.get(name) else name for name in names)
 
 
 def distribution_name(requirement: str) -> str:
@@ -390,8 +410,8 @@ def install_plans(
                 if on_output is not None:
                     on_output("\n".join(outputs))
                 raise RuntimeError(f"pip failed ({done.returncode}):\n{done.stdout + done.stderr}")
-            outputs.append(f"The {group.label} packages could not be installed; EO LULC gives the same results "
-                           "without them, slower.")
+            outputs.append(f"The {group.label} packages could not be installed; EO LULC works without them, "
+                           f"missing only what they add: {describe_optional([p.name for p in group.packages])}.")
     if on_output is not None and outputs:
         on_output("\n".join(outputs))
     # the new packages are usable at once; appended, so QGIS's own numpy and GDAL still win
@@ -518,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"package folder: {deps_dir()}")
         print("missing: " + (", ".join(missing) if missing else "nothing, all requirements are importable"))
         if optional:
-            print(f"optional, missing: {', '.join(optional)} (same results without, slower)")
+            print(f"optional, missing: {describe_optional(optional)}")
         for extra in missing_extras():
             print(f"extra {extra.name} not installed: {extra.label} (install --extra {extra.name})")
         return 1 if missing else (0 if in_qgis else 2)

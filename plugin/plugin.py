@@ -177,8 +177,9 @@ class EoLulcPlugin:
         left = dependencies.missing_requirements(optional=True)
         if left:
             bar.pushMessage(
-                "EO LULC", f"The algorithms are ready; the optional {', '.join(left)} could not be installed, "
-                "so they run slower (see the EO LULC tab of the log messages panel).", Qgis.MessageLevel.Warning
+                "EO LULC", "The algorithms are ready; optional packages could not be installed: "
+                f"{dependencies.describe_optional(left)} (see the EO LULC tab of the log messages panel).",
+                Qgis.MessageLevel.Warning
             )
         else:
             bar.pushMessage("EO LULC", "Python packages installed; the algorithms are ready.",

@@ -412,3 +412,10 @@ def test_status_with_a_python_that_is_not_qgis_says_which_is(tmp_path: Path, plu
                              timeout=120, env=env)
     assert install.returncode == 2 and "Nothing installed" in install.stderr
     assert not (tmp_path / "deps").exists()
+
+
+def test_optional_packages_say_what_they_add_not_same_results_slower():
+    """pystac-client enables an algorithm; numba only speeds things up: each says its own purpose."""
+    text = dependencies.describe_optional(dependencies.requirements(optional=True))
+    assert "numba (compiles the hottest loops" in text
+    assert "pystac-client (searches STAC catalogues for the download algorithm" in text
