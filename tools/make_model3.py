@@ -86,7 +86,13 @@ def _defaults() -> dict[str, dict]:
     from eolulc.core.train import TrainSettings
     from eolulc.processing.cloudmask import VALUE_SCALE_OPTIONS
     from eolulc.processing.features import PRESETS
-    from eolulc.processing.training import CLASSIFIER_OPTIONS, SAMPLING_OPTIONS, SPLIT_OPTIONS, WEIGHT_OPTIONS
+    from eolulc.processing.training import (
+        CLASSIFIER_OPTIONS,
+        DEVICE_OPTIONS,
+        SAMPLING_OPTIONS,
+        SPLIT_OPTIONS,
+        WEIGHT_OPTIONS,
+    )
 
     pipeline = QgsApplication.processingRegistry().algorithmById(f"{PLUGIN_NAME}:lulcpipeline")
 
@@ -137,6 +143,10 @@ def _defaults() -> dict[str, dict]:
             "FEATURE_FRACTION": float(train.feature_fraction),
             "EARLY_STOPPING": bool(train.early_stopping),
             "CLASS_WEIGHT": index(WEIGHT_OPTIONS, train.class_weight),
+            "EPOCHS": int(train.epochs),
+            "BATCH_SIZE": int(train.batch_size),
+            "DEEP_LEARNING_RATE": float(train.deep_learning_rate),
+            "DEVICE": index(DEVICE_OPTIONS, train.device),
         },
         "classify": {},
         "accuracy": {"IGNORE_CLASSES": "0"},

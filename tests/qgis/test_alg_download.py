@@ -126,5 +126,6 @@ def test_without_pystac_client_the_message_says_how_to_install_it(run_alg, serve
     monkeypatch.setitem(sys.modules, "pystac_client", None)  # as if it were not installed
     with pytest.raises(QgsProcessingException) as error:
         run_alg(ALG, _parameters(served, tmp_path))
-    assert "pystac_client" in str(error.value) and "Install Python dependencies" in str(error.value)
+    # the pip name (what the user installs), not the import name
+    assert "pystac-client" in str(error.value) and "Install Python dependencies" in str(error.value)
     assert not (tmp_path / "stack.tif").exists()
