@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .style import MIN_MAX_ORIGIN, qml_document
+
 #: Viridis at five stops: readable in colour-blind vision and in grey print.
 VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
 #: Low uncertainty pale, high dark red: where to look first stands out.
@@ -19,35 +21,19 @@ def ramp_qml(minimum: float, maximum: float, colours: tuple[str, ...] = VIRIDIS,
         f'            <item alpha="255" value="{minimum + (maximum - minimum) * i / steps:g}" color="{colour}" '
         f'label="{minimum + (maximum - minimum) * i / steps:g}{label}"/>'
         for i, colour in enumerate(colours))
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22.0" styleCategories="Symbology">
-  <pipe>
-    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" nodataColor=""
+    return qml_document(
+        f"""    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1"
+                    nodataColor=""
                     classificationMin="{minimum:g}" classificationMax="{maximum:g}">
       <rasterTransparency/>
-      <minMaxOrigin>
-        <limits>None</limits>
-        <extent>WholeRaster</extent>
-        <statAccuracy>Estimated</statAccuracy>
-        <cumulativeCutLower>0.02</cumulativeCutLower>
-        <cumulativeCutUpper>0.98</cumulativeCutUpper>
-        <stdDevFactor>2</stdDevFactor>
-      </minMaxOrigin>
-      <rastershader>
+{MIN_MAX_ORIGIN}      <rastershader>
         <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0"
                          minimumValue="{minimum:g}" maximumValue="{maximum:g}">
 {items}
         </colorrampshader>
       </rastershader>
     </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation colorizeOn="0" saturation="0" grayscaleMode="0" invertColors="0"/>
-    <rasterresampler maxOversampling="2"/>
-    <resamplingStage>resamplingFilter</resamplingStage>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+""")
 
 
 def write_ramp_qml(raster_path: str | Path, minimum: float, maximum: float, colours: tuple[str, ...] = VIRIDIS,
