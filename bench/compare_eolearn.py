@@ -8,7 +8,8 @@ Usage, from the repository root::
 
 What it does, for each ``--sizes`` N:
 
-1. **Data.** ``demo/synthetic.py`` writes a realistic synthetic Sentinel-2 L1C patch once: N x N
+1. **Data.** ``demo/synthetic.py`` writes a realistic synthetic Sentinel-2 L1C patch once (``realistic=True``,
+   the demo's difficulty: not trivially separable): N x N
    px, 68 dates of 2019, 13 bands (uint16 DN, scale 1e-4), planted clouds/cirrus/shadows and a
    reference map (7 classes). Our side reads that GeoTIFF time stack; for eo-learn the same
    values as float32 reflectance (``DN / 10000``) are saved as an EOPatch with ``EOPatch.save``
@@ -323,7 +324,7 @@ def bench_size(size: int, args: argparse.Namespace, runner: Runner, root: Path) 
     work.mkdir(parents=True, exist_ok=True)
     log = lambda text: print(f"[{size}] {text}", flush=True)  # noqa: E731
     t0 = time.perf_counter()
-    made = make_scene_stack(work / "data", size=(size, size), n_dates=68, seed=args.seed)
+    made = make_scene_stack(work / "data", size=(size, size), n_dates=68, seed=args.seed, realistic=True)
     log(f"synthetic patch written in {time.perf_counter() - t0:.0f} s ({made.cloud_source}; "
         f"mean planted cloud {100 * float(np.mean(made.cloud_fraction)):.0f} %)")
     files = {k: str(work / v) for k, v in {
