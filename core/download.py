@@ -213,10 +213,9 @@ def fetch_window(href: str, destination: Path, grid: Grid, options: dict[str, st
     raise FetchFailed(shown)  # not reached
 
 
-def run_key(catalogue: Catalogue, level: str, grid: Grid, bands: Sequence[str]) -> str:
+def run_key(source_url: str, level: str, grid: Grid, bands: Sequence[str]) -> str:
     """What a finished window depends on: a changed grid or band list starts a new work folder."""
-    text = json.dumps([catalogue.url, level, grid.width, grid.height, grid.crs_wkt, list(grid.transform),
-                       list(bands)])
+    text = json.dumps([source_url, level, grid.width, grid.height, grid.crs_wkt, list(grid.transform), list(bands)])
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -225,11 +224,21 @@ def work_folder(output: str | Path) -> Path:
     return out.with_name(f"{out.stem}.download")
 
 
-def _safe_name(text: str) -> str:
+def safe_name(text: str) -> str:
+    """A folder name for a scene id."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:120] or "scene"
 
 
-def _product(scene_dir: Path, record: dict[str, Any]) -> Product:
+def band_names(level: str, bands: Sequence[str] | None) -> tuple[str, ...]:
+    """The level's bands the user asked for, in the level's order (all when none)."""
+    available = level_bands(level)
+    if not bands:
+        return available
+    return tuple(available[i] for i in sorted(set(find_bands(available, list(bands), f"{level} scenes"))))
+
+
+def scene_product(scene_dir: Path, record: dict[str, Any]) -> Product:
+    """A finished scene (its ``scene.json`` record and window files) as a product to import."""
     from .timestack import parse_datetime
 
     bands = record["bands"]
@@ -244,7 +253,8 @@ def _product(scene_dir: Path, record: dict[str, Any]) -> Product:
                    granules=(granule,))
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON all or nothing (a scene counts as finished once its record is there)."""
     temp = temporary_sibling(path)
     try:
         temp.write_text(json.dumps(value, indent=1, default=str))
@@ -309,7 +319,7 @@ def _fetch_scenes(jobs: list[_Job], grid: Grid, credentials: Credentials, s3_opt
                           "level": job.scene.level, "baseline": job.scene.baseline, "tile": job.scene.tile,
                           "cloud_cover": job.scene.cloud_cover, "quantification": job.scene.quantification,
                           "offsets": job.scene.offsets, "bands": job.written}
-                _write_json(job.folder / "scene.json", record)
+                write_json(job.folder / "scene.json", record)
                 size = sum((job.folder / f"{b}.tif").stat().st_size for b in job.written)
                 pixels = sum(v["pixels"] for v in job.written.values())
                 progress.log(f"{job.scene.id}: {len(job.written)} bands, {pixels:,} px fetched ({size / 1024:,.0f} KiB "
@@ -333,14 +343,12 @@ def download(catalogue: Catalogue, level: str, extent: Sequence[float], extent_c
     L2A the SCL cloud mask); the report says what was found, used and skipped, and why."""
     progress = ensure_progress(progress)
     credentials = credentials or Credentials()
-    available = level_bands(level)
     if output_mask and level != "L2A":
         raise ValueError("the cloud mask output needs L2A (its scene classification); for L1C use the s2cloudless "
                          "cloud mask (cloudmask algorithm)")
     if end < start:
         raise CatalogueError(f"the period runs backwards: it ends ({end}) before it starts ({start})", "period")
-    names = tuple(available[i] for i in sorted(set(find_bands(available, list(bands), f"{level} scenes"))))\
-        if bands else available
+    names = band_names(level, bands)
     grid, bbox = plan_grid(extent, extent_crs, resolution, max_area_km2)
     progress.log(f"{catalogue.title}: searching {level} scenes from {start} to {end}, cloud cover at most "
                  f"{max_cloud:g} %, extent {', '.join(f'{v:.5f}' for v in bbox)} (EPSG:4326)")
@@ -358,39 +366,54 @@ def download(catalogue: Catalogue, level: str, extent: Sequence[float], extent_c
         raise CatalogueError(f"{catalogue.title} has no usable {level} scene of this extent from {start} to {end} with "
                              f"at most {max_cloud:g} % cloud cover ({found} found); widen the period, raise the "
                              "cloud cover limit or check the extent", "no_scenes")
-    folder = work_folder(output) / run_key(catalogue, level, grid, names)
+    folder = work_folder(output) / run_key(catalogue.url, level, grid, names)
     cached, to_fetch = [], []
     for scene in usable:
-        scene_dir = folder / _safe_name(scene.id)
+        scene_dir = folder / safe_name(scene.id)
         (cached if (scene_dir / "scene.json").exists() else to_fetch).append(_Job(scene, scene_dir))
     progress.log(f"{len(usable)} scenes to use: {len(cached)} already in {folder}, {len(to_fetch)} to fetch "
                  f"({grid.width} x {grid.height} px at {resolution:g} m)")
     fetched = _fetch_scenes(to_fetch, grid, credentials, s3_options or {}, connections, attempts, backoff,
                             gdal_retry_delay, progress.scaled(0.0, 0.8), skipped)
-    products = []
-    for job in cached + fetched:
-        products.append(_product(job.folder, json.loads((job.folder / "scene.json").read_text())))
+    head = {"catalogue": catalogue.title, "url": public_url(catalogue.url), "level": level,
+            "collection": catalogue.collections.get(level), "period": [str(start), str(end)],
+            "max_cloud_cover": max_cloud, "extent_wgs84": [round(v, 6) for v in bbox]}
+    return finish(folder, [j.folder for j in cached], [j.folder for j in fetched], output, grid, names, found,
+                  skipped, head, resolution, output_mask=output_mask, cloud_classes=cloud_classes,
+                  report_path=report_path, progress=progress.scaled(0.8, 1.0))
+
+
+def finish(folder: Path, cached: Sequence[Path], fetched: Sequence[Path], output: str | Path, grid: Grid,
+           names: Sequence[str], found: int, skipped: list[dict[str, str]], head: dict[str, Any], resolution: float,
+           output_mask: str | Path | None = None, cloud_classes: Sequence[int] = DEFAULT_CLOUD_CLASSES,
+           report_path: str | Path | None = None, progress: Progress | None = None) -> DownloadResult:
+    """The common end of every source: the finished scene folders (reused and fetched) -> the time
+    stack and the cloud mask, all or nothing (``import_safe``), and the report (``head`` first)."""
+    progress = ensure_progress(progress)
+    products, reused = [], set()
+    for scene_dir in list(cached) + list(fetched):
+        product = scene_product(scene_dir, json.loads((scene_dir / "scene.json").read_text()))
+        products.append(product)
+        if scene_dir in cached:
+            reused.add(product.name)
     if not products:
         raise CatalogueError(f"no scene could be read ({len(skipped)} skipped: "
                              f"{'; '.join(s['reason'] for s in skipped[:3])}); try again later", "catalogue")
     products.sort(key=lambda p: (p.sensing_time, p.name))
     imported = import_safe(products, output, grid, bands=names, output_mask=output_mask, cloud_classes=cloud_classes,
-                           progress=progress.scaled(0.8, 1.0))
+                           progress=progress)
     used = [{"id": p.name, "datetime": format_datetime(p.sensing_time), "baseline": p.baseline,
-             "cached": any(j.scene.id == p.name for j in cached)} for day in imported.products for p in products
-            if p.name in day]
-    report = {"catalogue": catalogue.title, "url": public_url(catalogue.url), "level": level,
-              "collection": catalogue.collections.get(level), "period": [str(start), str(end)],
-              "max_cloud_cover": max_cloud, "extent_wgs84": [round(v, 6) for v in bbox],
-              "grid": {"width": grid.width, "height": grid.height, "resolution": resolution,
-                       "crs": _crs_name(grid.crs_wkt)},
+             "cached": p.name in reused} for day in imported.products for p in products if p.name in day]
+    fetched_ids = [p.name for p in products if p.name not in reused]
+    report = {**head, "grid": {"width": grid.width, "height": grid.height, "resolution": resolution,
+                               "crs": _crs_name(grid.crs_wkt)},
               "bands": list(names), "found": found, "used": used, "skipped": skipped,
               "dates": [format_datetime(d) for d in imported.info.dates], "work_folder": str(folder),
-              "fetched": [j.scene.id for j in fetched], "reused": [j.scene.id for j in cached]}
+              "fetched": fetched_ids, "reused": [p.name for p in products if p.name in reused]}
     if report_path:
         with atomic_outputs([report_path]) as (temp,):
             Path(temp).write_text(json.dumps(report, indent=1))
-    return DownloadResult(report, imported, [j.scene.id for j in fetched], [j.scene.id for j in cached])
+    return DownloadResult(report, imported, fetched_ids, report["reused"])
 
 
 def _crs_name(wkt: str | None) -> str:

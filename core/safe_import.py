@@ -46,6 +46,10 @@ SCL_NODATA = 0
 TAG_LEVEL = "EOLULC_S2_LEVEL"
 TAG_PRODUCTS = "EOLULC_S2_PRODUCTS"
 TAG_SCL_SETTINGS = "EOLULC_SCL_MASK_SETTINGS"
+#: A ready cloud mask carried as a band (Sentinel Hub's CLM for L1C), stored shifted by one so
+#: that 0 stays "no data" like every other band: 0 no data, 1 clear, 2 cloud.
+CLM_BAND = "CLM"
+CLM_CLEAR, CLM_CLOUD = 1, 2
 
 
 @dataclass
@@ -367,10 +371,15 @@ def import_safe(
     progress: Progress | None = None,
     budget_bytes: int | None = None,
 ) -> ImportResult:
-    """Write the time stack (and for L2A the mask and SCL stacks) of ``products`` on ``grid``."""
+    """Write the time stack (and for L2A the mask and SCL stacks) of ``products`` on ``grid``.
+    Products whose granules all carry a :data:`CLM_BAND` (Sentinel Hub's L1C cloud mask) give the
+    cloud mask from it instead of from SCL."""
     progress = ensure_progress(progress)
     level = products[0].level
-    if (output_mask or output_scl) and level != "L2A":
+    has_clm = level != "L2A" and all(CLM_BAND in g.bands for p in products for g in p.granules)
+    if output_scl and level != "L2A":
+        raise ValueError("the SCL output needs L2A products (L1C has no scene classification)")
+    if output_mask and level != "L2A" and not has_clm:
         raise ValueError("the cloud mask and SCL outputs need L2A products (L1C has no scene classification); "
                          "use the s2cloudless cloud mask for L1C")
     if dilation < 0:
@@ -385,12 +394,13 @@ def import_safe(
                      nodata=0, scales=(1.0 / q,) * len(names), offsets=tuple(common[b] / q for b in names),
                      tags={TAG_LEVEL: level, TAG_PRODUCTS: json.dumps([[p.name for p in d] for d in kept])})
     result = ImportResult(info=info, products=[[p.name for p in d] for d in kept], skipped=skipped)
-    settings = json.dumps({"source": "SCL", "cloud_classes": sorted(int(c) for c in cloud_classes),
+    settings = json.dumps({"source": "Sentinel Hub CLM", "dilation": int(dilation)} if has_clm else
+                          {"source": "SCL", "cloud_classes": sorted(int(c) for c in cloud_classes),
                            "dilation": int(dilation)})
     mask_info = StackInfo(grid=grid, dates=info.dates, bands=("CLM",), dtype="uint8", nodata=MASK_NODATA,
                           tags={TAG_SCL_SETTINGS: settings})
     scl_info = StackInfo(grid=grid, dates=info.dates, bands=("SCL",), dtype="uint8", nodata=SCL_NODATA)
-    need_scl = level == "L2A"
+    mask_band = "SCL" if level == "L2A" else CLM_BAND if has_clm and output_mask else None
     counts = np.zeros((2, len(kept)), np.int64)
     budget = default_budget_bytes() if budget_bytes is None else max(1, int(budget_bytes))
     structure = disk(dilation) if dilation else None
@@ -401,12 +411,12 @@ def import_safe(
     # which threads race on: hidden here around the pool, whose threads all end inside
     with warnings.catch_warnings(), bounded_gdal_cache():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        _import_days(kept, grid, names, need_scl, common, budget, dilation, structure, cloud_classes, counts,
+        _import_days(kept, grid, names, mask_band, common, budget, dilation, structure, cloud_classes, counts,
                      workers, (output, output_mask, output_scl), (info, mask_info, scl_info), result, progress)
     return result
 
 
-def _import_days(kept, grid, names, need_scl, common, budget, dilation, structure, cloud_classes, counts, workers,
+def _import_days(kept, grid, names, mask_band, common, budget, dilation, structure, cloud_classes, counts, workers,
                  outputs, infos, result, progress) -> None:
     info, mask_info, scl_info = infos
     with ThreadPoolExecutor(workers, thread_name_prefix="eolulc-safe") as pool, \
@@ -419,7 +429,7 @@ def _import_days(kept, grid, names, need_scl, common, budget, dilation, structur
             writers.append(scl_writer)
             for t, day in enumerate(kept):
                 readers = []
-                read_bands = names + (("SCL",) if need_scl else ())
+                read_bands = names + ((mask_band,) if mask_band else ())
                 granules = [(p, g) for p in day for g in p.granules]
                 # half the budget for the decoded source strips of every granule's bands, half for blocks
                 cache_bytes = budget // (2 * len(granules) * len(read_bands))
@@ -432,7 +442,7 @@ def _import_days(kept, grid, names, need_scl, common, budget, dilation, structur
                     bytes_per_pixel = (len(names) + 4) * 2 * 2
                     for block in iter_blocks(grid.height, grid.width, bytes_per_pixel, budget // 2,
                                              halo=dilation, progress=step):
-                        _write_block(block, t, readers, names, need_scl, writers, cloud_classes, structure, pool,
+                        _write_block(block, t, readers, names, mask_band, writers, cloud_classes, structure, pool,
                                      counts)
                 finally:
                     for reader in readers:
@@ -464,25 +474,25 @@ def _mosaic(readers, band: str, window, nearest: bool = False) -> np.ndarray:
     return out if out is not None else np.zeros(window[2:], np.uint16)
 
 
-def _write_block(block, t: int, readers, names, need_scl: bool, writers, cloud_classes, structure, pool,
+def _write_block(block, t: int, readers, names, mask_band: str | None, writers, cloud_classes, structure, pool,
                  counts: np.ndarray) -> None:
     data_writer, mask_writer, scl_writer = writers
     # bands in parallel: each has its own dataset in every reader, and GDAL decodes and warps
     # without the GIL
     data = np.stack(list(pool.map(lambda band: _mosaic(readers, band, block.window), names)), axis=-1)
-    if not need_scl:
+    if mask_band is None:
         data_writer.write(data[None], block.window, dates=[t])
         return
-    scl_grown = _mosaic(readers, "SCL", block.read_window, nearest=True).astype(np.uint8)
+    grown = _mosaic(readers, mask_band, block.read_window, nearest=True).astype(np.uint8)
     rows, cols = block.inner
-    scl = scl_grown[rows, cols]
-    invalid = np.isin(scl, SCL_INVALID)
+    inner = grown[rows, cols]
+    invalid = np.isin(inner, SCL_INVALID) if mask_band == "SCL" else inner == 0
     data[invalid] = 0
     data_writer.write(data[None], block.window, dates=[t])
     if scl_writer is not None:
-        scl_writer.write(scl[None, ..., None], block.window, dates=[t])
+        scl_writer.write(inner[None, ..., None], block.window, dates=[t])
     if mask_writer is not None:
-        cloud = np.isin(scl_grown, list(cloud_classes)).astype(np.uint8)
+        cloud = (np.isin(grown, list(cloud_classes)) if mask_band == "SCL" else grown == CLM_CLOUD).astype(np.uint8)
         if structure is not None:
             import cv2
 
