@@ -336,10 +336,11 @@ def download_sentinelhub(client: OAuthClient, level: str, extent: Sequence[float
                          bands: Sequence[str] | None = None, resolution: float = 10.0, max_cloud: float = 80.0,
                          base_url: str = SH_BASE_URL, token_url: str | None = None,
                          max_area_km2: float = DEFAULT_MAX_AREA_KM2, report_path: str | Path | None = None,
-                         attempts: int = 5, backoff: float = 0.5, progress: Progress | None = None) -> DownloadResult:
+                         attempts: int = 4, backoff: float = 0.5, progress: Progress | None = None) -> DownloadResult:
     """Search the days, fetch each day not finished yet through the Process API, and write the
     time stack (and the cloud mask: SCL for L2A, CLM for L1C); the report says what was found,
-    used and skipped, and why."""
+    used and skipped, and why. A failed request is tried ``attempts`` times in all, waiting
+    ``backoff`` seconds, then three times longer each time (sentinelhub's rule: 0.5, 1.5, 4.5 s)."""
     progress = ensure_progress(progress)
     if level not in COLLECTIONS:
         raise ValueError(f"the level must be L1C or L2A, got '{level}'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from qgis.core import (
@@ -23,11 +24,15 @@ from qgis.core import (
 )
 
 from ..core.progress import Progress
+from ..plugin.dependencies import missing_message, missing_modules
 from .base import EoLulcAlgorithm
 
-CATALOGUE_KEYS = ("earth_search", "planetary_computer", "cdse", "custom")
+#: The issue's order (download is unreleased): the custom STAC API is last.
+CATALOGUE_KEYS = ("earth_search", "planetary_computer", "cdse", "sentinelhub", "custom")
 CATALOGUE_NAMES = ("Earth Search (Element 84, AWS; no account)", "Microsoft Planetary Computer (no account; L2A)",
-                   "Copernicus Data Space Ecosystem (account: S3 keys)", "Custom STAC API (give its address)")
+                   "Copernicus Data Space Ecosystem (account: S3 keys)",
+                   "Sentinel Hub Process API (account: OAuth client)", "Custom STAC API (give its address)")
+SENTINEL_HUB = "sentinelhub"
 LEVELS = ("L2A", "L1C")
 #: core error kind -> the parameter the user fixes
 KIND_PARAMETER = {"credentials": "AUTHCFG", "unreachable": "CATALOGUE", "catalogue": "CATALOGUE",
@@ -41,7 +46,7 @@ class DownloadAlgorithm(EoLulcAlgorithm):
     DISPLAY_NAME = "Download Sentinel-2 time series"
     GROUP_ID = "import"
     GROUP = "Import"
-    REQUIRES = ("numpy", "rasterio", "pystac_client")
+    REQUIRES = ("numpy", "rasterio")
     DESCRIPTION = (
         "Searches a STAC catalogue (Earth Search, Planetary Computer, Copernicus Data Space or any STAC API) for "
         "the Sentinel-2 scenes of an extent and a period under a cloud-cover limit, and reads only the extent's "
@@ -50,8 +55,11 @@ class DownloadAlgorithm(EoLulcAlgorithm):
         "reflectance offset of processing baseline 04.00 is handled per scene (Earth Search's harmonised files "
         "included), so the stack carries true reflectance like importsafe's. Failed reads are retried with "
         "backoff. Finished scenes are kept in a folder next to the output (<output name>.download): run the same "
-        "download again after a cancel or a network failure and only the missing scenes are fetched. Needs the "
-        "Python package pystac-client (Plugins > EO LULC > Install Python dependencies)."
+        "download again after a cancel or a network failure and only the missing scenes are fetched. Sentinel Hub "
+        "(the eo-learn route, an account's OAuth client) cuts and mosaics on the server: one Process API request "
+        "per day, L1C with the service's cloud mask (CLM) or L2A with SCL. The STAC catalogues need the Python "
+        "package pystac-client, Sentinel Hub the package sentinelhub (Plugins > EO LULC > Install Python "
+        "dependencies)."
     )
 
     EXTENT = "EXTENT"
@@ -61,6 +69,7 @@ class DownloadAlgorithm(EoLulcAlgorithm):
     LEVEL = "LEVEL"
     CATALOGUE = "CATALOGUE"
     STAC_URL = "STAC_URL"
+    SH_BASE_URL = "SH_BASE_URL"
     AUTHCFG = "AUTHCFG"
     BANDS = "BANDS"
     RESOLUTION = "RESOLUTION"
@@ -91,17 +100,19 @@ class DownloadAlgorithm(EoLulcAlgorithm):
         self.add(QgsProcessingParameterEnum(self.CATALOGUE, self.tr("Catalogue"), options=list(CATALOGUE_NAMES),
                                             defaultValue=0),
                  "Earth Search and Planetary Computer need no account for L2A; Copernicus Data Space needs its "
-                 "free account's S3 keys in the authentication configuration. Custom: any STAC API (give its "
-                 "address).")
+                 "free account's S3 keys in the authentication configuration; Sentinel Hub needs an account's OAuth "
+                 "client (client id and secret). Custom: any STAC API (give its address).")
         self.add(QgsProcessingParameterString(self.STAC_URL, self.tr("STAC API address"), optional=True,
                                               defaultValue=""),
                  "For the custom catalogue (like https://example.org/stac/v1); for a preset, replaces its address "
-                 "(a mirror).")
+                 "(a mirror). Not used by Sentinel Hub (see its address under the advanced parameters).")
         self.add(QgsProcessingParameterAuthConfig(self.AUTHCFG, self.tr("Authentication configuration"),
                                                   optional=True, defaultValue=""),
                  "A QGIS authentication configuration (Settings > Options > Authentication) for catalogues that "
-                 "need an account: Basic (user name and password, or for S3 files the access key and secret key) "
-                 "or a token. Credentials are never written to the log, the report or error messages.")
+                 "need an account: Basic (user name and password, or for S3 files the access key and secret key; "
+                 "for Sentinel Hub the OAuth client id and client secret), OAuth2 (Sentinel Hub: its client id and "
+                 "secret are used) or a token. Credentials are never written to the log, the report or error "
+                 "messages.")
         self.add(QgsProcessingParameterString(self.BANDS, self.tr("Bands"), defaultValue="", optional=True),
                  "Comma-separated band names (e.g. 'B02,B03,B04,B08'). Empty: all bands of the level (12 for L2A, "
                  "13 for L1C).")
@@ -113,38 +124,69 @@ class DownloadAlgorithm(EoLulcAlgorithm):
                                               type=QgsProcessingParameterNumber.Type.Double, defaultValue=10000.0,
                                               minValue=1.0, maxValue=1_000_000.0),
                  "A guard against downloading a country by mistake: raise it to download more.", advanced=True)
+        self.add(QgsProcessingParameterString(self.SH_BASE_URL, self.tr("Sentinel Hub address"), optional=True,
+                                              defaultValue=""),
+                 "Empty: Sinergise's Sentinel Hub (https://services.sentinel-hub.com). Another deployment, e.g. the "
+                 "Copernicus Data Space's https://sh.dataspace.copernicus.eu (its tokens come from the CDSE "
+                 "identity service).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.CONNECTIONS, self.tr("Connections at once"),
                                               type=QgsProcessingParameterNumber.Type.Integer, defaultValue=4,
                                               minValue=1, maxValue=16),
                  "How many band windows are read at the same time. Public catalogues throttle heavy users: a few "
-                 "is fastest in the end.", advanced=True)
+                 "is fastest in the end. Sentinel Hub is asked one day at a time.", advanced=True)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Time stack")),
                  "The time stack (dates x bands, uint16 digital numbers with scale and offset; 0 is nodata).")
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, self.tr("Cloud mask stack (L2A, from SCL)"),
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, self.tr("Cloud mask stack (SCL or CLM)"),
                                                          optional=True, createByDefault=False),
-                 "L2A only: 1 cloud (SCL 3, 8, 9, 10), 0 clear, 255 nodata, one band per date; usable wherever a "
-                 "cloudmask output is (e.g. lulcpipeline's CLOUD_MASK).")
+                 "1 cloud, 0 clear, 255 nodata, one band per date; usable wherever a cloudmask output is (e.g. "
+                 "lulcpipeline's CLOUD_MASK). L2A: from the scene classification (SCL 3, 8, 9, 10). L1C: only from "
+                 "Sentinel Hub, its s2cloudless mask (CLM); elsewhere use the cloudmask algorithm.")
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, self.tr("Download report"),
                                                        fileFilter="JSON files (*.json)", optional=True,
                                                        createByDefault=False),
                  "JSON: the search, the scenes found, used (fetched or reused) and skipped with why.")
         self.addOutput(QgsProcessingOutputNumber(self.DATES, self.tr("Number of dates")))
 
-    def credentials(self, authcfg: str):
+    def auth_values(self, authcfg: str) -> dict[str, str]:
         """The plain values of a QGIS authentication configuration (never logged)."""
-        from ..core.stac import Credentials
-
         if not authcfg:
-            return Credentials()
+            return {}
         manager = QgsApplication.authManager()
         config = QgsAuthMethodConfig()
         if not manager.loadAuthenticationConfig(authcfg, config, True) or not config.isValid(True):
             raise self.parameter_error(self.AUTHCFG, self.tr(
                 "the authentication configuration '{}' cannot be read (unknown id, or the master password was not "
                 "given); choose one under Settings > Options > Authentication").format(authcfg))
-        values = config.configMap()
+        values = dict(config.configMap())
+        if values.get("oauth2config"):  # an OAuth2 configuration: its client id and secret
+            try:
+                oauth = json.loads(values["oauth2config"])
+            except ValueError:
+                oauth = {}
+            values.setdefault("username", str(oauth.get("clientId", "")))
+            values.setdefault("password", str(oauth.get("clientSecret", "")))
+        return values
+
+    def credentials(self, authcfg: str):
+        """A STAC catalogue's credentials from the authentication configuration."""
+        from ..core.stac import Credentials
+
+        values = self.auth_values(authcfg)
         return Credentials(username=values.get("username", ""), password=values.get("password", ""),
                            token=values.get("token", "") or values.get("accessToken", ""))
+
+    def oauth_client(self, authcfg: str):
+        """Sentinel Hub's OAuth client (id as user name, secret as password, or an OAuth2 configuration)."""
+        from ..core.sentinelhub_source import OAuthClient
+
+        values = self.auth_values(authcfg)
+        client = OAuthClient(values.get("username", ""), values.get("password", ""))
+        if not client:
+            raise self.parameter_error(self.AUTHCFG, self.tr(
+                "Sentinel Hub needs an account: create an OAuth client in its dashboard and put the client id (as "
+                "user name) and the client secret (as password) in a Basic authentication configuration, then "
+                "choose it here"))
+        return client
 
     def _date(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext):
         value = self.parameterAsDateTime(parameters, name, context)
@@ -154,17 +196,45 @@ class DownloadAlgorithm(EoLulcAlgorithm):
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
-        from ..core.download import download
-        from ..core.stac import CatalogueError, catalogue_for
+        key = CATALOGUE_KEYS[self.parameterAsEnum(parameters, self.CATALOGUE, context)]
+        missing = missing_modules(("sentinelhub",) if key == SENTINEL_HUB else ("pystac_client",), try_import=True)
+        if missing:
+            raise QgsProcessingException(missing_message(missing))
+        from ..core.stac import CatalogueError
 
         output = self.required_output(parameters, self.OUTPUT, context)
         output_mask = self.output_path(parameters, self.OUTPUT_MASK, context)
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context) or None
         level = LEVELS[self.parameterAsEnum(parameters, self.LEVEL, context)]
-        if output_mask and level != "L2A":
-            raise self.parameter_error(self.OUTPUT_MASK, self.tr("needs L2A (its scene classification); for L1C use "
-                                                                 "the cloudmask algorithm"))
-        key = CATALOGUE_KEYS[self.parameterAsEnum(parameters, self.CATALOGUE, context)]
+        if output_mask and level != "L2A" and key != SENTINEL_HUB:
+            raise self.parameter_error(self.OUTPUT_MASK, self.tr("needs L2A (its scene classification), or L1C from "
+                                                                 "Sentinel Hub (its CLM); else use the cloudmask "
+                                                                 "algorithm"))
+        if key == SENTINEL_HUB:
+            client = self.oauth_client(self.parameterAsString(parameters, self.AUTHCFG, context))
+            common = self._common(parameters, context)
+            base_url = self.parameterAsString(parameters, self.SH_BASE_URL, context).strip()
+            if base_url and not base_url.startswith(("http://", "https://")):
+                raise self.parameter_error(self.SH_BASE_URL, self.tr("give an address like "
+                                                                     "https://sh.dataspace.copernicus.eu"))
+            from ..core.sentinelhub_source import SH_BASE_URL, download_sentinelhub
+
+            try:
+                result = download_sentinelhub(client, level, *common["where"], output, output_mask=output_mask,
+                                              bands=common["bands"], resolution=common["resolution"],
+                                              max_cloud=common["max_cloud"], base_url=base_url or SH_BASE_URL,
+                                              max_area_km2=common["max_area"], report_path=report, progress=progress)
+            except CatalogueError as error:
+                kinds = {**KIND_PARAMETER, "unreachable": self.SH_BASE_URL, "catalogue": self.SH_BASE_URL}
+                raise self.parameter_error(kinds.get(error.kind, self.CATALOGUE), str(error)) from None
+            except ValueError as error:
+                if "band" in str(error).lower():
+                    raise self.parameter_error(self.BANDS, str(error)) from None
+                raise QgsProcessingException(str(error)) from None
+            return self._outputs(result, feedback, output, output_mask, report)
+        from ..core.download import download
+        from ..core.stac import catalogue_for
+
         with self.about(self.STAC_URL):
             catalogue = catalogue_for(key, self.parameterAsString(parameters, self.STAC_URL, context).strip())
         credentials = self.credentials(self.parameterAsString(parameters, self.AUTHCFG, context))
@@ -172,6 +242,25 @@ class DownloadAlgorithm(EoLulcAlgorithm):
             raise self.parameter_error(self.AUTHCFG, self.tr(
                 "{} needs an account: add its S3 keys as a Basic authentication configuration (access key as user "
                 "name, secret key as password) and choose it here").format(catalogue.title))
+        common = self._common(parameters, context)
+        s3 = CDSE_S3 if key == "cdse" else ES_L1C_S3 if key == "earth_search" and level == "L1C" else None
+        try:
+            result = download(
+                catalogue, level, *common["where"], output, output_mask=output_mask, bands=common["bands"],
+                resolution=common["resolution"], max_cloud=common["max_cloud"], credentials=credentials,
+                max_area_km2=common["max_area"], report_path=report,
+                connections=self.parameterAsInt(parameters, self.CONNECTIONS, context), s3_options=s3,
+                progress=progress)
+        except CatalogueError as error:
+            raise self.parameter_error(KIND_PARAMETER.get(error.kind, self.CATALOGUE), str(error)) from None
+        except ValueError as error:
+            if "band" in str(error).lower():
+                raise self.parameter_error(self.BANDS, str(error)) from None
+            raise QgsProcessingException(str(error)) from None
+        return self._outputs(result, feedback, output, output_mask, report)
+
+    def _common(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
+        """What every route takes: extent and CRS, period, bands, resolution, cloud cover, area limit."""
         start, end = self._date(parameters, self.START, context), self._date(parameters, self.END, context)
         extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
         rect = self.parameterAsExtent(parameters, self.EXTENT, context, extent_crs)
@@ -181,22 +270,13 @@ class DownloadAlgorithm(EoLulcAlgorithm):
             extent_crs = QgsCoordinateReferenceSystem("EPSG:4326")
         crs = extent_crs.authid() if extent_crs.authid().upper().startswith("EPSG:") else extent_crs.toWkt()
         bands = [b.strip() for b in self.parameterAsString(parameters, self.BANDS, context).split(",") if b.strip()]
-        s3 = CDSE_S3 if key == "cdse" else ES_L1C_S3 if key == "earth_search" and level == "L1C" else None
-        try:
-            result = download(
-                catalogue, level, (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), crs, start,
-                end, output, output_mask=output_mask, bands=bands,
-                resolution=self.parameterAsDouble(parameters, self.RESOLUTION, context),
-                max_cloud=self.parameterAsDouble(parameters, self.MAX_CLOUD_COVER, context),
-                credentials=credentials, max_area_km2=self.parameterAsDouble(parameters, self.MAX_AREA_KM2, context),
-                report_path=report, connections=self.parameterAsInt(parameters, self.CONNECTIONS, context),
-                s3_options=s3, progress=progress)
-        except CatalogueError as error:
-            raise self.parameter_error(KIND_PARAMETER.get(error.kind, self.CATALOGUE), str(error)) from None
-        except ValueError as error:
-            if "band" in str(error).lower():
-                raise self.parameter_error(self.BANDS, str(error)) from None
-            raise QgsProcessingException(str(error)) from None
+        return {"where": ((rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), crs, start, end),
+                "bands": bands, "resolution": self.parameterAsDouble(parameters, self.RESOLUTION, context),
+                "max_cloud": self.parameterAsDouble(parameters, self.MAX_CLOUD_COVER, context),
+                "max_area": self.parameterAsDouble(parameters, self.MAX_AREA_KM2, context)}
+
+    def _outputs(self, result, feedback: QgsProcessingFeedback, output: str, output_mask: str | None,
+                 report: str | None) -> dict[str, Any]:
         summary = result.report
         feedback.pushInfo(self.tr("{} scenes found, {} used ({} fetched, {} reused), {} skipped; {} dates").format(
             summary["found"], len(summary["used"]), len(result.fetched_scenes), len(result.cached_scenes),

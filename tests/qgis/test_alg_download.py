@@ -47,7 +47,7 @@ def _auth_config(username: str, password: str) -> str:
 
 
 def _parameters(server: StacServer, out: Path, **extra) -> dict:
-    return {"EXTENT": EXTENT, "START": "2021-01-01", "END": "2023-12-31", "CATALOGUE": 3, "STAC_URL": server.url,
+    return {"EXTENT": EXTENT, "START": "2021-01-01", "END": "2023-12-31", "CATALOGUE": 4, "STAC_URL": server.url,
             "BANDS": "B04,B08", "OUTPUT": str(out / "stack.tif"), "OUTPUT_MASK": str(out / "mask.tif"),
             "OUTPUT_REPORT": str(out / "report.json"), **extra}
 
