@@ -137,3 +137,12 @@ def _binary() -> str:
     from conftest import QGIS_PROCESS
 
     return QGIS_PROCESS
+
+
+def test_without_sentinelhub_the_message_says_how_to_install_it(run_alg, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentinelhub", None)  # as if it were not installed
+    with ShServer() as server:
+        with pytest.raises(QgsProcessingException) as error:
+            run_alg(ALG, _parameters(server, tmp_path, AUTHCFG=_auth_config(CLIENT_ID, CLIENT_SECRET)))
+    assert "sentinelhub" in str(error.value) and "Install Python dependencies" in str(error.value)
+    assert not (tmp_path / "stack.tif").exists()
