@@ -23,6 +23,7 @@ repeated once. The client id and secret arrive as plain values and never appear 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ COLLECTIONS = {"L1C": "sentinel-2-l1c", "L2A": "sentinel-2-l2a"}
 #: Digital numbers of harmonised values: reflectance x 10000, no offset.
 QUANTIFICATION = 10000.0
 TITLE = "Sentinel Hub"
+#: How many "429 too many requests" answers one request waits out (the service says how long)
+#: before its day is skipped for this run.
+RATE_LIMIT_RETRIES = 20
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ class _Service:
         self.config = SHConfig(sh_client_id=client.client_id, sh_client_secret=client.client_secret,
                                sh_base_url=self.base_url, sh_token_url=token_url,
                                max_download_attempts=max(1, attempts), download_sleep_time=backoff,
-                               download_timeout_seconds=120.0)
+                               download_timeout_seconds=120.0, max_retries=RATE_LIMIT_RETRIES)
         self.session = self._new_session()
         from sentinelhub import SentinelHubDownloadClient
 
@@ -394,15 +398,12 @@ def download_sentinelhub(client: OAuthClient, level: str, extent: Sequence[float
                              f"({received / 1024:,.0f} KiB in all)")
             fetching.report((index + 1) / len(to_fetch))
     reused = []
-    for day in cached:
-        scene_dir = folder / safe_name(day.id)
-        if (scene_dir / "scene.json").exists() and '"empty": true' in (scene_dir / "scene.json").read_text():
-            continue
-        reused.append(scene_dir)
-    for day in days:
+    for day in days:  # a day without pixels in the extent is finished too, but has nothing to import
         scene_file = folder / safe_name(day.id) / "scene.json"
-        if scene_file.exists() and '"empty": true' in scene_file.read_text():
+        if scene_file.exists() and json.loads(scene_file.read_text()).get("empty"):
             skipped.append({"id": day.id, "reason": "no data in the extent on that day"})
+        elif day in cached:
+            reused.append(scene_file.parent)
     head = {"catalogue": TITLE, "url": public_url(base_url), "level": level, "collection": COLLECTIONS[level],
             "period": [str(start), str(end)], "max_cloud_cover": max_cloud,
             "extent_wgs84": [round(v, 6) for v in bbox], "bytes_received": received,

@@ -10,9 +10,10 @@ Catalog API search and the Process API.
   evalscript's input bands are parsed and its returned expressions evaluated over them, so the
   answer is what the service would compute with our script.
 
-Misbehaviour on demand: ``faults`` (a list of HTTP statuses or ``"drop"``) answer the next Process
-API requests, one per request; ``expire_after`` makes every token handed out so far invalid
-after that many Process API answers (the next request gets 401 until a new token is fetched).
+Misbehaviour on demand: ``faults`` (a list of HTTP statuses or ``"drop"``; 429 comes with a
+``Retry-After`` of 100 ms) answer the next Process API requests, one per request;
+``expire_after`` makes every token handed out so far invalid after that many Process API answers
+(the next request gets 401 until a new token is fetched).
 Counters: ``tokens_issued``, ``process_calls`` (days asked for), ``bytes_sent``.
 """
 
@@ -181,6 +182,15 @@ class ShServer:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                if fault == 429:  # the real service says how long to wait, in milliseconds
+                    body = json.dumps({"error": {"status": 429, "message": "rate limit"}}).encode()
+                    self.send_response(429)
+                    self.send_header("Retry-After", "100")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return None
                 if fault is not None:
                     return self._json(int(fault), {"error": {"status": int(fault), "message": "try again"}})
                 data = payload["input"]["data"][0]

@@ -89,11 +89,13 @@ def test_an_expired_token_is_replaced_and_the_request_repeated(tmp_path):
     assert len(result.report["dates"]) == 3 and not result.report["skipped"][:-1]
 
 
-def test_a_503_storm_and_a_dropped_connection_are_retried(tmp_path):
+def test_a_503_storm_a_dropped_connection_and_a_rate_limit_are_retried(tmp_path):
     with ShServer() as server:
-        server.faults = [503, 503, "drop"]  # three failures, the fourth try of the first day answers
+        # a 429 is waited out (Retry-After), then three failures: the fourth try of the first day answers
+        server.faults = [429, 503, 503, "drop"]
         result = _run(server, tmp_path)
-    assert len(result.report["dates"]) == 3
+        assert not server.faults and server.process_calls[0] == "2023-03-04"
+    assert len(result.report["dates"]) == 3 and len(result.report["skipped"]) == 1
 
 
 def test_a_day_failing_every_try_is_skipped_then_fetched_on_the_next_run(tmp_path):
