@@ -5,6 +5,7 @@ storm of 503s, a dropped connection, wrong credentials, resume and cancel."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,7 @@ from eolulc.core.progress import Cancelled, Progress  # noqa: E402
 from eolulc.core.sentinelhub_source import (  # noqa: E402
     CDSE_SH_URL,
     CDSE_TOKEN_URL,
+    SH_BASE_URL,
     OAuthClient,
     download_sentinelhub,
     token_url_for,
@@ -174,3 +176,21 @@ def test_token_endpoints_of_the_deployments():
     assert token_url_for("https://services.sentinel-hub.com") == \
         "https://services.sentinel-hub.com/auth/realms/main/protocol/openid-connect/token"
     assert token_url_for(CDSE_SH_URL) == CDSE_TOKEN_URL
+
+
+LIVE = os.environ.get("EOLULC_NETWORK") == "1"
+
+
+@pytest.mark.network
+@pytest.mark.skipif(not LIVE, reason="set EOLULC_NETWORK=1 when the network is there")
+def test_live_sentinel_hub(tmp_path):
+    """One small real download (EOLULC_SH_CLIENT_ID / EOLULC_SH_CLIENT_SECRET, and EOLULC_SH_BASE_URL
+    for another deployment such as https://sh.dataspace.copernicus.eu)."""
+    account = OAuthClient(os.environ.get("EOLULC_SH_CLIENT_ID", ""), os.environ.get("EOLULC_SH_CLIENT_SECRET", ""))
+    assert account, "set EOLULC_SH_CLIENT_ID and EOLULC_SH_CLIENT_SECRET for the live Sentinel Hub test"
+    download_sentinelhub(account, "L1C", (14.50, 46.05, 14.52, 46.06), "EPSG:4326", date(2023, 7, 1),
+                         date(2023, 7, 31), tmp_path / "s.tif", output_mask=tmp_path / "m.tif", bands=["B04", "B08"],
+                         max_cloud=50, base_url=os.environ.get("EOLULC_SH_BASE_URL", "") or SH_BASE_URL)
+    with open_stack(str(tmp_path / "s.tif")) as stack:
+        data = stack.read()
+    assert data.shape[0] >= 1 and (data > 0).mean() > 0.5
