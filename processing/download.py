@@ -210,28 +210,36 @@ class DownloadAlgorithm(EoLulcAlgorithm):
             raise self.parameter_error(self.OUTPUT_MASK, self.tr("needs L2A (its scene classification), or L1C from "
                                                                  "Sentinel Hub (its CLM); else use the cloudmask "
                                                                  "algorithm"))
-        if key == SENTINEL_HUB:
-            client = self.oauth_client(self.parameterAsString(parameters, self.AUTHCFG, context))
-            common = self._common(parameters, context)
-            base_url = self.parameterAsString(parameters, self.SH_BASE_URL, context).strip()
-            if base_url and not base_url.startswith(("http://", "https://")):
-                raise self.parameter_error(self.SH_BASE_URL, self.tr("give an address like "
-                                                                     "https://sh.dataspace.copernicus.eu"))
-            from ..core.sentinelhub_source import SH_BASE_URL, download_sentinelhub
+        route = self._sentinel_hub if key == SENTINEL_HUB else self._stac
+        kinds = {**KIND_PARAMETER, "unreachable": self.SH_BASE_URL, "catalogue": self.SH_BASE_URL} \
+            if key == SENTINEL_HUB else KIND_PARAMETER
+        try:
+            result = route(key, level, parameters, context, output, output_mask, report, progress)
+        except CatalogueError as error:
+            raise self.parameter_error(kinds.get(error.kind, self.CATALOGUE), str(error)) from None
+        except ValueError as error:
+            if "band" in str(error).lower():
+                raise self.parameter_error(self.BANDS, str(error)) from None
+            raise QgsProcessingException(str(error)) from None
+        return self._outputs(result, feedback, output, output_mask, report)
 
-            try:
-                result = download_sentinelhub(client, level, *common["where"], output, output_mask=output_mask,
-                                              bands=common["bands"], resolution=common["resolution"],
-                                              max_cloud=common["max_cloud"], base_url=base_url or SH_BASE_URL,
-                                              max_area_km2=common["max_area"], report_path=report, progress=progress)
-            except CatalogueError as error:
-                kinds = {**KIND_PARAMETER, "unreachable": self.SH_BASE_URL, "catalogue": self.SH_BASE_URL}
-                raise self.parameter_error(kinds.get(error.kind, self.CATALOGUE), str(error)) from None
-            except ValueError as error:
-                if "band" in str(error).lower():
-                    raise self.parameter_error(self.BANDS, str(error)) from None
-                raise QgsProcessingException(str(error)) from None
-            return self._outputs(result, feedback, output, output_mask, report)
+    def _sentinel_hub(self, key: str, level: str, parameters: dict[str, Any], context: QgsProcessingContext,
+                      output: str, output_mask: str | None, report: str | None, progress: Progress):
+        from ..core.sentinelhub_source import SH_BASE_URL, download_sentinelhub
+
+        client = self.oauth_client(self.parameterAsString(parameters, self.AUTHCFG, context))
+        base_url = self.parameterAsString(parameters, self.SH_BASE_URL, context).strip()
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise self.parameter_error(self.SH_BASE_URL, self.tr("give an address like "
+                                                                 "https://sh.dataspace.copernicus.eu"))
+        common = self._common(parameters, context)
+        return download_sentinelhub(client, level, *common["where"], output, output_mask=output_mask,
+                                    bands=common["bands"], resolution=common["resolution"],
+                                    max_cloud=common["max_cloud"], base_url=base_url or SH_BASE_URL,
+                                    max_area_km2=common["max_area"], report_path=report, progress=progress)
+
+    def _stac(self, key: str, level: str, parameters: dict[str, Any], context: QgsProcessingContext,
+              output: str, output_mask: str | None, report: str | None, progress: Progress):
         from ..core.download import download
         from ..core.stac import catalogue_for
 
@@ -244,20 +252,11 @@ class DownloadAlgorithm(EoLulcAlgorithm):
                 "name, secret key as password) and choose it here").format(catalogue.title))
         common = self._common(parameters, context)
         s3 = CDSE_S3 if key == "cdse" else ES_L1C_S3 if key == "earth_search" and level == "L1C" else None
-        try:
-            result = download(
-                catalogue, level, *common["where"], output, output_mask=output_mask, bands=common["bands"],
-                resolution=common["resolution"], max_cloud=common["max_cloud"], credentials=credentials,
-                max_area_km2=common["max_area"], report_path=report,
-                connections=self.parameterAsInt(parameters, self.CONNECTIONS, context), s3_options=s3,
-                progress=progress)
-        except CatalogueError as error:
-            raise self.parameter_error(KIND_PARAMETER.get(error.kind, self.CATALOGUE), str(error)) from None
-        except ValueError as error:
-            if "band" in str(error).lower():
-                raise self.parameter_error(self.BANDS, str(error)) from None
-            raise QgsProcessingException(str(error)) from None
-        return self._outputs(result, feedback, output, output_mask, report)
+        return download(catalogue, level, *common["where"], output, output_mask=output_mask, bands=common["bands"],
+                        resolution=common["resolution"], max_cloud=common["max_cloud"], credentials=credentials,
+                        max_area_km2=common["max_area"], report_path=report,
+                        connections=self.parameterAsInt(parameters, self.CONNECTIONS, context), s3_options=s3,
+                        progress=progress)
 
     def _common(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
         """What every route takes: extent and CRS, period, bands, resolution, cloud cover, area limit."""
