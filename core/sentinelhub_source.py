@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ TITLE = "Sentinel Hub"
 #: How many "429 too many requests" answers one request waits out (the service says how long)
 #: before its day is skipped for this run.
 RATE_LIMIT_RETRIES = 20
+#: The Process API's largest answer, in pixels a side.
+MAX_REQUEST_PX = 2500
 
 
 @dataclass(frozen=True)
@@ -282,55 +285,94 @@ def _epsg(grid: Grid) -> int:
     return int(epsg)
 
 
+def request_tiles(grid: Grid, max_px: int = MAX_REQUEST_PX) -> list[tuple[int, int, int, int]]:
+    """``(row, col, height, width)`` pieces of the grid, none wider or taller than ``max_px``
+    (the Process API answers at most 2500 x 2500 px)."""
+    rows = math.ceil(grid.height / max_px)
+    cols = math.ceil(grid.width / max_px)
+    heights = [grid.height // rows + (1 if i < grid.height % rows else 0) for i in range(rows)]
+    widths = [grid.width // cols + (1 if i < grid.width % cols else 0) for i in range(cols)]
+    tiles = []
+    for r, height in enumerate(heights):
+        for c, width in enumerate(widths):
+            tiles.append((sum(heights[:r]), sum(widths[:c]), height, width))
+    return tiles
+
+
 def fetch_day(service: _Service, collection, level: str, day: Day, grid: Grid, names: Sequence[str],
-              with_mask: bool, max_cloud: float, folder: Path) -> dict[str, Any] | None:
-    """One day's Process API request -> one window file per band and ``scene.json`` in
-    ``folder``; None (and a record saying so) when the day has no pixel in the extent."""
+              with_mask: bool, max_cloud: float, folder: Path, max_px: int = MAX_REQUEST_PX,
+              progress: Progress | None = None) -> dict[str, Any] | None:
+    """One day's Process API requests (one per piece of the grid) -> one window file per band and
+    ``scene.json`` in ``folder``; None (and a record saying so) when the day has no pixel in the
+    extent."""
     import rasterio
     from rasterio.io import MemoryFile
+    from rasterio.windows import Window
     from sentinelhub import CRS, BBox, MimeType, MosaickingOrder, SentinelHubRequest
 
+    progress = ensure_progress(progress)
     mask = ("SCL",) if level == "L2A" else (CLM_BAND,) if with_mask else ()
     outputs = (*names, *mask)
     start = datetime.combine(day.day, time(0, 0, 0), tzinfo=timezone.utc)
     end = datetime.combine(day.day, time(23, 59, 59), tzinfo=timezone.utc)
-    request = SentinelHubRequest(
-        evalscript=evalscript(level, names, with_mask),
-        input_data=[SentinelHubRequest.input_data(collection, time_interval=(start, end),
-                                                  mosaicking_order=MosaickingOrder.LEAST_CC, maxcc=max_cloud / 100,
-                                                  other_args={"processing": {"harmonizeValues": True}})],
-        responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
-        bbox=BBox(grid.bounds, crs=CRS(_epsg(grid))), size=(grid.width, grid.height), config=service.config)
-    download = request.download_list[0]
-    answer = service.call(lambda: service.client.download([download], max_threads=1, decode_data=False)[0],
-                          f"the request of {day.day}")
-    content = answer.content
-    with warnings.catch_warnings(), MemoryFile(content) as memory, memory.open() as source:
-        warnings.simplefilter("ignore")
-        data = source.read()
-    if data.shape != (len(outputs), grid.height, grid.width):
-        raise _Unavailable(f"the answer for {day.day} has shape {data.shape}, not "
-                           f"{(len(outputs), grid.height, grid.width)}")
+    script = evalscript(level, names, with_mask)
+    crs = CRS(_epsg(grid))
+    resolution = abs(grid.transform[0])
+    left, top = grid.transform[2], grid.transform[5]
     folder.mkdir(parents=True, exist_ok=True)
+    received, has_data = 0, False
+    files = {}
+    try:
+        for band in outputs:
+            dtype = "uint8" if band in ("SCL", CLM_BAND) else "uint16"
+            tiled = grid.width >= 256 and grid.height >= 256
+            files[band] = rasterio.open(folder / f"{band}.tif", "w", driver="GTiff", width=grid.width,
+                                        height=grid.height, count=1, dtype=dtype, crs=grid.crs_wkt,
+                                        transform=rasterio.Affine(*grid.transform[:6]), nodata=0, compress="deflate",
+                                        tiled=tiled)
+        for row, col, height, width in request_tiles(grid, max_px):
+            progress.check()
+            box = (left + col * resolution, top - (row + height) * resolution, left + (col + width) * resolution,
+                   top - row * resolution)
+            request = SentinelHubRequest(
+                evalscript=script,
+                input_data=[SentinelHubRequest.input_data(collection, time_interval=(start, end),
+                                                          mosaicking_order=MosaickingOrder.LEAST_CC,
+                                                          maxcc=max_cloud / 100,
+                                                          other_args={"processing": {"harmonizeValues": True}})],
+                responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
+                bbox=BBox(box, crs=crs), size=(width, height), config=service.config)
+            download = request.download_list[0]
+            answer = service.call(lambda one=download: service.client.download([one], max_threads=1,
+                                                                               decode_data=False)[0],
+                                  f"the request of {day.day}")
+            received += len(answer.content)
+            with warnings.catch_warnings(), MemoryFile(answer.content) as memory, memory.open() as source:
+                warnings.simplefilter("ignore")
+                data = source.read()
+            if data.shape != (len(outputs), height, width):
+                raise _Unavailable(f"the answer for {day.day} has shape {data.shape}, not "
+                                   f"{(len(outputs), height, width)}")
+            has_data = has_data or bool(data[:len(names)].any())
+            for band, values in zip(outputs, data):
+                files[band].write(values.astype(files[band].dtypes[0]), 1, window=Window(col, row, width, height))
+    finally:
+        for handle in files.values():
+            handle.close()
     record: dict[str, Any] = {"id": day.id, "datetime": format_datetime(day.datetime), "level": level,
                               "baseline": "", "tile": "", "cloud_cover": day.cloud_cover,
                               "quantification": QUANTIFICATION, "offsets": {b: 0.0 for b in names},
-                              "items": list(day.items), "bytes": len(content), "bands": {}}
-    if not data[:len(names)].any():
+                              "items": list(day.items), "bytes": received, "bands": {}}
+    if not has_data:
         record["empty"] = True
+        for band in outputs:
+            (folder / f"{band}.tif").unlink(missing_ok=True)
         write_json(folder / "scene.json", record)
         return None
-    left, top = grid.transform[2], grid.transform[5]
-    resolution = abs(grid.transform[0])
     bounds = (left, top - resolution * grid.height, left + resolution * grid.width, top)
-    for band, values in zip(outputs, data):
-        dtype = "uint8" if band in ("SCL", CLM_BAND) else "uint16"
-        with rasterio.open(folder / f"{band}.tif", "w", driver="GTiff", width=grid.width, height=grid.height,
-                           count=1, dtype=dtype, crs=grid.crs_wkt, transform=rasterio.Affine(*grid.transform[:6]),
-                           nodata=0, compress="deflate") as out:
-            out.write(values.astype(dtype), 1)
+    for band in outputs:
         record["bands"][band] = {"crs": grid.crs_wkt, "bounds": bounds, "resolution": resolution,
-                                 "pixels": int(values.size)}
+                                 "pixels": grid.width * grid.height}
     write_json(folder / "scene.json", record)
     return record
 
@@ -340,7 +382,8 @@ def download_sentinelhub(client: OAuthClient, level: str, extent: Sequence[float
                          bands: Sequence[str] | None = None, resolution: float = 10.0, max_cloud: float = 80.0,
                          base_url: str = SH_BASE_URL, token_url: str | None = None,
                          max_area_km2: float = DEFAULT_MAX_AREA_KM2, report_path: str | Path | None = None,
-                         attempts: int = 4, backoff: float = 0.5, progress: Progress | None = None) -> DownloadResult:
+                         attempts: int = 4, backoff: float = 0.5, max_request_px: int = MAX_REQUEST_PX,
+                         progress: Progress | None = None) -> DownloadResult:
     """Search the days, fetch each day not finished yet through the Process API, and write the
     time stack (and the cloud mask: SCL for L2A, CLM for L1C); the report says what was found,
     used and skipped, and why. A failed request is tried ``attempts`` times in all, waiting
@@ -383,7 +426,7 @@ def download_sentinelhub(client: OAuthClient, level: str, extent: Sequence[float
             scene_dir = folder / safe_name(day.id)
             try:
                 record = fetch_day(service, collection, level, day, grid, names, bool(output_mask), max_cloud,
-                                   scene_dir)
+                                   scene_dir, max_request_px, fetching)
             except _Unavailable as error:
                 why = f"{error}; run again to fetch it"
                 skipped.append({"id": day.id, "reason": why})

@@ -1,4 +1,5 @@
-"""``eolulc:download``: Sentinel-2 scenes of an extent and a period from a STAC catalogue -> time stack."""
+"""``eolulc:download``: Sentinel-2 scenes of an extent and a period from a STAC catalogue or Sentinel Hub
+-> time stack."""
 
 from __future__ import annotations
 

@@ -44,13 +44,19 @@ DAYS = [
 L1C = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 
 
-def band_values(band: str, day: int, height: int, width: int) -> np.ndarray:
-    """The known values of ``band`` on the ``day``-th configured day (DN, or SCL/CLM/dataMask)."""
-    rows, cols = np.mgrid[0:height, 0:width]
-    cloud = (rows < height // 2) & (cols < width // 2)  # the top-left quarter is cloudy
+#: Clouds cover the part west of SPLIT_X and north of SPLIT_Y; a "half" day has data only west
+#: of SPLIT_X (the test extent 509000-510000 E, 5195000-5196000 N is cut in four quarters).
+SPLIT_X, SPLIT_Y = 509500.0, 5195500.0
+
+
+def band_values(band: str, day: int, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The known values of ``band`` on the ``day``-th configured day at pixel centres ``xs``,
+    ``ys`` (metres, EPSG:32633): DN, or SCL/CLM/CLP/dataMask. They depend on the place, not on
+    the request, so any split of the extent into requests gives the same pixels."""
+    cloud = (xs < SPLIT_X) & (ys > SPLIT_Y)
     kind = DAYS[day][2]
-    data = np.ones((height, width), bool) if kind == "full" else (cols < width // 2) if kind == "half" else \
-        np.zeros((height, width), bool)
+    data = np.ones(xs.shape, bool) if kind == "full" else (xs < SPLIT_X) if kind == "half" else \
+        np.zeros(xs.shape, bool)
     if band == "dataMask":
         return data.astype(np.int64)
     if band == "SCL":
@@ -60,7 +66,16 @@ def band_values(band: str, day: int, height: int, width: int) -> np.ndarray:
     if band == "CLP":
         return np.where(cloud, 230, 10).astype(np.int64)
     index = L1C.index(band)
-    return (1000 + 100 * index + 10 * day + (cols % 7) + 3 * (rows % 5)).astype(np.int64)
+    return (1000 + 100 * index + 10 * day + np.floor(xs / 10) % 7 + 3 * (np.floor(ys / 10) % 5)).astype(np.int64)
+
+
+def grid_values(band: str, day: int, bounds, width: int, height: int) -> np.ndarray:
+    """:func:`band_values` on a ``width`` x ``height`` grid over ``bounds`` (west, south, east, north)."""
+    west, south, east, north = bounds
+    cols = west + (np.arange(width) + 0.5) * (east - west) / width
+    rows = north - (np.arange(height) + 0.5) * (north - south) / height
+    xs, ys = np.meshgrid(cols, rows)
+    return band_values(band, day, xs, ys)
 
 
 def _evaluate(evalscript: str, values: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -203,7 +218,7 @@ class ShServer:
                 width, height = payload["output"]["width"], payload["output"]["height"]
                 script = payload["evalscript"]
                 names = re.findall(r'"(\w+)"', re.search(r"bands: \[([^\]]*)\]", script).group(1))
-                values = {n: band_values(n, day, height, width) for n in names}
+                values = {n: grid_values(n, day, bbox, width, height) for n in names}
                 bands = _evaluate(script, values)
                 with MemoryFile() as memory:
                     with memory.open(driver="GTiff", width=width, height=height, count=len(bands), dtype="uint16",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sh_server import CLIENT_ID, CLIENT_SECRET, ShServer, band_values  # noqa: E402
+from sh_server import CLIENT_ID, CLIENT_SECRET, ShServer, grid_values  # noqa: E402
 
 from eolulc.core.progress import Cancelled, Progress  # noqa: E402
 from eolulc.core.sentinelhub_source import (  # noqa: E402
@@ -46,8 +46,8 @@ def _run(server: ShServer, out: Path, level: str = "L2A", logs: list | None = No
 
 
 def _expected_mask(day: int) -> np.ndarray:
-    data = band_values("dataMask", day, 100, 100)
-    return np.where(data == 0, 255, band_values("CLM", day, 100, 100)).astype(np.uint8)
+    data = grid_values("dataMask", day, EXTENT, 100, 100)
+    return np.where(data == 0, 255, grid_values("CLM", day, EXTENT, 100, 100)).astype(np.uint8)
 
 
 @pytest.mark.parametrize("level", ["L2A", "L1C"])
@@ -67,12 +67,23 @@ def test_days_become_a_stack_of_true_reflectance_and_a_cloud_mask(tmp_path, leve
         data = stack.read()
     for t, day in enumerate(USED):
         for b, band in enumerate(BANDS):
-            expected = band_values(band, day, 100, 100) * band_values("dataMask", day, 100, 100)
+            expected = grid_values(band, day, EXTENT, 100, 100) * grid_values("dataMask", day, EXTENT, 100, 100)
             np.testing.assert_array_equal(data[t, ..., b], expected)
     with open_stack(str(tmp_path / "mask.tif")) as mask:
         assert mask.info.bands == ("CLM",) and mask.info.nodata == 255
         np.testing.assert_array_equal(mask.read()[..., 0], np.stack([_expected_mask(d) for d in USED]))
     assert not any(CLIENT_SECRET in line for line in logs) and CLIENT_SECRET not in json.dumps(report)
+
+
+def test_an_extent_over_the_largest_answer_is_asked_in_pieces(tmp_path):
+    with ShServer() as server:
+        result = _run(server, tmp_path, max_request_px=40, max_cloud=20.0)  # 100 x 100 px: 3 x 3 requests
+        assert server.process_calls == ["2023-03-04"] * 9 + ["2023-07-22"] * 9 + ["2023-08-01"] * 9
+    assert result.report["dates"] == ["2023-03-04T10:00:05", "2023-07-22T10:00:05"]
+    with open_stack(str(tmp_path / "stack.tif")) as stack:
+        np.testing.assert_array_equal(stack.read()[0, ..., 0], grid_values("B04", 0, EXTENT, 100, 100))
+    with open_stack(str(tmp_path / "mask.tif")) as mask:
+        np.testing.assert_array_equal(mask.read()[0, ..., 0], _expected_mask(0))
 
 
 def test_l1c_without_a_mask_asks_for_no_clm(tmp_path):
