@@ -112,6 +112,26 @@ function evaluatePixel(s) {{
 """
 
 
+#: Loggers whose debug lines carry the token request's body (the client secret) or tokens.
+SECRET_LOGGERS = ("requests_oauthlib", "oauthlib", "sentinelhub")
+
+
+@contextlib.contextmanager
+def _quiet_loggers() -> Iterator[None]:
+    """Their debug lines print the token request (client secret) and answers: never below INFO."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in SECRET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 @contextlib.contextmanager
 def _loopback_oauth(token_url: str) -> Iterator[None]:
     """oauthlib refuses plain-HTTP token endpoints; allowed here only for one on this machine."""
@@ -401,7 +421,7 @@ def download_sentinelhub(client: OAuthClient, level: str, extent: Sequence[float
     _epsg(grid)
     base_url = (base_url or SH_BASE_URL).rstrip("/")
     token_url = token_url or token_url_for(base_url)
-    with _loopback_oauth(token_url):
+    with _loopback_oauth(token_url), _quiet_loggers():
         service = _Service(client, base_url, token_url, attempts, backoff)
         progress.log(f"{TITLE} ({public_url(base_url)}): searching {level} days from {start} to {end}, cloud cover at "
                      f"most {max_cloud:g} %, extent {', '.join(f'{v:.5f}' for v in bbox)} (EPSG:4326)")

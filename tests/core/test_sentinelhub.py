@@ -5,6 +5,7 @@ storm of 503s, a dropped connection, wrong credentials, resume and cancel."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from datetime import date
@@ -143,6 +144,16 @@ def test_cancel_leaves_no_stack_and_the_next_run_resumes(tmp_path):
         assert len(server.process_calls) == 4  # a finished run fetches nothing
     assert result.cached_scenes == ["sentinelhub_L2A_20230304"]
     assert again.fetched_scenes == [] and len(again.cached_scenes) == 3
+
+
+def test_debug_logging_never_shows_the_secret_or_a_token(tmp_path, caplog):
+    """requests-oauthlib's debug lines print the token request's body (the client secret)."""
+    with caplog.at_level(logging.DEBUG), ShServer() as server:
+        server.expire_after = 1
+        _run(server, tmp_path)
+        tokens = [b for b in server.bodies if "client_secret" in b]
+    assert len(tokens) == 2 and caplog.records  # two token requests, and debug lines were written
+    assert CLIENT_SECRET not in caplog.text and "tok-" not in caplog.text
 
 
 def test_wrong_or_missing_credentials_get_one_clear_line(tmp_path):
