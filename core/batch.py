@@ -50,7 +50,7 @@ from .legend import Legend
 from .pipeline import PipelineSettings, describe_settings
 from .progress import Progress, ensure_progress
 from .resume import tile_paths
-from .tiles import CLOUD_BANDS, KINDS, TileInput, cloud_detector, common_date_grid
+from .tiles import CLOUD_BANDS, KINDS, TileInput, check_tile_masks, cloud_detector, common_date_grid
 from .tilesteps import classify_tile, mask_window, prepare_tile
 from .workers import Task, dask_client, plan_workers, run_tasks, worker_python
 
@@ -139,6 +139,7 @@ def run_batch(
     if scheduler:
         executor = "dask"
     windows = _check_tiles(tiles, executor)
+    check_tile_masks(tiles, settings)
     folder = Path(folder)
     (folder / "tiles").mkdir(parents=True, exist_ok=True)
     mosaic = Path(mosaic) if mosaic else folder / "mosaic.vrt"
@@ -235,7 +236,8 @@ def _mask_windows(batch: _Batch, windows: Sequence[TileInput],
         return None, list(tiles)
     settings, progress = batch.settings, batch.progress
     phase = progress.scaled(0.0, 0.3)
-    radiometry = _stack_radiometry(windows[0].l1c, settings, progress)
+    # a given mask needs no s2cloudless radiometry
+    radiometry = None if windows[0].cloud_mask else _stack_radiometry(windows[0].l1c, settings, progress)
     tasks = [(t.name, mask_window, (t, batch.tile_folder(t), settings, radiometry, batch.budget_bytes, batch.threads))
              for t in windows]
     staged = batch.run(tasks, "cloud mask", phase)

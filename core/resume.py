@@ -51,6 +51,8 @@ def input_stamps(tile: TileInput) -> dict:
     stamps = {"l1c": file_stamp(tile.l1c), "reference": file_stamp(tile.reference)}
     if tile.kind == "window":
         stamps.update(window=list(tile.window or ()), halo=tile.halo)
+    if tile.cloud_mask:
+        stamps["cloud_mask"] = file_stamp(tile.cloud_mask)
     return stamps
 
 

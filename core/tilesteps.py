@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import atomic_outputs
-from .pipeline import PipelineSettings, describe_settings
+from .pipeline import GIVEN_MASK, PipelineSettings, describe_settings
 from .progress import ensure_progress
 from .resume import (
     MARKER_VERSION,
@@ -45,17 +45,17 @@ from .tiles import (
 def mask_window(tile: TileInput, folder: str, settings: PipelineSettings, radiometry, budget_bytes: int | None,
                 threads: int | None = None) -> dict:
     """Phase 0 of a ``window`` tile (in a worker): its cloud mask from the window plus halo (only
-    the window kept), its features, and its clear pixels per date as the scene filter counts them.
-    Skipped when its marker matches."""
+    the window kept; or the window of the given mask), its features, and its clear pixels per date
+    as the scene filter counts them. Skipped when its marker matches."""
     from .features import compute_features
     from .interpolate import valid_fractions
-    from .sentinel2 import S2CLOUDLESS_BANDS, find_bands
     from .timestack import read_info
 
     tile_folder = Path(folder)
     tile_folder.mkdir(parents=True, exist_ok=True)
     paths = tile_paths(tile_folder)
-    key = {"version": MARKER_VERSION, "inputs": input_stamps(tile), "radiometry": radiometry.reason,
+    key = {"version": MARKER_VERSION, "inputs": input_stamps(tile),
+           "radiometry": radiometry.reason if radiometry is not None else None,
            "pipeline": describe_settings(settings)}
     marker = read_marker(paths["stage"])
     if marker is not None and marker.get("key") == key and paths["cloud_mask"].exists() \
@@ -66,6 +66,35 @@ def mask_window(tile: TileInput, folder: str, settings: PipelineSettings, radiom
     remove_stale_parts(tile_folder)
     started = time.perf_counter()
     info = read_info(tile.l1c)
+    row, col, height, width = tile.window
+    if tile.cloud_mask:  # the given mask's window: no cloud detection
+        copy_window(tile.cloud_mask, paths["cloud_mask"], tile.window, budget_bytes=budget_bytes)
+    else:
+        _detect_window(tile, info, paths, settings, radiometry, budget_bytes, threads)
+    with_core = tile_folder / ".l1c.tif"
+    try:
+        copy_window(tile.l1c, with_core, tile.window, budget_bytes=budget_bytes)
+        compute_features(str(with_core), str(paths["features"]), settings.features, None, budget_bytes)
+    finally:
+        with_core.unlink(missing_ok=True)
+    # what interpolate_stack's scene filter would count on this window: clear pixels of the
+    # mask, or valid values of the features when the mask is not used
+    counted = paths["cloud_mask"] if settings.cloud_mask_in_interpolation else paths["features"]
+    total = height * width * read_info(str(counted)).n_bands
+    fractions = valid_fractions(paths["features"], paths["cloud_mask"] if settings.cloud_mask_in_interpolation
+                                else None, budget_bytes)
+    summary = {"name": tile.name, "valid": [int(round(f * total)) for f in fractions], "total": total,
+               "seconds": round(time.perf_counter() - started, 3)}
+    write_json_atomic(paths["stage"], {"key": key, "summary": summary})
+    return {**summary, "skipped": False}
+
+
+def _detect_window(tile: TileInput, info, paths: dict[str, Path], settings: PipelineSettings, radiometry,
+                   budget_bytes: int | None, threads: int | None) -> None:
+    """s2cloudless on the window plus its halo; only the window's mask is kept."""
+    from .sentinel2 import S2CLOUDLESS_BANDS, find_bands
+
+    tile_folder = paths["cloud_mask"].parent
     row, col, height, width = tile.window
     top, left = max(0, row - tile.halo), max(0, col - tile.halo)
     bottom = min(info.grid.height, row + height + tile.halo)
@@ -83,22 +112,6 @@ def mask_window(tile: TileInput, folder: str, settings: PipelineSettings, radiom
     finally:
         with_halo.unlink(missing_ok=True)
         mask_halo.unlink(missing_ok=True)
-    with_core = tile_folder / ".l1c.tif"
-    try:
-        copy_window(tile.l1c, with_core, tile.window, budget_bytes=budget_bytes)
-        compute_features(str(with_core), str(paths["features"]), settings.features, None, budget_bytes)
-    finally:
-        with_core.unlink(missing_ok=True)
-    # what interpolate_stack's scene filter would count on this window: clear pixels of the
-    # mask, or valid values of the features when the mask is not used
-    counted = paths["cloud_mask"] if settings.cloud_mask_in_interpolation else paths["features"]
-    total = height * width * read_info(str(counted)).n_bands
-    fractions = valid_fractions(paths["features"], paths["cloud_mask"] if settings.cloud_mask_in_interpolation
-                                else None, budget_bytes)
-    summary = {"name": tile.name, "valid": [int(round(f * total)) for f in fractions], "total": total,
-               "seconds": round(time.perf_counter() - started, 3)}
-    write_json_atomic(paths["stage"], {"key": key, "summary": summary})
-    return {**summary, "skipped": False}
 
 
 def prepare_tile(tile: TileInput, folder: str, settings: PipelineSettings, grid_dates: Sequence[str],
@@ -130,7 +143,8 @@ def prepare_tile(tile: TileInput, folder: str, settings: PipelineSettings, grid_
         elif tile.kind == "eopatch":
             summary = _interpolate_eopatch(tile, paths, settings, grid_dates, budget_bytes, threads)
         else:
-            summary = _interpolate_stack(tile.l1c, paths, settings, grid_dates, budget_bytes, threads)
+            summary = _interpolate_stack(tile.l1c, paths, settings, grid_dates, budget_bytes, threads,
+                                         tile.cloud_mask)
         summary["name"] = tile.name
     unsplit: list[str] = []
     samples = _sample_tile(tile, reference, str(paths["interpolated"]), settings, quota, budget_bytes, unsplit)
@@ -173,13 +187,17 @@ def _interpolate(features: Path, mask: Path | None, output: Path, settings: Pipe
 
 
 def _interpolate_stack(l1c: str, paths: dict[str, Path], settings: PipelineSettings, grid_dates: Sequence[str],
-                       budget_bytes: int | None, threads: int | None) -> dict:
-    """Cloud mask -> features -> interpolation of an L1C stack (the single-stack pipeline's steps)."""
+                       budget_bytes: int | None, threads: int | None, cloud_mask: str | None = None) -> dict:
+    """Cloud mask -> features -> interpolation of a band stack (the single-stack pipeline's
+    steps); with a given ``cloud_mask`` (an L2A stack's SCL mask, an EOPatch's CLM) s2cloudless
+    does not run."""
     from .features import compute_features
 
-    cloud_detector(settings, budget_bytes, threads).run(l1c, None, str(paths["cloud_mask"]))
+    if cloud_mask is None:
+        cloud_detector(settings, budget_bytes, threads).run(l1c, None, str(paths["cloud_mask"]))
     compute_features(l1c, str(paths["features"]), settings.features, None, budget_bytes)
-    return _interpolate(paths["features"], paths["cloud_mask"], paths["interpolated"], settings, grid_dates,
+    mask = Path(cloud_mask) if cloud_mask is not None else paths["cloud_mask"]
+    return _interpolate(paths["features"], mask, paths["interpolated"], settings, grid_dates,
                         settings.min_valid_fraction if settings.scene_filter else 0.0, budget_bytes)
 
 
@@ -221,18 +239,22 @@ def eopatch_features(patch, names: Sequence[str] = ()) -> list[str]:
 
 def _interpolate_eopatch(tile: TileInput, paths: dict[str, Path], settings: PipelineSettings,
                          grid_dates: Sequence[str], budget_bytes: int | None, threads: int | None) -> dict:
-    """An EOPatch with L1C bands runs the whole pipeline; one with features (NDVI, ...) has them
-    interpolated directly, with its ``CLM`` as the cloud mask when it has one."""
+    """An EOPatch with L1C bands runs the whole pipeline (with its ``CLM`` instead of s2cloudless
+    for the ``given`` source); one with features (NDVI, ...) has them interpolated directly, with
+    its ``CLM`` as the cloud mask when it has one."""
     from .eopatch import import_eopatch, read_eopatch
 
     patch = read_eopatch(tile.l1c)
     patch.feature(EOPATCH_REFERENCE, ("mask_timeless", "data_timeless"))  # a clear error when missing
+    has_mask = f"mask/{EOPATCH_MASK}" in patch.features
     if f"data/{EOPATCH_L1C}" in patch.features:
         l1c = paths["features"].with_name("l1c.tif")
-        import_eopatch(patch, [EOPATCH_L1C], l1c, timeless_feature=EOPATCH_REFERENCE,
+        given = settings.cloud_mask_source == GIVEN_MASK  # its CLM instead of s2cloudless
+        import_eopatch(patch, [EOPATCH_L1C], l1c, mask_feature=EOPATCH_MASK if given else None,
+                       output_mask=paths["cloud_mask"] if given else None, timeless_feature=EOPATCH_REFERENCE,
                        output_timeless=paths["reference"], budget_bytes=budget_bytes)
-        return _interpolate_stack(str(l1c), paths, settings, grid_dates, budget_bytes, threads)
-    has_mask = f"mask/{EOPATCH_MASK}" in patch.features
+        return _interpolate_stack(str(l1c), paths, settings, grid_dates, budget_bytes, threads,
+                                  str(paths["cloud_mask"]) if given else None)
     import_eopatch(patch, eopatch_features(patch, tile.features), paths["features"],
                    mask_feature=EOPATCH_MASK if has_mask else None,
                    output_mask=paths["cloud_mask"] if has_mask else None,

@@ -22,6 +22,7 @@ from qgis.core import (
 from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
+from .cloud_source import CLOUD_MASK, CLOUD_MASK_SOURCE, add_cloud_mask_source, cloud_mask_source
 from .reference import add_legend_parameter, add_score_outputs, describe_scores, legend_from_parameters, score_results
 from .styling import style_when_loaded
 from .training import CLASSIFIER, SAMPLES, SEED, add_training_parameters, train_settings
@@ -38,7 +39,8 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     DESCRIPTION = (
         "The LULC pipeline over many tiles, in parallel. Tiles are the subfolders of a folder (l1c.tif and "
         "reference.tif, or an eo-learn EOPatch), pairs <name>_l1c.tif and <name>_reference.tif in it, or windows "
-        "of one large L1C stack (Large L1C stack, Reference, Tile size). Per tile, in parallel: cloud mask, "
+        "of one large L1C stack (Large L1C stack, Reference, Tile size). Per tile, in parallel: cloud mask "
+        "(s2cloudless, or a given mask stack such as an L2A product's SCL mask), "
         "features and interpolation onto one date grid shared by all tiles, and a spatial train/test split; then "
         "one LightGBM model trained on samples pooled from all tiles; then every tile classified in parallel, "
         "a VRT mosaic styled with the legend and one accuracy report over the held-out pixels of all tiles. A tile "
@@ -53,6 +55,8 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     INPUT_STACK = "INPUT_STACK"
     REFERENCE = "REFERENCE"
     TILE_SIZE = "TILE_SIZE"
+    CLOUD_MASK_SOURCE = CLOUD_MASK_SOURCE
+    CLOUD_MASK = CLOUD_MASK
     EOPATCH_FEATURES = "EOPATCH_FEATURES"
     SCHEDULER = "SCHEDULER"
     WORKERS = "WORKERS"
@@ -71,8 +75,9 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Folder of tiles"),
                                        behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True),
-            "One subfolder per tile holding l1c.tif (the L1C time stack) and reference.tif (its reference "
-            "classes), or an eo-learn EOPatch (bbox.geojson, data/, mask/, mask_timeless/LULC), or pairs "
+            "One subfolder per tile holding l1c.tif (the L1C time stack; or l2a.tif, an L2A stack, with "
+            "cloud_mask.tif, its SCL mask) and reference.tif (its reference classes), or an eo-learn EOPatch "
+            "(bbox.geojson, data/, mask/, mask_timeless/LULC), or pairs "
             "<name>_l1c.tif and <name>_reference.tif. All tiles in one CRS and pixel size. Leave empty to split "
             "one large stack instead.",
         )
@@ -94,6 +99,15 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
                                          minValue=16, maxValue=limits.MAX_TILE_SIZE),
             "Side of the tiles a large stack is split into, rounded up to whole cells of the cloud mask's "
             "processing grid (16 px for 160 m on 10 m pixels).",
+        )
+        add_cloud_mask_source(
+            self, QgsProcessingParameterFile(self.CLOUD_MASK, self.tr("Cloud-mask stack of the large stack"),
+                                             optional=True, fileFilter="GeoTIFF (*.tif *.tiff);;All files (*)"),
+            "With 'given mask stack' and a large stack: its mask on the same grid and dates (0 clear, anything else "
+            "cloudy or nodata), e.g. the SCL mask (OUTPUT_MASK) of 'Import Sentinel-2 products (SAFE)'; the "
+            "windows cut it as they cut the stack.",
+            "With a folder of tiles, each tile's mask is cloud_mask.tif beside its stack (<name>_cloud_mask.tif "
+            "for pairs) and an EOPatch's is its mask/CLM.",
         )
         self.add(
             QgsProcessingParameterString(self.EOPATCH_FEATURES, self.tr("EOPatch data features"), optional=True),
@@ -144,14 +158,20 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
                 progress: Progress) -> dict[str, Any]:
         from ..core.batch import run_batch
         from ..core.pipeline import PipelineSettings
+        from ..core.tiles import check_tile_masks
 
         legend = legend_from_parameters(self, parameters, context)
         scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
+        mask_source, force_s2cloudless = cloud_mask_source(self, parameters, context)
         settings = PipelineSettings(
             interval_days=self.parameterAsInt(parameters, self.INTERVAL_DAYS, context),
+            cloud_mask_source=mask_source, force_s2cloudless=force_s2cloudless,
             train=train_settings(self, parameters, context, TRAINING),
         )
         tiles = self._tiles(parameters, context, settings)
+        given_mask = self.parameterAsFile(parameters, self.CLOUD_MASK, context)
+        with self.about(self.CLOUD_MASK if given_mask else self.CLOUD_MASK_SOURCE):
+            check_tile_masks(tiles, settings)
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         mosaic = self.parameterAsFileOutput(parameters, self.OUTPUT_MOSAIC, context)
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
@@ -175,10 +195,21 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
 
     def _tiles(self, parameters: dict[str, Any], context: QgsProcessingContext, settings) -> list:
         """The tiles of the folder, or the windows of the large stack; exactly one of them."""
+        from ..core.pipeline import GIVEN_MASK
         from ..core.tiles import discover_tiles, split_stack
 
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
         stack = self.parameterAsFile(parameters, self.INPUT_STACK, context)
+        mask = self.parameterAsFile(parameters, self.CLOUD_MASK, context) or None
+        given = settings.cloud_mask_source == GIVEN_MASK
+        if mask and not (stack and given):
+            raise self.parameter_error(self.CLOUD_MASK, self.tr(
+                "a cloud-mask stack goes with a large stack and CLOUD_MASK_SOURCE 'given mask stack' (tiles in a "
+                "folder bring theirs as cloud_mask.tif); set both, or leave CLOUD_MASK empty"))
+        if stack and given and not mask:
+            raise self.parameter_error(self.CLOUD_MASK, self.tr(
+                "CLOUD_MASK_SOURCE is 'given mask stack': give the large stack's mask stack (e.g. the SCL mask of "
+                "'Import Sentinel-2 products (SAFE)'), or choose s2cloudless"))
         if folder and stack:
             raise self.parameter_error(self.INPUT_STACK, self.tr(
                 "give either a folder of tiles or a large stack, not both; clear one of them"))
@@ -187,11 +218,12 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
             if not reference:
                 raise self.parameter_error(self.REFERENCE, self.tr("give the large stack's reference class raster"))
             with self.about(self.INPUT_STACK):
-                return split_stack(stack, reference, self.parameterAsInt(parameters, self.TILE_SIZE, context), settings)
+                return split_stack(stack, reference, self.parameterAsInt(parameters, self.TILE_SIZE, context), settings,
+                                   cloud_mask=mask)
         if not folder:
             raise self.parameter_error(self.INPUT_FOLDER, self.tr(
                 "give a folder of tiles (or a large L1C stack and its reference)"))
         names = [n.strip() for n in self.parameterAsString(parameters, self.EOPATCH_FEATURES, context).split(",")
                  if n.strip()]
         with self.about(self.INPUT_FOLDER):
-            return discover_tiles(folder, names)
+            return discover_tiles(folder, names, given_masks=given)

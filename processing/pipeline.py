@@ -8,7 +8,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -21,6 +20,7 @@ from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .classify import add_probability_parameters
+from .cloud_source import CLOUD_MASK, CLOUD_MASK_SOURCE, add_cloud_mask_source, cloud_mask_source
 from .reference import (
     add_legend_parameter,
     add_reference_parameters,
@@ -36,9 +36,6 @@ from .training import CLASSIFIER, SAMPLES, SEED, SPLIT, TEST_FRACTION, add_train
 
 #: The training parameters the pipeline exposes, in their order; all but the split are advanced.
 TRAINING = (SPLIT, TEST_FRACTION, SAMPLES, SEED, CLASSIFIER)
-#: CLOUD_MASK_SOURCE's options, in their order (the index is the parameter's value).
-MASK_SOURCES = (("s2cloudless", "s2cloudless (L1C)"),
-                ("given", "Given mask stack (CLOUD_MASK: SCL mask of an L2A import, EOPatch CLM)"))
 
 
 class LulcPipelineAlgorithm(EoLulcAlgorithm):
@@ -57,9 +54,8 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     REQUIRES = ("numpy", "rasterio", "lightgbm", "scipy", "cv2", "s2cloudless")
 
     INPUT = "INPUT"
-    CLOUD_MASK_SOURCE = "CLOUD_MASK_SOURCE"
-    CLOUD_MASK = "CLOUD_MASK"
-    FORCE_S2CLOUDLESS = "FORCE_S2CLOUDLESS"
+    CLOUD_MASK_SOURCE = CLOUD_MASK_SOURCE
+    CLOUD_MASK = CLOUD_MASK
     SCENE_FILTER = "SCENE_FILTER"
     MIN_VALID_FRACTION = "MIN_VALID_FRACTION"
     CLOUD_MASK_IN_INTERPOLATION = "CLOUD_MASK_IN_INTERPOLATION"
@@ -99,25 +95,11 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             "e.g. from 'Build time stack from per-date rasters'. Reflectance or digital numbers. An L2A stack "
             "(e.g. from 'Import Sentinel-2 products (SAFE)') goes with a given cloud-mask stack.",
         )
-        self.add(
-            QgsProcessingParameterEnum(self.CLOUD_MASK_SOURCE, self.tr("Cloud-mask source"),
-                                       options=[self.tr(label) for _, label in MASK_SOURCES], defaultValue=0),
-            "s2cloudless computes the mask from the L1C bands (its model was trained on L1C top-of-atmosphere "
-            "reflectance, so an L2A stack is refused); 'given mask stack' skips that step and uses CLOUD_MASK "
-            "for the scene filter and the interpolation.",
-        )
-        self.add(
-            QgsProcessingParameterRasterLayer(self.CLOUD_MASK, self.tr("Cloud-mask stack"), optional=True),
+        add_cloud_mask_source(
+            self, QgsProcessingParameterRasterLayer(self.CLOUD_MASK, self.tr("Cloud-mask stack"), optional=True),
             "With 'given mask stack': a mask on the input's grid and dates, 0 clear, anything else cloudy or "
             "nodata, e.g. the SCL mask (OUTPUT_MASK) of 'Import Sentinel-2 products (SAFE)' or the CLM stack of "
             "'Import EOPatch'.",
-        )
-        self.add(
-            QgsProcessingParameterBoolean(self.FORCE_S2CLOUDLESS, self.tr("Run s2cloudless on an L2A stack anyway"),
-                                          defaultValue=False),
-            "s2cloudless on bottom-of-atmosphere (L2A) reflectance is outside what its model was trained on; "
-            "tick to run it regardless.",
-            advanced=True,
         )
         add_reference_parameters(self)
         add_legend_parameter(self)
@@ -217,7 +199,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
 
         source = self.raster_source(parameters, self.INPUT, context, "choose the L1C time stack")
         info = self.stack_info(source, self.INPUT)
-        mask_source = self.option_key(parameters, self.CLOUD_MASK_SOURCE, context, MASK_SOURCES)
+        mask_source, force_s2cloudless = cloud_mask_source(self, parameters, context)
         given_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         reference = reference_on_grid(self, parameters, context, info.grid)
         legend = legend_from_parameters(self, parameters, context)
@@ -233,7 +215,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
             end=self.parameterAsString(parameters, self.END, context).strip() or None,
             processing_resolution=self.parameterAsDouble(parameters, self.PROCESSING_RESOLUTION, context) or None,
             cloud_mask_source=mask_source,
-            force_s2cloudless=self.parameterAsBoolean(parameters, self.FORCE_S2CLOUDLESS, context),
+            force_s2cloudless=force_s2cloudless,
             features=features,
             train=train_settings(self, parameters, context, TRAINING),
             smoothing=self.parameterAsBoolean(parameters, self.SMOOTHING, context),
