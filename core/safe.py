@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
+from .safe_masks import quality_members
 from .timestack import parse_datetime
 
 #: ESA's band order; ``band_id`` / ``bandId`` in the metadata index it.
@@ -44,6 +45,8 @@ class Granule:
     bounds: tuple[float, float, float, float]
     bands: dict[str, str]
     resolutions: dict[str, int]
+    #: band -> GDAL paths of its quality masks (:mod:`core.safe_masks`), where the product has them
+    quality: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -234,9 +237,12 @@ def _granules(source: _Source, files: list[str], level: str, prefix: str, label:
             raise ValueError(f"'{label}' lacks the band file(s) of {', '.join(missing)} (listed in its metadata "
                              "but not in the product): an incomplete download? Download it again")
         crs, bounds, tile = _tile_geocoding(source, prefix + granule, label, present)
+        quality = quality_members(sorted(present), prefix + granule)
         granules.append(Granule(tile=tile, crs=crs, bounds=bounds,
                                 bands={b: source.gdal_path(prefix + f) for b, (_, f) in bands.items()},
-                                resolutions={b: r for b, (r, _) in bands.items()}))
+                                resolutions={b: r for b, (r, _) in bands.items()},
+                                quality={b: tuple(source.gdal_path(m) for m in members)
+                                         for b, members in quality.items()}))
     return tuple(granules)
 
 

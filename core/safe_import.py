@@ -12,7 +12,8 @@ Digital numbers stay ``uint16`` with the products' own scale and offset as GDAL 
 every later step sees true reflectance. Products before and after processing baseline 04.00
 (offset -1000 since 2022-01-25) are brought onto one offset per band, the most negative one, by
 adding the difference to the older products' numbers: ``reflectance = (DN + offset) / Q`` holds
-for every date. DN 0 (``NODATA``), ``SATURATED`` and, for L2A, SCL classes 0 and 1 become nodata.
+for every date. DN 0 (``NODATA``), ``SATURATED``, the pixels the product's quality masks call no data
+or saturated (:mod:`core.safe_masks`) and, for L2A, SCL classes 0 and 1 become nodata.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .gdalerrors import open_raster, reading
 from .limits import MAX_GRID_SIDE
 from .progress import Progress, ensure_progress
 from .safe import Granule, Product, read_product
+from .safe_masks import DefectMasks
 from .sentinel2 import find_bands
 from .timestack import Grid, StackInfo, StackWriter, bounded_gdal_cache, format_datetime
 
@@ -60,12 +62,16 @@ class ImportResult:
     #: Source pixels asked of GDAL (sum of the windows read, all bands): the proof that only the
     #: extent's window is read.
     source_pixels: int = 0
+    #: Source pixels the products' quality masks made nodata (no data, saturated; all bands).
+    defective_pixels: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def count_read(self, pixels: int) -> None:
-        """Add to :attr:`source_pixels` (bands are read in parallel threads)."""
+    def count_read(self, pixels: int, defective: int = 0) -> None:
+        """Add to :attr:`source_pixels` and :attr:`defective_pixels` (bands are read in parallel
+        threads)."""
         with self._lock:
             self.source_pixels += pixels
+            self.defective_pixels += defective
 
 
 def scan_products(paths: Sequence[str | Path], progress: Progress | None = None) -> list[Product]:
@@ -200,6 +206,7 @@ class _GranuleReader:
         self.same_crs = self.src_crs == self.dst_crs
         self.bounds = _granule_bounds(granule, self.dst_crs)
         self._ds = {}
+        self.defects = DefectMasks(granule.quality, bands, product.name)
         try:
             for band in bands:
                 with reading(granule.bands[band], f"band {band} of {product.name}"):
@@ -281,8 +288,9 @@ class _GranuleReader:
             end = bottom - bottom % tile
             bottom = end if end >= r1 else bottom  # the next strip starts on a tile boundary
         with reading(self.granule.bands[band], f"band {band} of {self.product.name}"):
-            data = ds.read(1, window=Window(cols.start, top, cols.stop - cols.start, bottom - top))
-        self.stats.count_read(data.size)
+            read_window = Window(cols.start, top, cols.stop - cols.start, bottom - top)
+            data = ds.read(1, window=read_window)
+        self.stats.count_read(data.size, self.defects.apply(band, data, ds.window_transform(read_window)))
         self._strips[band] = (top, cols, data)
         return data[r0 - top:r1 - top, c0 - cols.start:c1 - cols.start]
 

@@ -169,6 +169,9 @@ class ImportSafeAlgorithm(EoLulcAlgorithm):
                                  progress=progress.scaled(0.05, 1.0))
         feedback.pushInfo(self.tr("{} dates, {} x {} px, bands {}").format(
             result.info.n_dates, grid.width, grid.height, ", ".join(result.info.bands)))
+        if result.defective_pixels:
+            feedback.pushInfo(self.tr("{} source pixels the products' quality masks call no data or saturated "
+                                      "are nodata.").format(result.defective_pixels))
         outputs: dict[str, Any] = {self.OUTPUT: output, self.DATES: result.info.n_dates}
         if output_mask:
             outputs[self.OUTPUT_MASK] = output_mask

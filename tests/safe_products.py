@@ -55,16 +55,19 @@ def dns_from_reflectance(reflectance: np.ndarray, bands=BAND_IDS, add_offset: in
 
 
 def _write_jp2(path: Path, data: np.ndarray, epsg: int, ulx: float, uly: float, resolution: int) -> None:
+    """``data``: ``(h, w)``, or ``(layers, h, w)`` for a quality mask."""
     from osgeo import gdal, osr
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    layers = data if data.ndim == 3 else data[None]
     gdal_type = gdal.GDT_Byte if data.dtype == np.uint8 else gdal.GDT_UInt16
-    mem = gdal.GetDriverByName("MEM").Create("", data.shape[1], data.shape[0], 1, gdal_type)
+    mem = gdal.GetDriverByName("MEM").Create("", layers.shape[2], layers.shape[1], layers.shape[0], gdal_type)
     mem.SetGeoTransform((ulx, resolution, 0, uly, 0, -resolution))
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(epsg)
     mem.SetProjection(srs.ExportToWkt())
-    mem.GetRasterBand(1).WriteArray(data)
+    for i, layer in enumerate(layers, start=1):
+        mem.GetRasterBand(i).WriteArray(layer)
     # real products: lossless, one component, 1024 px tiles (GDAL clamps them to smaller images)
     options = ["REVERSIBLE=YES", "QUALITY=100", "YCC=NO", f"BLOCKXSIZE={JP2_TILE}", f"BLOCKYSIZE={JP2_TILE}"]
     out = gdal.GetDriverByName("JP2OpenJPEG").CreateCopy(str(path), mem, options=options)
@@ -73,6 +76,66 @@ def _write_jp2(path: Path, data: np.ndarray, epsg: int, ulx: float, uly: float, 
     aux = Path(str(path) + ".aux.xml")
     if aux.exists():
         aux.unlink()
+
+
+
+#: Quality-mask defects a fixture can carry: MSK_QUALIT layer (baseline >= 04.00) and GML file and
+#: maskType (older baselines). PARTIALLY_CORRECTED (cross-talk) is no defect the import removes.
+DEFECTS = {"NODATA": (6, "NODATA", "QT_NODATA_PIXELS"), "SATURATED": (8, "SATURA", "QT_SATURATED_PIXELS_L1A"),
+           "PARTIALLY_CORRECTED": (7, "NODATA", "QT_PARTIALLY_CORRECTED_PIXELS")}
+
+
+def _gml_mask(ident: str, kind: str, epsg: int, features: list[tuple[str, tuple[float, float, float, float]]]) -> str:
+    """An ``eop:Mask`` document as the processor writes MSK_NODATA / MSK_SATURA (3-D posList)."""
+    if not features:
+        members = "  <eop:maskMembers/>"
+    else:
+        parts = []
+        for i, (mask_type, (x0, y0, x1, y1)) in enumerate(features):
+            ring = " ".join(f"{x:.1f} {y:.1f} 12.5" for x, y in ((x0, y1), (x0, y0), (x1, y0), (x1, y1), (x0, y1)))
+            parts.append(f"""    <eop:MaskFeature gml:id="{mask_type}.{i}">
+      <eop:maskType codeSpace="urn:gs2:S2PDGS:maskType">{mask_type}</eop:maskType>
+      <eop:extentOf>
+        <gml:Polygon gml:id="{mask_type}.{i}_Polygon">
+          <gml:exterior>
+            <gml:LinearRing>
+              <gml:posList srsDimension="3">{ring}</gml:posList>
+            </gml:LinearRing>
+          </gml:exterior>
+        </gml:Polygon>
+      </eop:extentOf>
+    </eop:MaskFeature>""")
+        members = "  <eop:maskMembers>\n" + "\n".join(parts) + "\n  </eop:maskMembers>"
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<eop:Mask xmlns:eop="http://www.opengis.net/eop/2.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" \
+xmlns:gml="http://www.opengis.net/gml/3.2" gml:id="{ident}">
+  <gml:name>MSK_{kind} pixels mask from data-strip {ident}</gml:name>
+{members}
+</eop:Mask>
+"""
+
+
+def _write_quality_masks(qi_data: Path, bands, defects, baseline: str, epsg: int, ulx: float, uly: float,
+                         size: int, name_of) -> None:
+    """One quality mask per band in ``qi_data``: MSK_QUALIT_Bxx.jp2 (8 layers) from baseline 04.00,
+    MSK_NODATA_Bxx.gml and MSK_SATURA_Bxx.gml before. ``defects``: (band, kind of :data:`DEFECTS`,
+    (row0, row1, col0, col1) in 10 m pixels of the tile); ``name_of(kind, band)`` names the GML."""
+    for band in bands:
+        resolution = NATIVE[band]
+        mine = [(kind, box) for b, kind, box in defects if b == band]
+        if float(baseline) >= 4.0:
+            f = resolution // 10
+            layers = np.zeros((8, size // f, size // f), np.uint8)
+            for kind, (r0, r1, c0, c1) in mine:
+                layers[DEFECTS[kind][0] - 1, r0 // f:r1 // f, c0 // f:c1 // f] = 1
+            _write_jp2(qi_data / f"MSK_QUALIT_{band}.jp2", layers, epsg, ulx, uly, resolution)
+            continue
+        qi_data.mkdir(parents=True, exist_ok=True)
+        for kind in ("NODATA", "SATURA"):
+            features = [(DEFECTS[k][2], (ulx + c0 * 10, uly - r1 * 10, ulx + c1 * 10, uly - r0 * 10))
+                        for k, (r0, r1, c0, c1) in mine if DEFECTS[k][1] == kind]
+            name = name_of(kind, band)
+            (qi_data / name).write_text(_gml_mask(name[:-4], kind, epsg, features))
 
 
 def _product_xml(level: str, name: str, sensing: datetime, baseline: str, offset: int, files: list[str]) -> str:
@@ -170,9 +233,12 @@ def _tile_xml(level: str, tile: str, sensing: datetime, baseline: str, epsg: int
 
 def write_product(root: Path, level: str, dns: dict, sensing: datetime, baseline: str = "05.09",
                   tile: str = "33TVM", epsg: int = 32633, ulx: float = 499980, uly: float = 5200020,
-                  zipped: bool = False, scl: np.ndarray | None = None, leave_out: tuple[str, ...] = ()) -> Written:
+                  zipped: bool = False, scl: np.ndarray | None = None, leave_out: tuple[str, ...] = (),
+                  defects: list | None = None) -> Written:
     """One product in ``root``. ``dns``: band -> DNs at native resolution; ``scl`` (L2A) at 20 m.
-    Baselines 04.00 and later carry the -1000 offset (the DNs given are written as they are)."""
+    Baselines 04.00 and later carry the -1000 offset (the DNs given are written as they are).
+    ``defects`` (a list, maybe empty): write every band's quality masks in the baseline's format
+    with those defects (:func:`_write_quality_masks`); None: no quality masks."""
     offset = 1000 if float(baseline) >= 4.0 else 0
     stamp = f"{sensing:%Y%m%dT%H%M%S}"
     n = "1C" if level == "L1C" else "2A"
@@ -193,6 +259,9 @@ def write_product(root: Path, level: str, dns: dict, sensing: datetime, baseline
         files.append(rel)
         if band not in leave_out:
             _write_jp2(safe / (rel + ".jp2"), data, epsg, ulx, uly, resolution)
+    if defects is not None:
+        _write_quality_masks(safe / granule / "QI_DATA", list(dns), defects, baseline, epsg, ulx, uly, size,
+                             lambda kind, band: f"MSK_{kind}_{band}.gml")
     (safe / f"MTD_MSIL{n}.xml").write_text(_product_xml(level, name, sensing, baseline, offset, files))
     (safe / granule / "MTD_TL.xml").write_text(_tile_xml(level, tile, sensing, baseline, epsg, ulx, uly, size))
     path = safe
