@@ -168,13 +168,19 @@ def target_grid(days: Sequence[Sequence[Product]], resolution: float, crs: str |
                 transform=tuple(from_origin(xmin, ymax, resolution, resolution))[:6])
 
 
+def meeting_grid(product: Product, grid: Grid) -> list[Granule]:
+    """The product's granules whose footprint meets ``grid`` (one for the compact layout; those
+    of the extent among the many of the 2016 multi-granule layout)."""
+    crs = _crs(grid.crs_wkt)
+    return [g for g in product.granules if _intersection(_granule_bounds(g, crs), grid.bounds)]
+
+
 def days_in_grid(products: Sequence[Product], grid: Grid) -> tuple[list[list[Product]], list[str]]:
     """The products of each day whose tiles meet ``grid`` (days without any left out), and the
     names of those that do not; ``ValueError`` when none does."""
-    crs = _crs(grid.crs_wkt)
     kept, skipped = [], []
     for day in group_by_day(products):
-        inside = [p for p in day if any(_intersection(_granule_bounds(g, crs), grid.bounds) for g in p.granules)]
+        inside = [p for p in day if meeting_grid(p, grid)]
         skipped += [p.name for p in day if p not in inside]
         if inside:
             kept.append(inside)
@@ -438,7 +444,8 @@ def _import_days(kept, grid, names, mask_band, common, budget, dilation, structu
             for t, day in enumerate(kept):
                 readers = []
                 read_bands = names + ((mask_band,) if mask_band else ())
-                granules = [(p, g) for p in day for g in p.granules]
+                # only the granules meeting the grid (a 2016 multi-granule product holds up to ~20)
+                granules = [(p, g) for p in day for g in meeting_grid(p, grid)]
                 # half the budget for the decoded source strips of every granule's bands, half for blocks
                 cache_bytes = budget // (2 * len(granules) * len(read_bands))
                 try:

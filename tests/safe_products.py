@@ -264,19 +264,102 @@ def write_product(root: Path, level: str, dns: dict, sensing: datetime, baseline
                              lambda kind, band: f"MSK_{kind}_{band}.gml")
     (safe / f"MTD_MSIL{n}.xml").write_text(_product_xml(level, name, sensing, baseline, offset, files))
     (safe / granule / "MTD_TL.xml").write_text(_tile_xml(level, tile, sensing, baseline, epsg, ulx, uly, size))
-    path = safe
-    if zipped:
-        path = root / (name + ".zip")
-        # members stored, not deflated, as in the archives Copernicus delivers: JPEG 2000 is compressed
-        # already, and /vsizip/ then seeks straight to a tile instead of inflating from the start
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-            for file in sorted(safe.rglob("*")):
-                if file.is_file():
-                    archive.write(file, file.relative_to(root).as_posix())
-        import shutil
-
-        shutil.rmtree(safe)
+    path = _zip_safe(root, safe) if zipped else safe
     return Written(path=path, name=name, dns=dns, ulx=ulx, uly=uly, epsg=epsg, offset=offset)
+
+
+def _zip_safe(root: Path, safe: Path) -> Path:
+    """``safe`` as ``<name>.zip`` in ``root`` (the folder removed). Members stored, not deflated, as
+    in the archives Copernicus delivers: JPEG 2000 is compressed already, and /vsizip/ then seeks
+    straight to a tile instead of inflating from the start."""
+    import shutil
+
+    path = root / (safe.name + ".zip")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for file in sorted(safe.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(root).as_posix())
+    shutil.rmtree(safe)
+    return path
+
+
+def write_product_2016(root: Path, tiles: list[tuple[str, float, float, dict]], sensing: datetime,
+                       baseline: str = "02.04", epsg: int = 32633, zipped: bool = False,
+                       damaged: tuple[str, ...] = (), defects: list | None = None) -> Path:
+    """An L1C product in the 2016 multi-granule layout: one ``S2A_OPER_PRD_MSIL1C_PDMC_...SAFE``
+    holding a GRANULE folder per tile (``tiles``: (tile, ulx, uly, band -> DNs)), long ``S2A_OPER_``
+    names everywhere, ``S2A_OPER_MTD_SAFL1C_...xml`` listing each granule's bare ``IMAGE_ID``s
+    (PSD 13, as ESA's products of then and s2reader's test data). The band files of the tiles in
+    ``damaged`` are not JPEG 2000 (reading them fails: proof that they were not read)."""
+    stamp, generated = f"{sensing:%Y%m%dT%H%M%S}", f"{sensing:%Y%m%d}T073438"
+    name = f"S2A_OPER_PRD_MSIL1C_PDMC_{sensing:%Y%m%d}T104813_R065_V{stamp}_{stamp[:9]}101000.SAFE"
+    safe = root / name
+    lists = []
+    for tile, ulx, uly, dns in tiles:
+        granule_id = f"S2A_OPER_MSI_L1C_TL_SGS__{generated}_A006291_T{tile}_N{baseline}"
+        folder = safe / "GRANULE" / granule_id
+        size = next(a.shape[0] * NATIVE[b] // 10 for b, a in dns.items())
+        images = []
+        for band, data in dns.items():
+            image = f"S2A_OPER_MSI_L1C_TL_SGS__{generated}_A006291_T{tile}_{band}"
+            images.append(image)
+            if tile in damaged:
+                (folder / "IMG_DATA").mkdir(parents=True, exist_ok=True)
+                (folder / "IMG_DATA" / (image + ".jp2")).write_bytes(b"not a JPEG 2000 file")
+            else:
+                _write_jp2(folder / "IMG_DATA" / (image + ".jp2"), data, epsg, ulx, uly, NATIVE[band])
+        if defects is not None:
+            _write_quality_masks(folder / "QI_DATA", list(dns), defects, baseline, epsg, ulx, uly, size,
+                                 lambda kind, band, t=tile: f"S2A_OPER_MSK_{kind}_SGS__{generated}_A006291_T{t}_"
+                                                            f"{band}_MSIL1C.gml")
+        (folder / f"S2A_OPER_MTD_L1C_TL_SGS__{generated}_A006291_T{tile}.xml").write_text(
+            _tile_xml("L1C", tile, sensing, baseline, epsg, ulx, uly, size))
+        ids = "\n".join(f"            <IMAGE_ID>{i}</IMAGE_ID>" for i in images)
+        lists.append(f"""      <Granule_List>
+        <Granules datastripIdentifier="S2A_OPER_MSI_L1C_DS_SGS__{generated}_S{stamp}_N{baseline}" \
+granuleIdentifier="{granule_id}" imageFormat="JPEG2000">
+{ids}
+        </Granules>
+      </Granule_List>""")
+    time = sensing.strftime("%Y-%m-%dT%H:%M:%S.026Z")
+    granule_lists = "\n".join(lists)
+    (safe / f"S2A_OPER_MTD_SAFL1C_PDMC_{sensing:%Y%m%d}T104813_R065_V{stamp}_{stamp[:9]}101000.xml").write_text(
+        f"""<n1:Level-1C_User_Product xmlns:n1="https://psd-13.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd" \
+xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <n1:General_Info>
+    <Product_Info>
+      <PRODUCT_START_TIME>{time}</PRODUCT_START_TIME>
+      <PRODUCT_STOP_TIME>{time}</PRODUCT_STOP_TIME>
+      <PRODUCT_URI>791_{sensing:%Y-%m-%dT%H_%M}</PRODUCT_URI>
+      <PROCESSING_LEVEL>Level-1C</PROCESSING_LEVEL>
+      <PRODUCT_TYPE>S2MSI1C</PRODUCT_TYPE>
+      <PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>
+      <Datatake datatakeIdentifier="GS2A_{stamp}_006291_N{baseline}">
+        <SPACECRAFT_NAME>Sentinel-2A</SPACECRAFT_NAME>
+        <DATATAKE_SENSING_START>{time}</DATATAKE_SENSING_START>
+      </Datatake>
+      <Query_Options>
+        <PRODUCT_FORMAT>SAFE</PRODUCT_FORMAT>
+      </Query_Options>
+      <Product_Organisation>
+{granule_lists}
+      </Product_Organisation>
+    </Product_Info>
+    <Product_Image_Characteristics>
+      <Special_Values>
+        <SPECIAL_VALUE_TEXT>NODATA</SPECIAL_VALUE_TEXT>
+        <SPECIAL_VALUE_INDEX>0</SPECIAL_VALUE_INDEX>
+      </Special_Values>
+      <Special_Values>
+        <SPECIAL_VALUE_TEXT>SATURATED</SPECIAL_VALUE_TEXT>
+        <SPECIAL_VALUE_INDEX>65535</SPECIAL_VALUE_INDEX>
+      </Special_Values>
+      <QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>
+    </Product_Image_Characteristics>
+  </n1:General_Info>
+</n1:Level-1C_User_Product>
+""")
+    return _zip_safe(root, safe) if zipped else safe
 
 
 def write_l2a_series(root: Path, scenes: np.ndarray, dates, ulx: float, uly: float, side: int = 96) -> Path:
