@@ -172,12 +172,21 @@ def _read_timestamps(path: Path) -> tuple:
         raise ValueError(f"cannot read the dates in '{path}': {error}") from error
 
 
+#: The six L1C bands of eo-learn's LULC example (``SentinelHubInputTask(bands=[...],
+#: bands_feature=(FeatureType.DATA, "BANDS"))``), the ``data/BANDS`` of Sinergise's shared
+#: Slovenia 2017 patches, in that order.
+EOLEARN_EXAMPLE_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
+
+
 def channel_names(feature: Feature, channels: int) -> list[str]:
-    """Band names of a feature: its name for one channel, the L1C names for 13, else numbered."""
+    """Band names of a feature: its name for one channel, the L1C names for 13, the example's six
+    for a six-channel ``BANDS`` (so the features and indices find them), else numbered."""
     if channels == 1:
         return [feature.name]
     if channels == len(L1C_BANDS) and feature.kind == "data":
         return list(L1C_BANDS)
+    if channels == len(EOLEARN_EXAMPLE_BANDS) and feature.kind == "data" and feature.name.upper() == "BANDS":
+        return list(EOLEARN_EXAMPLE_BANDS)
     return [f"{feature.name}_{i + 1}" for i in range(channels)]
 
 
