@@ -48,21 +48,22 @@ def _outputs(out: Path) -> dict:
 
 
 def test_large_l2a_stack_with_its_scl_mask_in_windows(run_alg, l2a_tile, tmp_path):
-    """Windows of 64 px of the 97 px L2A stack, each cut from the SCL mask (no s2cloudless, no halo)."""
+    """Windows of 48 px of the 97 px L2A stack, each cut from the SCL mask (no s2cloudless, no halo);
+    the last row and column are 1 px wide, the corner a single pixel, and all are mapped."""
     import rasterio
 
     from eolulc.core.timestack import open_stack
 
     tile = l2a_tile / "t0"
     result = run_alg(ALG, {"INPUT_STACK": str(tile / "l2a.tif"), "REFERENCE": str(tile / "reference.tif"),
-                           "TILE_SIZE": 64, "CLOUD_MASK_SOURCE": 1, "CLOUD_MASK": str(tile / "cloud_mask.tif"),
+                           "TILE_SIZE": 48, "CLOUD_MASK_SOURCE": 1, "CLOUD_MASK": str(tile / "cloud_mask.tif"),
                            **_outputs(tmp_path)})
-    assert result["TILES"] == 4 and result["FAILED_TILES"] == ""
+    assert result["TILES"] == 9 and result["FAILED_TILES"] == ""  # 3 x 3 windows, the corner 1 x 1 px
     assert 0.3 <= result["OVERALL_ACCURACY"] <= 1.0
     with open_stack(str(tile / "cloud_mask.tif")) as given:
         whole = given.read()[..., 0]
     with open_stack(str(tmp_path / "work" / "tiles" / "r00c01" / "cloud_mask.tif")) as window:
-        assert np.array_equal(window.read()[..., 0], whole[:, :64, 64:])  # the given mask, cut, not detected
+        assert np.array_equal(window.read()[..., 0], whole[:, :48, 48:96])  # the given mask, cut, not detected
     # the fixture's SCL clouds (high probability) over the first rows of the second date only
     assert (whole[1, 1:8, :-1] == 1).all() and not (whole[0] == 1).any()
     with rasterio.open(result["OUTPUT_MOSAIC"]) as ds:
