@@ -35,6 +35,21 @@ LINEAR_TARGET = 1.2
 RSS_TARGET_MB = 1536
 
 
+def mapped_share(path: str) -> float:
+    """Share of the map's pixels that got a class (a map mostly nodata would make any time look good)."""
+    import numpy as np
+    import rasterio
+
+    mapped = total = 0
+    with rasterio.open(path) as src:
+        for _, window in src.block_windows(1):
+            valid = src.read_masks(1, window=window) > 0
+            data = src.read(1, window=window)
+            mapped += int(np.count_nonzero(valid & (data > 0)))
+            total += valid.size
+    return mapped / total
+
+
 def run_size(size: int, args: argparse.Namespace, runner: Runner, root: Path) -> dict:
     from eolulc.demo.synthetic import make_scene_stack
 
@@ -46,18 +61,19 @@ def run_size(size: int, args: argparse.Namespace, runner: Runner, root: Path) ->
     print(f"[{size}] scene written in {written:.0f} s; running qgis_process", flush=True)
     spec = {"l1c": str(made.l1c), "reference": str(made.reference), "start": first.isoformat(), "end": last.isoformat()}
     result = runner.qgis_pipeline(spec, work / "qgis")
-    result.update(size=size, megapixels=size * size / 1e6)
-    print(f"[{size}] {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    result.update(size=size, megapixels=size * size / 1e6, mapped=mapped_share(result["map"]))
+    print(f"[{size}] {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB, "
+          f"{100 * result['mapped']:.1f} % of the pixels mapped", flush=True)
     return result
 
 
 def table(results: list[dict], dates: int, threads: int) -> str:
     smallest, largest = results[0], results[-1]
     lines = [f"lulcpipeline through qgis_process, {dates} dates x 13 bands, {threads} threads",
-             "| side px | Mpx | seconds | s per Mpx | peak RSS MB |", "|---|---|---|---|---|"]
+             "| side px | Mpx | seconds | s per Mpx | peak RSS MB | pixels mapped |", "|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['size']} | {r['megapixels']:.2f} | {r['seconds']:.1f} | "
-                     f"{r['seconds'] / r['megapixels']:.1f} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['seconds'] / r['megapixels']:.1f} | {r['peak_rss_mb']:.0f} | {100 * r['mapped']:.1f} % |")
     if len(results) > 1:
         pixels = largest["megapixels"] / smallest["megapixels"]
         linearity = largest["seconds"] / (smallest["seconds"] * pixels)
