@@ -202,7 +202,8 @@ def w_sampling(spec: dict) -> dict:
     from eolulc.core.featureset import FeatureSet
     from eolulc.core.progress import ensure_progress
     from eolulc.core.reference import NO_CLASS
-    from eolulc.core.train import TrainSettings, erode, gather_rows, sample_pixels, split_mask, touching
+    from eolulc.core.sampling import sample_pixels
+    from eolulc.core.train import TrainSettings, erode, gather_rows, split_mask, touching
 
     settings = TrainSettings(threads=spec["threads"])
     reference = _reference(spec["reference"])

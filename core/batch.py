@@ -364,8 +364,9 @@ def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend, sett
 
     from .featureset import describe_stack
     from .model import LulcModel
+    from .sampling import sample_pixels
     from .timestack import read_info
-    from .train import fit_classifier, library_versions, sample_pixels
+    from .train import fit_classifier, library_versions
 
     train = settings.train
     x_train, y_train, x_test, y_test, reference_ids = [], [], [], [], set()
@@ -388,7 +389,7 @@ def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend, sett
     x, y = x[usable], y[usable]
     rng = np.random.default_rng(train.seed)
     if y.size > train.samples:
-        chosen = sample_pixels(np.ones(y.size, bool), y, train.samples, train.sampling, rng)
+        chosen = sample_pixels(np.ones(y.size, bool), y, train.samples, train.sampling, rng, train.class_counts())
         x, y = x[chosen], y[chosen]
     class_ids = sorted(int(c) for c in np.unique(y))
     if len(class_ids) < 2:

@@ -10,6 +10,7 @@ atomically and its resume marker (:mod:`core.resume`) last, and is skipped when 
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -275,7 +276,8 @@ def _sample_tile(tile: TileInput, reference_path: str, interpolated: str, settin
     ``unsplit``, as it is for a tile without labelled pixels."""
     from .featureset import FeatureSet
     from .reference import NO_CLASS, read_reference_raster
-    from .train import UnsplittableError, erode, gather_rows, parse_erosion, sample_pixels, split_mask, touching
+    from .sampling import sample_pixels
+    from .train import UnsplittableError, erode, gather_rows, parse_erosion, split_mask, touching
 
     train = settings.train
     with FeatureSet([interpolated]) as features:
@@ -310,7 +312,10 @@ def _sample_tile(tile: TileInput, reference_path: str, interpolated: str, settin
         candidates = labelled & ~test
         if train.split != "random" and test.any():
             candidates &= ~touching(test)
-        train_idx = sample_pixels(candidates, classes, quota["train"], train.sampling, rng)
+        # per-class counts scaled as the total is (the pooled model draws the exact counts)
+        share = quota["train"] / train.samples
+        counts = {c: math.ceil(k * share) for c, k in train.class_counts().items()}
+        train_idx = sample_pixels(candidates, classes, quota["train"], train.sampling, rng, counts)
         test_idx = np.flatnonzero(test)
         if test_idx.size > quota["test"]:
             test_idx = np.sort(rng.choice(test_idx, quota["test"], replace=False))

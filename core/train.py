@@ -6,7 +6,7 @@ The recipe follows eo-learn's LULC example and makes its weak spots explicit:
 2. labelled pixels are split into training and test *spatially* (square blocks, or whole
    polygons), because neighbouring pixels are nearly identical and a random pixel split
    reports the accuracy of memorising them;
-3. training pixels are sampled (proportional to class frequency, or balanced);
+3. training pixels are sampled (stratified by class, balanced, or counts per class: core.sampling);
 4. LightGBM is trained with early stopping on a validation part of the *training* blocks, which
    keeps the model lean (prediction time is the pipeline's bottleneck) without touching the
    test split;
@@ -45,11 +45,11 @@ from .limits import (
 from .model import LulcModel, predict_probabilities
 from .progress import Progress, ensure_progress
 from .reference import NO_CLASS, Reference
+from .sampling import SAMPLINGS, check_class_samples, check_known_classes, parse_class_samples, sample_pixels, shortfall
 from .suggest import LabelledPoints, add_points_to_plan
 from .timestack import bounded_gdal_cache
 
 SPLITS = ("blocks", "polygons", "random")
-SAMPLINGS = ("proportional", "balanced")
 CLASSIFIERS = ("gbdt", "rf", *DEEP_CLASSIFIERS)
 #: Test pixels used for the report at most (a random subset beyond that).
 MAX_TEST_PIXELS = 200_000
@@ -66,6 +66,8 @@ class TrainSettings:
 
     samples: int = 20000
     sampling: str = "proportional"
+    #: pixels per class, e.g. "1:500, 2:2000" (core.sampling); the others share the rest by ``sampling``
+    class_samples: str = ""
     split: str = "blocks"
     test_fraction: float = 0.25
     block_size: int = 0  # 0 = automatic
@@ -98,6 +100,7 @@ class TrainSettings:
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"the test fraction must be between 0 and 1 (exclusive), not {self.test_fraction}")
         check_range("the number of training samples", self.samples, 10, MAX_SAMPLES)
+        check_class_samples(self.class_counts(), self.samples)
         check_range("the number of boosting rounds", self.n_estimators, 1, MAX_TREES)
         check_range("the number of leaves per tree", self.num_leaves, 2, MAX_LEAVES)
         check_range("the split block size", self.block_size, 0, MAX_BLOCK_SIZE, "0 = automatic")
@@ -111,6 +114,10 @@ class TrainSettings:
         check_range("the deep learning rate", self.deep_learning_rate, 1e-6, 1.0)
         if self.device not in DEVICES:
             raise ValueError(f"unknown device '{self.device}'; use one of {', '.join(DEVICES)}")
+
+    def class_counts(self) -> dict[int, int]:
+        """The per-class counts of ``class_samples`` (empty: none)."""
+        return parse_class_samples(self.class_samples)
 
 
 @dataclass
@@ -211,25 +218,6 @@ def split_mask(reference: Reference, labelled: np.ndarray, settings: TrainSettin
     return test
 
 
-def sample_pixels(candidates: np.ndarray, classes: np.ndarray, n: int, sampling: str,
-                  rng: np.random.Generator) -> np.ndarray:
-    """Flat indices of the sampled training pixels."""
-    flat = np.flatnonzero(candidates)
-    if flat.size <= n and sampling == "proportional":
-        return flat
-    labels = classes.ravel()[flat]
-    if sampling == "proportional":
-        return np.sort(rng.choice(flat, size=n, replace=False))
-    ids = np.unique(labels)
-    per_class = max(1, n // ids.size)
-    chosen = []
-    for class_id in ids:
-        members = flat[labels == class_id]
-        take = min(per_class, members.size)
-        chosen.append(rng.choice(members, size=take, replace=False))
-    return np.sort(np.concatenate(chosen))
-
-
 @bounded_gdal_cache()
 def gather_rows(features: FeatureSet, flat_indices: np.ndarray, progress: Progress,
                 budget_bytes: int | None = None) -> np.ndarray:
@@ -283,7 +271,14 @@ def plan_samples(reference: Reference, settings: TrainSettings, rng: np.random.G
     if available < settings.samples:
         notes.append(f"{settings.samples} training pixels were asked for, but the training part holds only "
                      f"{available} labelled pixels: all of them are used.")
-    train_idx = sample_pixels(train_candidates, classes, settings.samples, settings.sampling, rng)
+    class_counts = settings.class_counts()
+    check_known_classes(class_counts, reference.class_ids)
+    ids, sizes = np.unique(classes[train_candidates], return_counts=True)
+    short = shortfall(class_counts, dict(zip(ids.tolist(), sizes.tolist())))
+    if short:
+        notes.append("The training part holds fewer pixels than the per-class counts ask for: "
+                     + ", ".join(f"class {c} {k}" for c, k in short.items()) + "; all of them are used.")
+    train_idx = sample_pixels(train_candidates, classes, settings.samples, settings.sampling, rng, class_counts)
     test_idx = np.flatnonzero(test)
     if test_idx.size > MAX_TEST_PIXELS:
         test_idx = np.sort(rng.choice(test_idx, MAX_TEST_PIXELS, replace=False))

@@ -29,6 +29,7 @@ from .reference import (
 from .training import (
     ALL,
     BLOCK_SIZE,
+    CLASS_SAMPLES,
     CLASS_WEIGHT,
     DEEP,
     EARLY_STOPPING,
@@ -42,8 +43,8 @@ from .training import (
 )
 
 #: Training parameters in the Advanced group.
-ADVANCED = (BLOCK_SIZE, N_ESTIMATORS, LEARNING_RATE, NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING, CLASS_WEIGHT, SEED,
-            *DEEP)
+ADVANCED = (CLASS_SAMPLES, BLOCK_SIZE, N_ESTIMATORS, LEARNING_RATE, NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING,
+            CLASS_WEIGHT, SEED, *DEEP)
 
 
 class TrainAlgorithm(EoLulcAlgorithm):
@@ -113,6 +114,7 @@ class TrainAlgorithm(EoLulcAlgorithm):
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
         from ..core.report import importance_html, write_report
+        from ..core.sampling import check_known_classes
         from ..core.train import train_model
 
         paths = self.raster_sources(parameters, self.FEATURES, context, "choose at least one feature stack")
@@ -120,6 +122,8 @@ class TrainAlgorithm(EoLulcAlgorithm):
         reference = reference_on_grid(self, parameters, context, grid)
         legend = legend_from_parameters(self, parameters, context)
         settings = train_settings(self, parameters, context, ALL)
+        with self.about(CLASS_SAMPLES):
+            check_known_classes(settings.class_counts(), reference.class_ids)
         points = labelled_points(self, parameters, context, self.LABELLED_POINTS, self.LABEL_FIELD, grid)
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         report_path = self.output_path(parameters, self.OUTPUT_REPORT, context)

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 SPLIT_OPTIONS = (("blocks", "Spatial blocks"), ("polygons", "By polygon"),
                  ("random", "Random pixels (overstates accuracy)"))
-SAMPLING_OPTIONS = (("proportional", "Proportional to class frequency"), ("balanced", "Balanced (equal per class)"))
+SAMPLING_OPTIONS = (("proportional", "Proportional to class frequency (stratified)"),
+                    ("balanced", "Balanced (equal per class)"))
 CLASSIFIER_OPTIONS = (("gbdt", "LightGBM gradient boosting"), ("rf", "LightGBM random forest"),
                       ("tempcnn", "TempCNN, temporal convolutions (deep; needs PyTorch)"),
                       ("ltae", "L-TAE, lightweight temporal attention (deep; needs PyTorch)"))
@@ -36,6 +37,7 @@ WEIGHT_OPTIONS = (("none", "None"), ("balanced", "Balanced (inverse class freque
 EROSION = "EROSION"
 SAMPLES = "SAMPLES"
 SAMPLING = "SAMPLING"
+CLASS_SAMPLES = "CLASS_SAMPLES"
 SPLIT = "SPLIT"
 TEST_FRACTION = "TEST_FRACTION"
 BLOCK_SIZE = "BLOCK_SIZE"
@@ -55,12 +57,13 @@ DEVICE = "DEVICE"
 DEEP = (EPOCHS, BATCH_SIZE, DEEP_LEARNING_RATE, DEVICE)
 
 #: Every training parameter, in the order 'Train LULC classifier' shows them.
-ALL = (EROSION, SAMPLES, SAMPLING, SPLIT, TEST_FRACTION, BLOCK_SIZE, CLASSIFIER, N_ESTIMATORS, LEARNING_RATE,
-       NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING, CLASS_WEIGHT, SEED, *DEEP)
+ALL = (EROSION, SAMPLES, SAMPLING, CLASS_SAMPLES, SPLIT, TEST_FRACTION, BLOCK_SIZE, CLASSIFIER, N_ESTIMATORS,
+       LEARNING_RATE, NUM_LEAVES, FEATURE_FRACTION, EARLY_STOPPING, CLASS_WEIGHT, SEED, *DEEP)
 
 #: parameter id -> (TrainSettings field, options of an enum or None)
 FIELDS = {
     EROSION: ("erosion", None), SAMPLES: ("samples", None), SAMPLING: ("sampling", SAMPLING_OPTIONS),
+    CLASS_SAMPLES: ("class_samples", None),
     SPLIT: ("split", SPLIT_OPTIONS), TEST_FRACTION: ("test_fraction", None), BLOCK_SIZE: ("block_size", None),
     CLASSIFIER: ("classifier", CLASSIFIER_OPTIONS), N_ESTIMATORS: ("n_estimators", None),
     LEARNING_RATE: ("learning_rate", None), NUM_LEAVES: ("num_leaves", None),
@@ -102,8 +105,17 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
         ),
         SAMPLING: (
             enum(SAMPLING, "Sampling", SAMPLING_OPTIONS),
-            "Proportional keeps the classes' shares (as eo-learn's example); balanced takes the same number per "
-            "class (helps rare classes, at some cost in overall accuracy).",
+            "Proportional is stratified: each class gets exactly its share of the training pixels (rounded, the "
+            "total exact), as eo-learn's FractionSamplingTask; balanced takes the same number per class (helps "
+            "rare classes, at some cost in overall accuracy).",
+        ),
+        CLASS_SAMPLES: (
+            QgsProcessingParameterString(CLASS_SAMPLES, tr("Training pixels per class"),
+                                         defaultValue=defaults.class_samples, optional=True),
+            "Optional counts for some classes, e.g. '1:500, 2:2000': those classes get that many pixels (all they "
+            "have when fewer), '3:0' leaves class 3 out; the classes not listed share the rest of the training "
+            "pixels by the sampling rule. The counts must be classes of the reference and add up to at most the "
+            "training pixels.",
         ),
         SPLIT: (
             enum(SPLIT, "Train/test split", SPLIT_OPTIONS),
@@ -205,6 +217,8 @@ def train_settings(algorithm, parameters: dict[str, Any], context: QgsProcessing
             values[field] = algorithm.parameterAsString(parameters, name, context)
             with algorithm.about(EROSION):
                 parse_erosion(values[field])
+        elif name == CLASS_SAMPLES:
+            values[field] = algorithm.parameterAsString(parameters, name, context).strip()
         elif name == EARLY_STOPPING:
             values[field] = algorithm.parameterAsBoolean(parameters, name, context)
         elif isinstance(getattr(TrainSettings, field), float):
@@ -212,6 +226,11 @@ def train_settings(algorithm, parameters: dict[str, Any], context: QgsProcessing
         else:
             values[field] = algorithm.parameterAsInt(parameters, name, context)
     settings = TrainSettings(**values)
+    if CLASS_SAMPLES in which:
+        from ..core.sampling import check_class_samples
+
+        with algorithm.about(CLASS_SAMPLES):
+            check_class_samples(settings.class_counts(), settings.samples)
     if SPLIT in which:
         with algorithm.about(SPLIT):
             settings.validate()

@@ -75,6 +75,10 @@ def test_raster_reference_in_another_crs_is_reprojected(run_alg, stacks, eopatch
         ({"CLASS_FIELD": ""}, "CLASS_FIELD", "class field"),
         ({"CLASS_FIELD": "LULC_NAME"}, "CLASS_FIELD", "not an integer class id"),
         ({"EROSION": "one"}, "EROSION", "not an erosion setting"),
+        ({"CLASS_SAMPLES": "2:lots"}, "CLASS_SAMPLES", "write class:pixels pairs"),
+        ({"CLASS_SAMPLES": "2:-5"}, "CLASS_SAMPLES", "outside 0.."),
+        ({"CLASS_SAMPLES": "2:15000", "SAMPLES": 10000}, "CLASS_SAMPLES", "more than the 10000 training pixels"),
+        ({"CLASS_SAMPLES": "42:100"}, "CLASS_SAMPLES", "class(es) 42 are not in the reference"),
         ({"SPLIT": 1, "REFERENCE": "lulc.tif"}, "FEATURES", "polygon split needs a polygon reference"),
     ],
 )
@@ -88,6 +92,19 @@ def test_train_bad_input(run_alg, stacks, eopatch_dir, tmp_path, change, paramet
         run_alg("eolulc:train", params)
     assert f"({parameter})" in str(error.value) and text in str(error.value)
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_class_samples(run_alg, stacks, eopatch_dir, tmp_path):
+    """Per-class counts: the listed classes get exactly that many training pixels, a class with 0
+    none, the others share the rest of SAMPLES stratified (their counts add up to the rest)."""
+    result = run_alg("eolulc:train", _train_params(stacks, eopatch_dir, tmp_path, SAMPLES=3000,
+                                                   CLASS_SAMPLES="3:200, 8:30, 4:0"))
+    assert result["OVERALL_ACCURACY"] > 0.5
+    model = json.loads((tmp_path / "model.json").read_text())
+    train = model["metadata"]["samples"]["train"]
+    assert model["metadata"]["settings"]["class_samples"] == "3:200, 8:30, 4:0"
+    assert train["3"] == 200 and train["8"] == 30 and "4" not in train
+    assert sum(train.values()) == 3000
 
 
 def test_reference_without_overlap(run_alg, stacks, eopatch_dir, tmp_path):
@@ -125,6 +142,18 @@ def test_classify_cancel_leaves_nothing(run_alg, stacks, eopatch_dir, tmp_path, 
         run_alg("eolulc:classify", {"FEATURES": [str(stacks / "ndvi16.tif")], "MODEL": str(tmp_path / "model.json"),
                                     "OUTPUT": str(out / "map.tif")}, feedback=feedback)
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_qgis_process_class_samples(qgis_process, stacks, tmp_path):
+    rc, result, text = qgis_process.run("eolulc:train", {
+        "FEATURES": stacks / "ndvi16.tif", "REFERENCE": stacks / "lulc.tif", "SAMPLES": 2000,
+        "CLASS_SAMPLES": "2:300", "OUTPUT_MODEL": tmp_path / "model.json"})
+    assert rc == 0, text
+    assert json.loads((tmp_path / "model.json").read_text())["metadata"]["samples"]["train"]["2"] == 300
+    rc, _, text = qgis_process.run("eolulc:train", {
+        "FEATURES": stacks / "ndvi16.tif", "REFERENCE": stacks / "lulc.tif", "CLASS_SAMPLES": "77:300",
+        "OUTPUT_MODEL": tmp_path / "bad.json"})
+    assert rc != 0 and "CLASS_SAMPLES" in text and "77" in text and not (tmp_path / "bad.json").exists()
 
 
 def test_qgis_process_train_and_classify(qgis_process, stacks, eopatch_dir, tmp_path):
