@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -53,16 +53,33 @@ class ChosenPixels:
 
     def __init__(self, flat_indices: np.ndarray, width: int) -> None:
         self.flat = np.asarray(flat_indices)
-        self._row_of = self.flat // width
-        self._col_of = self.flat % width
+        self.rows = self.flat // width
+        self.cols = self.flat % width
 
     def pixels_in(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Positions (in ``flat_indices``) of the chosen pixels inside ``window`` (row, col,
         height, width) and their flat indices within the window."""
         row, col, height, width = window
-        inside = np.flatnonzero((self._row_of >= row) & (self._row_of < row + height)
-                                & (self._col_of >= col) & (self._col_of < col + width))
-        return inside, (self._row_of[inside] - row) * width + (self._col_of[inside] - col)
+        inside = np.flatnonzero((self.rows >= row) & (self.rows < row + height)
+                                & (self.cols >= col) & (self.cols < col + width))
+        return inside, (self.rows[inside] - row) * width + (self.cols[inside] - col)
+
+
+def pixel_windows(rows: np.ndarray, cols: np.ndarray, align: int) -> Iterator[tuple[np.ndarray, Window, np.ndarray]]:
+    """Windows that hold the pixels (``rows``, ``cols``), touching only the ``align`` x ``align``
+    tiles that hold some: per strip of tiles, each run of adjacent occupied tiles is one window,
+    trimmed to its pixels. Yields (positions in ``rows``, window, flat indices within the window)."""
+    strip, tile = rows // align, cols // align
+    order = np.lexsort((tile, strip))
+    strip, tile = strip[order], tile[order]
+    # a new window where the strip changes or the tile jumps by more than one
+    starts = np.flatnonzero(np.r_[True, (strip[1:] != strip[:-1]) | (tile[1:] - tile[:-1] > 1)])
+    for start, end in zip(starts, np.r_[starts[1:], order.size]):
+        positions = order[start:end]
+        r, c = rows[positions], cols[positions]
+        row, col = int(r.min()), int(c.min())
+        width = int(c.max()) - col + 1
+        yield positions, (row, col, int(r.max()) - row + 1, width), (r - row) * width + (c - col)
 
 
 class FeatureColumns:
@@ -114,6 +131,16 @@ class FeatureSet(FeatureColumns):
     def read_rows(self, window: Window) -> np.ndarray:
         """``(height * width, features)`` float32 rows of a window, pixel-major (row by row)."""
         parts = [block_rows(reader.read(window), info) for reader, info in zip(self.readers, self.infos)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def read_pixels(self, window: Window, local: np.ndarray) -> np.ndarray:
+        """Rows of some pixels of a window (flat indices ``local`` within it): the window is read,
+        only those pixels are converted."""
+        parts = []
+        for reader, info in zip(self.readers, self.infos):
+            block = reader.read(window)
+            t, h, w, b = block.shape
+            parts.append(block_rows(block.reshape(t, h * w, 1, b)[:, local], info))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def close(self) -> None:

@@ -27,9 +27,9 @@ from typing import Sequence
 import numpy as np
 
 from .accuracy import warning_notes
-from .blocks import iter_blocks
+from .blocks import ALIGN, iter_blocks
 from .deep import DEEP_CLASSIFIERS, DEVICES
-from .featureset import ChosenPixels, FeatureColumns, FeatureSet
+from .featureset import ChosenPixels, FeatureColumns, FeatureSet, pixel_windows
 from .legend import Legend
 from .limits import (
     MAX_BATCH_SIZE,
@@ -221,14 +221,19 @@ def split_mask(reference: Reference, labelled: np.ndarray, settings: TrainSettin
 @bounded_gdal_cache()
 def gather_rows(features: FeatureSet, flat_indices: np.ndarray, progress: Progress,
                 budget_bytes: int | None = None) -> np.ndarray:
-    """Feature rows of the given pixels, reading the stacks block by block."""
+    """Feature rows of the given pixels. Only the stacks' tiles that hold some are read (adjacent
+    ones together, each window trimmed to its pixels) and only those pixels converted: sampling
+    reads a fraction of the stacks when the reference covers a fraction of them."""
     grid = features.grid
     out = np.empty((flat_indices.size, features.n_features), np.float32)
     chosen = ChosenPixels(flat_indices, grid.width)
     for block in iter_blocks(grid.height, grid.width, features.bytes_per_pixel(), budget_bytes, progress=progress):
-        inside, local = chosen.pixels_in(block.window)
-        if inside.size:
-            out[inside] = features.read_rows(block.window)[local]
+        inside, _ = chosen.pixels_in(block.window)
+        if not inside.size:
+            continue
+        rows, cols = chosen.rows[inside], chosen.cols[inside]
+        for positions, window, local in pixel_windows(rows, cols, ALIGN):
+            out[inside[positions]] = features.read_pixels(window, local)
     return out
 
 

@@ -192,3 +192,40 @@ def test_all_nodata_features(patch_stacks, reference, trained, tmp_path):
     with pytest.raises(ValueError, match="only nodata"):
         classify([str(empty)], trained.model, tmp_path / "out" / "map.tif")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("budget", [None, 64 * 1024])
+def test_sampled_rows_equal_the_whole_table(patch_stacks, budget):
+    """gather_rows reads only the tiles with sampled pixels and converts only those: the rows are
+    the whole table's, in the order asked, for scattered, clustered and repeated-edge pixels, with
+    blocks smaller than the raster too."""
+    from eolulc.core.featureset import FeatureSet
+    from eolulc.core.progress import ensure_progress
+    from eolulc.core.train import gather_rows
+
+    with FeatureSet([str(patch_stacks / "ndvi16.tif")]) as features:
+        grid = features.grid
+        table = features.read_rows((0, 0, grid.height, grid.width))
+        rng = np.random.default_rng(0)
+        corner = (np.arange(20)[:, None] * grid.width + np.arange(15)[None, :]).ravel()
+        for flat in (rng.permutation(table.shape[0])[:700], np.sort(corner), np.array([table.shape[0] - 1, 0]),
+                     np.zeros(0, np.int64)):
+            rows = gather_rows(features, flat, ensure_progress(None), budget)
+            np.testing.assert_array_equal(rows, table[flat])
+
+
+def test_pixel_windows_touch_only_occupied_tiles():
+    from eolulc.core.featureset import pixel_windows
+
+    rows = np.array([0, 3, 9, 9, 2, 30, 31])
+    cols = np.array([0, 7, 1, 12, 40, 5, 6])
+    seen = np.zeros(rows.size, int)
+    windows = []
+    for positions, (row, col, height, width), local in pixel_windows(rows, cols, 8):
+        seen[positions] += 1
+        windows.append((row, col, height, width))
+        np.testing.assert_array_equal(local, (rows[positions] - row) * width + cols[positions] - col)
+    assert (seen == 1).all()
+    # 8 px tiles: strip 0 holds tiles 0 and 5 (apart: two windows), strip 1 tiles 0 and 1 (adjacent:
+    # one window), strip 3 tile 0; each window trimmed to its pixels
+    assert sorted(windows) == [(0, 0, 4, 8), (2, 40, 1, 1), (9, 1, 1, 12), (30, 5, 2, 2)]
