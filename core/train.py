@@ -232,7 +232,11 @@ def gather_rows(features: FeatureSet, flat_indices: np.ndarray, progress: Progre
         if not inside.size:
             continue
         rows, cols = chosen.rows[inside], chosen.cols[inside]
-        for positions, window, local in pixel_windows(rows, cols, ALIGN):
+        windows = list(pixel_windows(rows, cols, ALIGN))
+        if sum(w[1][2] * w[1][3] for w in windows) > 0.5 * block.height * block.width:
+            # most of the block is needed: one read of it beats many of its strips
+            windows = list(pixel_windows(rows, cols, max(block.height, block.width)))
+        for positions, window, local in windows:
             out[inside[positions]] = features.read_pixels(window, local)
     return out
 
