@@ -24,10 +24,11 @@ new variants.
 What is measured per (variant, seed): overall accuracy, weighted F1 and kappa on the held-out
 test split, its confusion matrix, the number of features, interpolation seconds (per variant),
 training seconds (sampling + LightGBM + test prediction), prediction seconds (the model on a
-fixed sample of up to ``PREDICT_SAMPLE`` pixels, the same pixels for every variant), and the peak
-resident memory above the level at the start of the step (sampled from ``/proc/self/statm``
-every 10 ms on Linux; elsewhere the growth of the process's maximum RSS, which stays 0 below an
-earlier peak). In parallel runs the seconds include the competition for the cores.
+fixed sample of up to ``PREDICT_SAMPLE`` pixels, the same pixels for every variant), the epochs a
+deep classifier ran before early stopping, and the peak resident memory above the level at the
+start of the step (sampled from ``/proc/self/statm`` every 10 ms on Linux; elsewhere the growth
+of the process's maximum RSS, which stays 0 below an earlier peak). In parallel runs the seconds
+include the competition for the cores.
 
 This module runs the experiment; the variants are defined in :mod:`core.variants`, the memory is
 measured and budgeted in :mod:`core.experiment_memory`, the runs are compared in
@@ -420,6 +421,8 @@ def run_variant(task: VariantTask, progress: Progress | None = None) -> dict:
                        peak_memory_mb=max(peaks) if peaks else None,
                        confusion=confusion_matrix(trained.test_truth, trained.test_predicted, task.labels).tolist(),
                        **{m: float(trained.report[m]) for m in METRICS})
+            if trained.model.network is not None:  # a deep classifier: how long early stopping let it train
+                row["epochs_run"] = trained.model.metadata["parameters"].get("epochs_run")
             if outcome["model"] is None:
                 outcome["model"] = trained.model
         except Cancelled:

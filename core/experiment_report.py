@@ -21,7 +21,7 @@ from .variants import resolution_text
 
 CSV_COLUMNS = ("variant", "seed", "status", "error", "scene_filter", "cloud_mask_in_interpolation", "interval_days",
                "processing_resolution", "classifier", "n_dates", "n_features", "overall_accuracy", "f1_weighted",
-               "kappa", "interpolate_s", "train_s", "predict_s", "peak_memory_mb")
+               "kappa", "interpolate_s", "train_s", "predict_s", "peak_memory_mb", "epochs_run")
 
 
 def write_outputs(document: dict, html_path: str | Path, csv_path: str | Path,

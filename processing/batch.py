@@ -25,10 +25,10 @@ from .base import EoLulcAlgorithm
 from .cloud_source import CLOUD_MASK, CLOUD_MASK_SOURCE, add_cloud_mask_source, cloud_mask_source
 from .reference import add_legend_parameter, add_score_outputs, describe_scores, legend_from_parameters, score_results
 from .styling import style_when_loaded
-from .training import CLASSIFIER, SAMPLES, SEED, add_training_parameters, train_settings
+from .training import CLASSIFIER, DEEP, SAMPLES, SEED, add_training_parameters, train_settings
 
 #: The training parameters of the pooled model (advanced).
-TRAINING = (SAMPLES, SEED, CLASSIFIER)
+TRAINING = (SAMPLES, SEED, CLASSIFIER, *DEEP)
 
 
 class BatchPipelineAlgorithm(EoLulcAlgorithm):

@@ -24,6 +24,7 @@ from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .reference import add_legend_parameter, add_reference_parameters, legend_from_parameters, reference_on_grid
 from .styling import style_when_loaded
+from .training import DEEP, add_training_parameters, train_settings
 
 #: (key, label) of the EXPERIMENT options, in their order.
 EXPERIMENTS = (("cloud", "Cloud handling (scene filter on/off x cloud mask on/off)"),
@@ -122,6 +123,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             "not depend on it.",
             advanced=True,
         )
+        add_training_parameters(self, DEEP, advanced=DEEP)
         self.add(
             QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("Experiment report (HTML)"),
                                                   fileFilter="HTML files (*.html)"),
@@ -170,7 +172,8 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
                 "a given cloud mask has no processing resolution: leave it empty, or give an L1C stack "
                 "without the cloud mask"))
         kind = self.option_key(parameters, self.EXPERIMENT, context, EXPERIMENTS)
-        base = PipelineSettings()
+        # the deep classifiers' settings hold for every variant that uses one
+        base = PipelineSettings(train=train_settings(self, parameters, context, DEEP))
         variants = []
         if kind in ("cloud", "both"):
             variants += study.cloud_variants()

@@ -32,10 +32,19 @@ from .reference import (
 )
 from .smooth import add_smoothing_parameters, smoothing_settings
 from .styling import result_group_name, style_when_loaded
-from .training import CLASSIFIER, SAMPLES, SEED, SPLIT, TEST_FRACTION, add_training_parameters, train_settings
+from .training import (
+    CLASSIFIER,
+    DEEP,
+    SAMPLES,
+    SEED,
+    SPLIT,
+    TEST_FRACTION,
+    add_training_parameters,
+    train_settings,
+)
 
 #: The training parameters the pipeline exposes, in their order; all but the split are advanced.
-TRAINING = (SPLIT, TEST_FRACTION, SAMPLES, SEED, CLASSIFIER)
+TRAINING = (SPLIT, TEST_FRACTION, SAMPLES, SEED, CLASSIFIER, *DEEP)
 
 
 class LulcPipelineAlgorithm(EoLulcAlgorithm):
