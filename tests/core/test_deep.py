@@ -99,6 +99,29 @@ def test_model_file_round_trip_and_block_by_block_map(trained, ndvi16, tmp_path)
     np.testing.assert_array_equal(confidence[valid], np.round(100 * after.max(axis=1)).astype(np.uint8))
 
 
+def test_prediction_folds_batch_norm_with_the_same_logits(trained, ndvi16):
+    """The predictor's network (batch norm folded into the layer before it, no dropout) gives the
+    trained network's logits, up to float rounding, and the same classes."""
+    import torch
+
+    from eolulc.core.deep import check_network, to_sequences
+    from eolulc.core.deep_models import build_network
+
+    network = trained.model.network
+    plain = build_network(network["architecture"])
+    plain.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in check_network(network, "test").items()})
+    rows = stack_rows(ndvi16 / "ndvi16.tif")
+    rows = rows[~np.all(np.isnan(rows), axis=1)]
+    with torch.no_grad():
+        expected = plain.eval()(torch.from_numpy(to_sequences(rows, network))).numpy()
+    predictor = trained.model.ensemble(2)
+    got = predictor.raw_scores(rows)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
+    kinds = {type(m).__name__ for m in predictor.module.modules()}
+    assert not kinds & {"BatchNorm1d", "Dropout"}
+
+
 def test_same_seed_same_network(ndvi16, reference):
     settings = replace(QUICK, classifier="ltae", epochs=3, samples=1500, seed=7)
     runs = [train_model([str(ndvi16 / "ndvi16.tif")], reference, read_legend(), settings) for _ in range(2)]
