@@ -69,3 +69,17 @@ def test_qgis_process_help_imports_no_heavy_module(qgis_process) -> None:
     assert any(m.startswith(f"{PLUGIN_NAME}.processing.provider") for m in imported), "the plugin was not loaded"
     assert heavy_in(imported) == []
 
+
+
+def test_cloud_mask_run_does_not_import_s2cloudless(qgis_process, scene_stack_dn: Path, tmp_path: Path) -> None:
+    """The core reads s2cloudless's model file only; importing the package (as the check of the
+    algorithm's requirements did) imports sentinelhub and its HTTP stack, 0.3-0.7 s of every run."""
+    args = ["--json", "run", "eolulc:cloudmask", "--", f"INPUT={scene_stack_dn}",
+            f"OUTPUT_PROBABILITY={tmp_path / 'p.tif'}", f"OUTPUT_MASK={tmp_path / 'm.tif'}"]
+    done = subprocess.run([QGIS_PROCESS, *args], env={**qgis_process.env, "PYTHONPROFILEIMPORTTIME": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (tmp_path / "m.tif").is_file()
+    imported = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M)
+    assert f"{PLUGIN_NAME}.core.cloudmask" in imported  # the run was logged
+    assert {"s2cloudless", "sentinelhub"} & {m.split(".")[0] for m in imported} == set()
