@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import warnings
 from contextlib import closing
@@ -362,13 +361,8 @@ def compute_features(
     spec: FeatureSpec,
     progress: Progress | None = None,
     budget_bytes: int | None = None,
-    threads: int | None = None,
 ) -> FeaturesResult:
-    """Write the feature stack of ``input_path`` to ``output_path`` (float32, NaN nodata); all or nothing.
-
-    ``threads`` (default: all CPUs) compress the output: a feature stack of every date is mostly
-    compression work (writing ZSTD float32 tiles took about two thirds of the step's CPU time), which one
-    writing thread left the bottleneck."""
+    """Write the feature stack of ``input_path`` to ``output_path`` (float32, NaN nodata); all or nothing."""
     progress = ensure_progress(progress)
     with open_stack(str(input_path)) as reader:
         info = reader.info
@@ -390,8 +384,7 @@ def compute_features(
         # the next block is read and the last one written while this one is computed
         bytes_per_pixel += info.n_dates * len(plan.read) * itemsize + len(dates) * len(names) * 4
         blocks = iter_blocks(grid.height, grid.width, bytes_per_pixel, budget_bytes, progress=progress)
-        compressing = threads or os.cpu_count() or 1
-        with atomic_outputs([output_path]) as (temp,), StackWriter(str(temp), out_info, compressing) as writer:
+        with atomic_outputs([output_path]) as (temp,), StackWriter(str(temp), out_info) as writer:
             with closing(read_ahead(blocks, lambda b: reader.read(b.window, bands=plan.read))) as blocks_read, \
                     WriteBehind() as behind:
                 for block, raw in blocks_read:

@@ -363,9 +363,7 @@ class StackWriter:
     """Writes a stack window by window. Use :func:`~.atomic.atomic_outputs` for the path so that
     a failure or cancel leaves nothing behind."""
 
-    def __init__(self, path: str, info: StackInfo, threads: int = 1) -> None:
-        """``threads`` > 1 compresses tiles in that many GDAL threads (``NUM_THREADS``): for
-        float32 stacks compression, not the computation, bounds a step that writes every date."""
+    def __init__(self, path: str, info: StackInfo) -> None:
         import rasterio
         from rasterio.crs import CRS
 
@@ -383,15 +381,12 @@ class StackWriter:
             transform=rasterio.Affine(*grid.transform),
             nodata=info.nodata,
         )
-        tiles = {"blockxsize": side, "blockysize": side}
-        if threads > 1:
-            tiles["num_threads"] = str(threads)
         try:
-            profile = {**creation_options(info.dtype), **tiles}
+            profile = {**creation_options(info.dtype), "blockxsize": side, "blockysize": side}
             self._ds = rasterio.open(self.path, "w", **create, **profile)
         except rasterio.errors.RasterioIOError:
             # a GDAL built without ZSTD: same layout, DEFLATE
-            profile = {**creation_options(info.dtype, FALLBACK_COMPRESSION), **tiles}
+            profile = {**creation_options(info.dtype, FALLBACK_COMPRESSION), "blockxsize": side, "blockysize": side}
             self._ds = rasterio.open(self.path, "w", **create, **profile)
         try:
             self._write_metadata()

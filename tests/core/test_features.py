@@ -169,14 +169,6 @@ def test_identical_for_any_block_size(scene_stack, tmp_path):
     np.testing.assert_array_equal(_read(tmp_path / "b.tif")[1], _read(tmp_path / "d.tif")[1])
 
 
-
-def test_compression_threads_change_nothing_but_time(scene_stack, tmp_path):
-    compute_features(scene_stack, tmp_path / "one.tif", FeatureSpec(), threads=1)
-    compute_features(scene_stack, tmp_path / "two.tif", FeatureSpec(), budget_bytes=50_000, threads=2)
-    one, two = _read(tmp_path / "one.tif"), _read(tmp_path / "two.tif")
-    assert (one[0].bands, one[0].dates, one[0].tags) == (two[0].bands, two[0].dates, two[0].tags)
-    np.testing.assert_array_equal(one[1], two[1])
-
 def test_undated_raster_is_one_undated_date(reference_scenes, tmp_path):
     path = tmp_path / "plain.tif"
     with rasterio.open(path, "w", driver="GTiff", width=100, height=101, count=13, dtype="float32") as ds:

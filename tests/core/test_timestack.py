@@ -51,30 +51,6 @@ def test_round_trip_with_metadata(tmp_path: Path):
         assert ds.scales[8] == pytest.approx(1e-4)
 
 
-
-def test_compression_threads_write_the_same_stack(tmp_path: Path):
-    """GDAL's threaded compression (``NUM_THREADS``) on a float32 stack of hundreds of bands (GDAL
-    3.6's threaded *decoding* fails on such stacks): the same pixels and the same layout, with
-    partial edge tiles and windows written in any order."""
-    rng = np.random.default_rng(2)
-    dates = tuple(datetime(2019, 1, 1 + d) for d in range(25))
-    info = StackInfo(GRID, dates, tuple(f"F{i}" for i in range(12)), "float32", nodata=float("nan"))
-    data = rng.normal(size=(25, 270, 300, 12)).astype(np.float32).round(2)
-    data[:, :5] = np.nan
-    paths = {threads: tmp_path / f"t{threads}.tif" for threads in (1, 2)}
-    windows = [(row, col, min(128, 270 - row), min(128, 300 - col)) for row in (256, 128, 0) for col in (0, 256, 128)]
-    for threads, path in paths.items():
-        with StackWriter(str(path), info, threads=threads) as writer:
-            for r, c, h, w in windows:
-                writer.write(data[:, r:r + h, c:c + w], (r, c, h, w))
-    profiles = []
-    for path in paths.values():
-        with open_stack(str(path)) as stack:
-            np.testing.assert_array_equal(stack.read(), data)
-        with rasterio.open(path) as ds:
-            profiles.append((ds.count, ds.compression, ds.block_shapes[0], ds.tags(ns="IMAGE_STRUCTURE")))
-    assert profiles[0] == profiles[1] and profiles[0][0] == 300
-
 def test_plain_raster_is_single_undated_date(tmp_path: Path):
     path = tmp_path / "plain.tif"
     with rasterio.open(path, "w", driver="GTiff", width=4, height=3, count=2, dtype="float32") as ds:
