@@ -161,6 +161,25 @@ class DefectMasks:
                     raise ValueError(f"{self.label}: {PurePosixPath(path).name} has {ds.count} layers, a Sentinel-2 "
                                      f"quality mask has {QUALIT_LAYER_COUNT}; download the product again")
                 window = from_bounds(c, f + e * height, c + a * width, f, transform=ds.transform)
-                layers = ds.read(list(QUALIT_LAYERS), window=window, out_shape=(len(QUALIT_LAYERS), height, width),
-                                 resampling=Resampling.nearest, boundless=True, fill_value=0)
+                pixels = _pixels_inside(window, ds.width, ds.height, width, height)
+                if pixels is not None:
+                    # the usual case (the mask on the band's pixels): a plain read gives the same
+                    # pixels, without the 25 % more time a boundless read's VRT costs
+                    layers = ds.read(list(QUALIT_LAYERS), window=pixels)
+                else:
+                    layers = ds.read(list(QUALIT_LAYERS), window=window, resampling=Resampling.nearest,
+                                     out_shape=(len(QUALIT_LAYERS), height, width), boundless=True, fill_value=0)
         return np.any(layers != 0, axis=0)
+
+
+def _pixels_inside(window, ds_width: int, ds_height: int, width: int, height: int):
+    """``window`` (of a mask) as whole pixels when it lies inside the mask on them, ``width`` x
+    ``height`` of them (read as it is: no resampling, no filling); None otherwise."""
+    from rasterio.windows import Window
+
+    values = (window.col_off, window.row_off, window.width, window.height)
+    if any(abs(v - round(v)) > 1e-6 for v in values):
+        return None
+    col, row, w, h = (round(v) for v in values)
+    inside = (w, h) == (width, height) and col >= 0 and row >= 0 and col + w <= ds_width and row + h <= ds_height
+    return Window(col, row, w, h) if inside else None
