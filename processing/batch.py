@@ -39,7 +39,7 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
     DESCRIPTION = (
         "The LULC pipeline over many tiles, in parallel. Tiles are the subfolders of a folder (l1c.tif and "
         "reference.tif, or an eo-learn EOPatch), pairs <name>_l1c.tif and <name>_reference.tif in it, or windows "
-        "of one large L1C stack (Large L1C stack, Reference, Tile size). Per tile, in parallel: cloud mask "
+        "of one large stack (Large time stack, Reference, Tile size). Per tile, in parallel: cloud mask "
         "(s2cloudless, or a given mask stack such as an L2A product's SCL mask), "
         "features and interpolation onto one date grid shared by all tiles, and a spatial train/test split; then "
         "one LightGBM model trained on samples pooled from all tiles; then every tile classified in parallel, "
@@ -82,16 +82,16 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
             "one large stack instead.",
         )
         self.add(
-            QgsProcessingParameterFile(self.INPUT_STACK, self.tr("Large L1C stack (instead of a folder)"),
+            QgsProcessingParameterFile(self.INPUT_STACK, self.tr("Large time stack (instead of a folder)"),
                                        optional=True, fileFilter="GeoTIFF (*.tif *.tiff);;All files (*)"),
-            "One L1C time stack too large for one run, split into tiles of Tile size pixels. Each tile's cloud "
-            "mask reads a halo around it and the scene filter decides over the whole stack, so the map equals "
-            "the LULC pipeline's on the whole stack with the same model.",
+            "One time stack (L1C, or L2A with CLOUD_MASK) too large for one run, split into tiles of Tile "
+            "size pixels. Each tile's cloud mask reads a halo around it and the scene filter decides over the "
+            "whole stack, so the map equals the LULC pipeline's on the whole stack with the same model.",
         )
         self.add(
             QgsProcessingParameterFile(self.REFERENCE, self.tr("Reference of the large stack"), optional=True,
                                        fileFilter="GeoTIFF (*.tif *.tiff);;All files (*)"),
-            "Class raster (0 = no data) for the large stack; needed with Large L1C stack.",
+            "Class raster (0 = no data) for the large stack; needed with Large time stack.",
         )
         self.add(
             QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size (pixels)"),

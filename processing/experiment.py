@@ -67,7 +67,8 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.add(
-            QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
+            QgsProcessingParameterRasterLayer(
+                self.INPUT, self.tr("Sentinel-2 time stack (L1C, or L2A with a cloud-mask stack)")),
             "A time stack with the 13 L1C bands, as for 'LULC pipeline'; an L2A band stack (e.g. from 'Import "
             "Sentinel-2 products (SAFE)') with its SCL mask as the cloud mask below; or, with a cloud mask, a "
             "prepared per-date feature stack (e.g. NDVI from 'Import eo-learn EOPatch').",
@@ -155,7 +156,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         from ..core.experiment import ExperimentSettings, check_cloud_mask, run_experiment
         from ..core.pipeline import PipelineSettings
 
-        source = self.raster_source(parameters, self.INPUT, context, "choose the L1C time stack")
+        source = self.raster_source(parameters, self.INPUT, context, "choose the Sentinel-2 time stack")
         info = self.stack_info(source, self.INPUT)
         cloud_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         if cloud_mask is not None:

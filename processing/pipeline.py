@@ -1,4 +1,5 @@
-"""``eolulc:lulcpipeline``: L1C time stack + reference -> styled land-cover map and report."""
+"""``eolulc:lulcpipeline``: Sentinel-2 time stack (L1C, or L2A with its mask) + reference -> styled
+land-cover map and report."""
 
 from __future__ import annotations
 
@@ -49,11 +50,12 @@ TRAINING = (SPLIT, TEST_FRACTION, SAMPLES, SEED, CLASSIFIER, *DEEP)
 
 class LulcPipelineAlgorithm(EoLulcAlgorithm):
     ALGORITHM_ID = "lulcpipeline"
-    DISPLAY_NAME = "LULC pipeline (L1C time stack to land-cover map)"
+    DISPLAY_NAME = "LULC pipeline (Sentinel-2 time stack to land-cover map)"
     GROUP_ID = "pipeline"
     GROUP = "Pipeline"
     DESCRIPTION = (
-        "The whole eo-learn LULC workflow in one step: s2cloudless cloud mask, bands and indices per date, "
+        "The whole eo-learn LULC workflow in one step: the cloud mask (s2cloudless on an L1C stack, or a given "
+        "mask stack such as an L2A import's SCL mask or an EOPatch's CLM), bands and indices per date, "
         "cloudy-scene filtering and temporal interpolation onto a regular date grid, LightGBM training with a "
         "spatial train/test split, classification and an accuracy report on the held-out part (with "
         "area-adjusted estimates). The switches of Sinergise's experiments are exposed: scene filtering on/off, "
@@ -99,7 +101,8 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         integer = QgsProcessingParameterNumber.Type.Integer
         double = QgsProcessingParameterNumber.Type.Double
         self.add(
-            QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
+            QgsProcessingParameterRasterLayer(
+                self.INPUT, self.tr("Sentinel-2 time stack (L1C, or L2A with a cloud-mask stack)")),
             "A time stack with the 13 L1C bands (or at least the s2cloudless bands and those the features use), "
             "e.g. from 'Build time stack from per-date rasters'. Reflectance or digital numbers. An L2A stack "
             "(e.g. from 'Import Sentinel-2 products (SAFE)') goes with a given cloud-mask stack.",
@@ -206,7 +209,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         from ..core.features import FeatureSpec, parse_band_list, resolve_bands
         from ..core.pipeline import GIVEN_MASK, PipelineOutputs, PipelineSettings, check_cloud_mask_source, run_pipeline
 
-        source = self.raster_source(parameters, self.INPUT, context, "choose the L1C time stack")
+        source = self.raster_source(parameters, self.INPUT, context, "choose the Sentinel-2 time stack")
         info = self.stack_info(source, self.INPUT)
         mask_source, force_s2cloudless = cloud_mask_source(self, parameters, context)
         given_mask = self.raster_source(parameters, self.CLOUD_MASK, context)

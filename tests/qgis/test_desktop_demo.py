@@ -111,7 +111,7 @@ def test_gui_tour_toolbox_dialog_and_run(demo, tmp_path, plugins_dir):
     assert all((ARTIFACTS / name).stat().st_size > 3000 for name in names[:4])
     toolbox = [row.rstrip() for row in seen["toolbox"]]
     assert "EO LULC [+]" in toolbox and "  Pipeline [+]" in toolbox, toolbox
-    assert any(row.startswith("    LULC pipeline (L1C time stack") for row in toolbox), toolbox
+    assert any(row.startswith("    LULC pipeline (Sentinel-2 time stack") for row in toolbox), toolbox
     assert seen["ok"] and len(seen["groups"]) == 1, seen
     rasters = [layer for layer in seen["tree"] if layer["raster"] and layer["visible"]]
     assert rasters and Path(rasters[0]["source"]).name == "classification.tif", seen["tree"]
