@@ -277,19 +277,15 @@ def _sample_tile(tile: TileInput, reference_path: str, interpolated: str, settin
     from .featureset import FeatureSet
     from .reference import NO_CLASS, read_reference_raster
     from .sampling import sample_pixels
-    from .train import UnsplittableError, erode, gather_rows, parse_erosion, split_mask, touching
+    from .train import UnsplittableError, erode, gather_rows, split_mask, touching
 
     train = settings.train
     with FeatureSet([interpolated]) as features:
         reference = read_reference_raster(reference_path, features.grid, require_classes=False)
         # one seed per tile, derived from the seed and the tile's name: reproducible, not identical
         rng = np.random.default_rng([train.seed, *tile.name.encode("utf-8")])
-        default, per_class = parse_erosion(train.erosion)
-        if max([default, *per_class.values()]) >= max(reference.classes.shape):
-            # a sliver (an edge window 1 px wide): erosion leaves no labelled pixel, as on a larger tile
-            classes = np.full_like(reference.classes, NO_CLASS)
-        else:
-            classes = erode(reference.classes, train.erosion)
+        # a sliver (an edge window 1 px wide) keeps no labelled pixel, as on a larger tile
+        classes = erode(reference.classes, train.erosion, refuse_too_wide=False)
         labelled = classes != NO_CLASS
         empty = np.zeros((0, features.n_features), np.float32)
         if not labelled.any():

@@ -156,14 +156,18 @@ def erosion_disk(radius: int) -> np.ndarray:
     return (x * x + y * y) <= radius * radius
 
 
-def erode(classes: np.ndarray, spec: str) -> np.ndarray:
+def erode(classes: np.ndarray, spec: str, refuse_too_wide: bool = True) -> np.ndarray:
     """Each class shrunk by its radius; removed pixels become :data:`NO_CLASS` (as eo-learn's
-    ErosionTask, with pixels at the map's edge not eroded by the edge)."""
+    ErosionTask, with pixels at the map's edge not eroded by the edge). A radius as wide as the
+    map is refused, or with ``refuse_too_wide=False`` (a batch tile's sliver of an edge window)
+    leaves no labelled pixel, as erosion would on a larger map."""
     from scipy.ndimage import binary_erosion
 
     default, per_class = parse_erosion(spec)
     radii = [default, *per_class.values()]
     if max(radii) >= max(classes.shape):
+        if not refuse_too_wide:
+            return np.full_like(classes, NO_CLASS)
         raise ValueError(f"an erosion radius of {max(radii)} px is wider than the reference "
                          f"({classes.shape[1]} x {classes.shape[0]} px): no pixel would be left")
     out = classes.copy()
