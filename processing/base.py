@@ -207,9 +207,9 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
-        imported = [m for m in self.REQUIRES if m not in LOOKED_UP_ONLY]
-        missing = missing_modules(imported, try_import=True) + missing_modules(
-            [m for m in self.REQUIRES if m in LOOKED_UP_ONLY], try_import=False)
+        required = self.required_modules(parameters, context)
+        missing = missing_modules([m for m in required if m not in LOOKED_UP_ONLY], try_import=True) + \
+            missing_modules([m for m in required if m in LOOKED_UP_ONLY], try_import=False)
         if missing:
             raise QgsProcessingException(missing_message(missing))
         conflict = overwrite_conflict(self, parameters, context)
@@ -223,6 +223,11 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(error)) from None
         except OSError as error:
             raise QgsProcessingException(self.tr("Cannot read or write a file: {}").format(error)) from None
+
+    def required_modules(self, parameters: dict[str, Any], context: QgsProcessingContext) -> Sequence[str]:
+        """The modules this run needs (checked before it starts): ``REQUIRES``, or more where the
+        parameters choose a route with a package of its own."""
+        return self.REQUIRES
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:

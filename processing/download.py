@@ -25,7 +25,6 @@ from qgis.core import (
 )
 
 from ..core.progress import Progress
-from ..plugin.dependencies import missing_message, missing_modules
 from .base import EoLulcAlgorithm
 
 #: The issue's order (download is unreleased): the custom STAC API is last.
@@ -189,6 +188,11 @@ class DownloadAlgorithm(EoLulcAlgorithm):
                 "choose it here"))
         return client
 
+    def required_modules(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[str, ...]:
+        """The route's own package: sentinelhub for Sentinel Hub, pystac-client for the STAC catalogues."""
+        key = CATALOGUE_KEYS[self.parameterAsEnum(parameters, self.CATALOGUE, context)]
+        return (*self.REQUIRES, "sentinelhub" if key == SENTINEL_HUB else "pystac_client")
+
     def _date(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext):
         value = self.parameterAsDateTime(parameters, name, context)
         if not value.isValid():
@@ -198,9 +202,6 @@ class DownloadAlgorithm(EoLulcAlgorithm):
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
         key = CATALOGUE_KEYS[self.parameterAsEnum(parameters, self.CATALOGUE, context)]
-        missing = missing_modules(("sentinelhub",) if key == SENTINEL_HUB else ("pystac_client",), try_import=True)
-        if missing:
-            raise QgsProcessingException(missing_message(missing))
         from ..core.stac import CatalogueError
 
         output = self.required_output(parameters, self.OUTPUT, context)
