@@ -41,7 +41,7 @@ from .progress import Cancelled, Progress, ensure_progress
 from .safe import L1C_BANDS, L2A_BANDS, Granule, Product
 from .safe_import import DEFAULT_CLOUD_CLASSES, ImportResult, import_safe, target_grid
 from .sentinel2 import find_bands
-from .stac import Catalogue, CatalogueError, Credentials, Scene, public_url, scrub, search
+from .stac import Catalogue, CatalogueError, Credentials, Scene, check_period, public_url, scrub, search
 from .timestack import Grid, format_datetime
 
 DEFAULT_MAX_AREA_KM2 = 10_000.0
@@ -346,8 +346,7 @@ def download(catalogue: Catalogue, level: str, extent: Sequence[float], extent_c
     if output_mask and level != "L2A":
         raise ValueError("the cloud mask output needs L2A (its scene classification); for L1C use the s2cloudless "
                          "cloud mask (cloudmask algorithm)")
-    if end < start:
-        raise CatalogueError(f"the period runs backwards: it ends ({end}) before it starts ({start})", "period")
+    check_period(start, end)
     names = band_names(level, bands)
     grid, bbox = plan_grid(extent, extent_crs, resolution, max_area_km2)
     progress.log(f"{catalogue.title}: searching {level} scenes from {start} to {end}, cloud cover at most "

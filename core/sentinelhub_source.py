@@ -46,7 +46,7 @@ from .download import (
 )
 from .progress import Progress, ensure_progress
 from .safe_import import CLM_BAND, CLM_CLEAR
-from .stac import CatalogueError, public_url, scrub
+from .stac import CatalogueError, check_period, public_url, scrub
 from .timestack import Grid, format_datetime, parse_datetime
 
 SH_BASE_URL = "https://services.sentinel-hub.com"
@@ -411,8 +411,7 @@ def download_sentinelhub(client: OAuthClient, level: str, extent: Sequence[float
     progress = ensure_progress(progress)
     if level not in COLLECTIONS:
         raise ValueError(f"the level must be L1C or L2A, got '{level}'")
-    if end < start:
-        raise CatalogueError(f"the period runs backwards: it ends ({end}) before it starts ({start})", "period")
+    check_period(start, end)
     if not client:
         raise CatalogueError("Sentinel Hub needs an account: put its OAuth client id (as user name) and secret (as "
                              "password) in a Basic authentication configuration and choose it", "credentials")

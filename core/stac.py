@@ -253,6 +253,12 @@ def _api_error(error: Exception, catalogue: Catalogue, secrets: Sequence[str]) -
                           f"{f' (HTTP {status})' if status else ''}: {short}", "catalogue")
 
 
+def check_period(start: date, end: date) -> None:
+    """A period that ends before it starts is refused (every source, before any request)."""
+    if end < start:
+        raise CatalogueError(f"the period runs backwards: it ends ({end}) before it starts ({start})", "period")
+
+
 def search(catalogue: Catalogue, level: str, bbox: Sequence[float], start: date, end: date, max_cloud: float,
            bands: Sequence[str], credentials: Credentials | None = None, attempts: int = 5, backoff: float = 0.5,
            page_size: int = 100) -> tuple[list[Scene], list[dict[str, str]]]:
@@ -261,8 +267,7 @@ def search(catalogue: Catalogue, level: str, bbox: Sequence[float], start: date,
     from pystac_client import Client
     from pystac_client.stac_api_io import StacApiIO
 
-    if end < start:
-        raise CatalogueError(f"the period runs backwards: it ends ({end}) before it starts ({start})", "period")
+    check_period(start, end)
     collection = catalogue.collections.get(level)
     if collection is None:
         raise CatalogueError(f"{catalogue.title} has no {level} collection; choose "
