@@ -4,19 +4,15 @@ file server (tests/stac_server.py) holding COGs written from the real L1C scenes
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 from qgis.core import QgsProcessingException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from auth_db import LogRecorder, basic_auth_config  # noqa: E402  (before QGIS starts)
 from stac_server import EXTENT_UTM, StacServer, series_items, write_series  # noqa: E402
-
-# the in-process QGIS keeps its authentication database in a throw-away folder (read when QGIS starts)
-os.environ.setdefault("QGIS_AUTH_DB_DIR_PATH", tempfile.mkdtemp(prefix="eolulc-auth-"))
 
 ALG = "eolulc:download"
 EXTENT = f"{EXTENT_UTM[0]},{EXTENT_UTM[2]},{EXTENT_UTM[1]},{EXTENT_UTM[3]} [EPSG:32633]"
@@ -32,20 +28,6 @@ def served(tmp_path_factory, reference_scenes):
         yield server
 
 
-def _auth_config(username: str, password: str) -> str:
-    from qgis.core import QgsApplication, QgsAuthMethodConfig
-
-    manager = QgsApplication.authManager()
-    if not manager.masterPasswordIsSet():
-        assert manager.setMasterPassword("eolulc-test-master", True)
-    config = QgsAuthMethodConfig("Basic")
-    config.setName(f"loopback {username}/{len(password)}")
-    config.setConfig("username", username)
-    config.setConfig("password", password)
-    assert manager.storeAuthenticationConfig(config)
-    return config.id()
-
-
 def _parameters(server: StacServer, out: Path, **extra) -> dict:
     return {"EXTENT": EXTENT, "START": "2021-01-01", "END": "2023-12-31", "CATALOGUE": 4, "STAC_URL": server.url,
             "BANDS": "B04,B08", "OUTPUT": str(out / "stack.tif"), "OUTPUT_MASK": str(out / "mask.tif"),
@@ -53,21 +35,10 @@ def _parameters(server: StacServer, out: Path, **extra) -> dict:
 
 
 def test_processing_run_downloads_with_an_auth_config(run_alg, served, tmp_path):
-    from qgis.core import QgsProcessingFeedback
-
     from eolulc.core.timestack import open_stack
 
-    class Recorder(QgsProcessingFeedback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lines: list[str] = []
-
-        def pushInfo(self, info: str) -> None:
-            self.lines.append(info)
-            super().pushInfo(info)
-
-    feedback = Recorder()
-    result = run_alg(ALG, _parameters(served, tmp_path, AUTHCFG=_auth_config("bob", SECRET)), feedback)
+    feedback = LogRecorder()
+    result = run_alg(ALG, _parameters(served, tmp_path, AUTHCFG=basic_auth_config("bob", SECRET)), feedback)
     assert result["DATES"] == 3
     with open_stack(result["OUTPUT"]) as stack:
         assert stack.info.bands == ("B04", "B08") and stack.read().shape == (3, 100, 100, 2)
@@ -91,11 +62,11 @@ def test_processing_run_downloads_with_an_auth_config(run_alg, served, tmp_path)
 ])
 def test_bad_input_gets_one_clear_line(run_alg, served, tmp_path, change, parameter, text):
     if change.get("AUTHCFG") == "WRONG":
-        change = {"AUTHCFG": _auth_config("bob", "not-the-password")}
+        change = {"AUTHCFG": basic_auth_config("bob", "not-the-password")}
     elif parameter == "AUTHCFG":
         pass
     else:
-        change = {"AUTHCFG": _auth_config("bob", SECRET), **change}
+        change = {"AUTHCFG": basic_auth_config("bob", SECRET), **change}
     with pytest.raises(QgsProcessingException) as error:
         run_alg(ALG, _parameters(served, tmp_path, **change))
     message = str(error.value)

@@ -4,39 +4,20 @@ the loopback Sentinel Hub (tests/sh_server.py), the OAuth client in the QGIS aut
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 from qgis.core import QgsProcessingException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from auth_db import MASTER, LogRecorder, basic_auth_config  # noqa: E402  (before QGIS starts)
 from sh_server import CLIENT_ID, CLIENT_SECRET, ShServer  # noqa: E402
-
-# the in-process QGIS keeps its authentication database in a throw-away folder (read when QGIS starts)
-os.environ.setdefault("QGIS_AUTH_DB_DIR_PATH", tempfile.mkdtemp(prefix="eolulc-auth-"))
 
 ALG = "eolulc:download"
 SENTINEL_HUB = 3
 EXTENT = "509000,510000,5195000,5196000 [EPSG:32633]"
-MASTER = "eolulc-test-master"
-
-
-def _auth_config(username: str, password: str) -> str:
-    from qgis.core import QgsApplication, QgsAuthMethodConfig
-
-    manager = QgsApplication.authManager()
-    if not manager.masterPasswordIsSet():
-        assert manager.setMasterPassword(MASTER, True)
-    config = QgsAuthMethodConfig("Basic")
-    config.setName(f"sentinel hub {len(password)}")
-    config.setConfig("username", username)
-    config.setConfig("password", password)
-    assert manager.storeAuthenticationConfig(config)
-    return config.id()
 
 
 def _parameters(server: ShServer, out: Path, **extra) -> dict:
@@ -46,23 +27,13 @@ def _parameters(server: ShServer, out: Path, **extra) -> dict:
 
 
 def test_processing_run_downloads_l1c_with_the_services_cloud_mask(run_alg, tmp_path):
-    from qgis.core import QgsProcessingFeedback
 
     from eolulc.core.timestack import open_stack
 
-    class Recorder(QgsProcessingFeedback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lines: list[str] = []
-
-        def pushInfo(self, info: str) -> None:
-            self.lines.append(info)
-            super().pushInfo(info)
-
-    feedback = Recorder()
+    feedback = LogRecorder()
     with ShServer() as server:
         server.expire_after = 2  # the token is refused after two days: a new one is fetched
-        result = run_alg(ALG, _parameters(server, tmp_path, AUTHCFG=_auth_config(CLIENT_ID, CLIENT_SECRET)),
+        result = run_alg(ALG, _parameters(server, tmp_path, AUTHCFG=basic_auth_config(CLIENT_ID, CLIENT_SECRET)),
                          feedback)
         assert server.tokens_issued == 2
     assert result["DATES"] == 3
@@ -89,9 +60,9 @@ def test_processing_run_downloads_l1c_with_the_services_cloud_mask(run_alg, tmp_
 ])
 def test_bad_input_gets_one_clear_line(run_alg, tmp_path, change, parameter, text):
     if change.get("AUTHCFG") == "WRONG":
-        change = {"AUTHCFG": _auth_config(CLIENT_ID, "not-the-secret")}
+        change = {"AUTHCFG": basic_auth_config(CLIENT_ID, "not-the-secret")}
     elif parameter != "AUTHCFG":
-        change = {"AUTHCFG": _auth_config(CLIENT_ID, CLIENT_SECRET), **change}
+        change = {"AUTHCFG": basic_auth_config(CLIENT_ID, CLIENT_SECRET), **change}
     with ShServer() as server:
         with pytest.raises(QgsProcessingException) as error:
             run_alg(ALG, _parameters(server, tmp_path, **change))
@@ -106,7 +77,7 @@ def test_qgis_process_downloads_then_resumes_with_the_auth_db(qgis_process, tmp_
     """qgis_process reads the same authentication DB, unlocked by QGIS_AUTH_PASSWORD_FILE."""
     from qgis.core import QgsApplication
 
-    authcfg = _auth_config(CLIENT_ID, CLIENT_SECRET)
+    authcfg = basic_auth_config(CLIENT_ID, CLIENT_SECRET)
     password_file = tmp_path / "master.txt"
     password_file.write_text(MASTER)
     env = dict(qgis_process.env, QGIS_AUTH_DB_DIR_PATH=str(Path(QgsApplication.qgisAuthDatabaseFilePath()).parent),
@@ -143,6 +114,6 @@ def test_without_sentinelhub_the_message_says_how_to_install_it(run_alg, tmp_pat
     monkeypatch.setitem(sys.modules, "sentinelhub", None)  # as if it were not installed
     with ShServer() as server:
         with pytest.raises(QgsProcessingException) as error:
-            run_alg(ALG, _parameters(server, tmp_path, AUTHCFG=_auth_config(CLIENT_ID, CLIENT_SECRET)))
+            run_alg(ALG, _parameters(server, tmp_path, AUTHCFG=basic_auth_config(CLIENT_ID, CLIENT_SECRET)))
     assert "sentinelhub" in str(error.value) and "Install Python dependencies" in str(error.value)
     assert not (tmp_path / "stack.tif").exists()
