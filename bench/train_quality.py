@@ -202,8 +202,13 @@ class Fitter:
 def split_table(features: str, reference, args) -> None:
     """Issue #23's table: eo-learn's recipe, the defaults and the nested choice per outer split."""
     from eolulc.core.featureset import FeatureSet
+    from eolulc.core.pipeline import PipelineSettings
     from eolulc.core.reference import NO_CLASS, Reference
     from eolulc.core.train import TrainSettings, erode, split_mask, touching
+
+    pipeline = PipelineSettings()  # the defaults row is the pipeline's chain: smoothed when it smooths
+    window = pipeline.smooth.window_size if pipeline.smoothing else None
+    default_suffix = next(k for k, v in SMOOTHINGS.items() if v == window)
 
     with FeatureSet([features]) as stack:
         grid = stack.grid
@@ -230,8 +235,9 @@ def split_table(features: str, reference, args) -> None:
                 result = fitter.score(inner_train, inner_test, changes, inner_seed)
                 for suffix in SMOOTHINGS:
                     inner[f"{name}{suffix}"].append(float(np.mean(result[suffix])))
-        chosen = max(candidates, key=lambda c: (np.mean(inner[c[0]]), c[0] == "defaults"))
-        rows.append({"split": split, "eo-learn": eolearn, "defaults": outer["defaults"][""],
+        chosen = max(candidates, key=lambda c: (np.mean(inner[c[0]]), c[0] == f"defaults{default_suffix}"))
+        rows.append({"split": split, "eo-learn": eolearn, "defaults": outer["defaults"][default_suffix],
+                     "defaults_label": f"defaults{default_suffix}",
                      "nested": outer[chosen[1]][chosen[2]], "chosen": chosen[0],
                      "candidates": {label: outer[name][suffix] for label, name, suffix in candidates},
                      "test_pixels": int(test.sum()), "train_pixels": int(train.sum())})
@@ -283,10 +289,12 @@ def print_split_table(rows: list[dict]) -> None:
           "F1 - eo-learn: mean, worst |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     base = np.array([r["eo-learn"] for r in rows])
-    recipes = {"eo-learn recipe": base, "EO LULC defaults": np.array([r["defaults"] for r in rows]),
+    recipes = {"eo-learn recipe": base,
+               f"EO LULC {rows[0]['defaults_label']} (the pipeline's)": np.array([r["defaults"] for r in rows]),
                "nested choice": np.array([r["nested"] for r in rows])}
     recipes.update({f"always: {label}": np.array([r["candidates"][label] for r in rows])
-                    for label in rows[0]["candidates"] if label not in ("defaults", "eo-learn's LightGBM settings")})
+                    for label in rows[0]["candidates"]
+                    if label not in (rows[0]["defaults_label"], "eo-learn's LightGBM settings")})
     for name, values in recipes.items():
         gain = values - base
         print(f"| {name} | {values[:, 0].mean():.3f} | {values[:, 0].min():.3f} | {values[:, 1].mean():.3f} | "

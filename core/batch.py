@@ -133,7 +133,9 @@ def run_batch(
     (``tcp://host:8786``), or on an existing default ``dask.distributed`` client.
     Raises ``ValueError`` when no tile survives or the survivors cannot be pooled.
     """
-    settings = settings or PipelineSettings()
+    # tiles are mapped one by one, so a smoothing window would stop at every tile's edge: the
+    # batch does not smooth (yet), and its model, report and resume keys say so
+    settings = dataclasses.replace(settings or PipelineSettings(), smoothing=False)
     settings.train.validate()
     progress = ensure_progress(progress)
     if scheduler:

@@ -7,8 +7,9 @@ the cloud mask and the per-date features do not depend on the experiments' switc
 computed once (per cloud-mask resolution and feature set) and shared. Per variant the features are
 interpolated once; per seed a model is trained (the seed fixes the spatial split, the samples
 and LightGBM, so a seed gives every variant the same samples and split). The test-split numbers
-of a (variant, seed) therefore equal those of ``lulcpipeline`` with the same settings and seed.
-Only the best variant is classified (with its first seed's model), at the end.
+of a (variant, seed) therefore equal those of ``lulcpipeline`` with the same settings and seed,
+and without its spatial smoothing (the variants compare the classifier's own maps). Only the
+best variant is classified (with its first seed's model), at the end.
 
 Variants run in parallel in joblib's loky worker processes when memory and cores allow
 (:func:`core.workers.plan_workers`): each worker's share of memory is budgeted from the block
@@ -129,7 +130,9 @@ def run_experiment(
     info = read_info(l1c_stack)
     if reference.classes.shape != (info.grid.height, info.grid.width):
         raise ValueError("the reference is not on the input stack's grid")
-    configs = [v.settings(options.base) for v in variants]
+    # the studies compare the classifier's own maps: the pipeline's smoothing is not a variant here
+    base = replace(options.base, smoothing=False)
+    configs = [v.settings(base) for v in variants]
     for s in configs:
         s.train.validate()
     check_cloud_mask(info, configs, options.cloud_mask)
@@ -152,7 +155,7 @@ def run_experiment(
     best = summary[best_index]
     comparisons = compare(summary, runs, seeds)
     sentences = conclusions(summary, comparisons, len(seeds))
-    baseline = baseline_variant(summary, options.base)
+    baseline = baseline_variant(summary, base)
     differences = confusion_differences(runs, [s["variant"] for s in summary], baseline, seeds) if baseline else []
 
     progress.log(f"Classifying with the best variant: {best['variant']} (seed {seeds[0]})")

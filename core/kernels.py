@@ -28,6 +28,10 @@ forwards and one backwards, then np.interp's float64 formula, as the numpy plan 
 
 **Features** (:func:`digital_number_features`, for :mod:`.features`): reflectance and normalized
 differences of digital numbers in one pass, with :mod:`.features`' float32 operations.
+
+**Smoothing** (:func:`smooth_window_logits`, for :mod:`.smoothing`): each pixel's window of
+log-odds sorted in place of numpy's partition and sort over window copies; the mean and variance of
+the highest values are numpy's formulas, summed in another order (equal to about 1e-15).
 """
 
 from __future__ import annotations
@@ -349,3 +353,72 @@ def interpolate_chunks(values, nodata, has_nodata, clear, has_clear, times, new_
                     first = np.float64(values[low, b, start + p])
                     step = (np.float64(values[high, b, start + p]) - first) / span
                     target[p] = np.float32(first + step * offset)
+
+
+@_jit
+def _highest_first(values, count, k):
+    """Reorder ``values[:count]`` so that its ``k`` highest come first (any order): Hoare's
+    selection, linear on average, in place."""
+    low, high = 0, count - 1
+    while low < high:
+        pivot = values[(low + high) // 2]
+        i, j = low, high
+        while i <= j:
+            while values[i] > pivot:
+                i += 1
+            while values[j] < pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        # now values[low:j + 1] >= pivot >= values[i:high + 1]
+        if k - 1 <= j:
+            high = j
+        elif k - 1 >= i:
+            low = i
+        else:
+            return
+
+
+@_jit
+def smooth_window_logits(planes, window, fraction, smoothness, min_variance, out, first_row, end_row):
+    """Bayesian posterior mean of the log-odds (:func:`.smoothing.smooth_logits`): class-first
+    ``planes`` ``(c, h + 2 r, w + 2 r)`` float64 (NaN nodata) -> rows ``first_row:end_row`` of
+    ``out`` ``(h, w, c)``; per pixel and class the prior is the mean and variance of the highest
+    ``ceil(fraction * valid)`` values of its window."""
+    _, width, n_classes = out.shape
+    r = window // 2
+    values = np.empty(window * window, np.float64)
+    for c in range(n_classes):
+        plane = planes[c]
+        for y in range(first_row, end_row):
+            for x in range(width):
+                centre = plane[y + r, x + r]
+                if np.isnan(centre):
+                    out[y, x, c] = np.nan
+                    continue
+                count = 0
+                for i in range(window):
+                    row = plane[y + i]
+                    for j in range(x, x + window):
+                        v = row[j]
+                        if not np.isnan(v):
+                            values[count] = v
+                            count += 1
+                k = int(np.ceil(fraction * count))
+                _highest_first(values, count, k)
+                total = 0.0
+                for i in range(k):
+                    total += values[i]
+                mean = total / k
+                variance = 0.0
+                if k > 1:
+                    for i in range(k):
+                        variance += (values[i] - mean) ** 2
+                    variance /= k - 1
+                if variance < min_variance:
+                    out[y, x, c] = mean
+                else:
+                    weight = variance / (variance + smoothness[c])
+                    out[y, x, c] = weight * centre + (1.0 - weight) * mean

@@ -28,7 +28,9 @@ sieve filter).
 
 from __future__ import annotations
 
+import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +41,17 @@ import numpy as np
 from .atomic import atomic_outputs
 from .blocks import iter_blocks
 from .classify import CONFIDENCE_NODATA, class_raster_type
+from .compiled import kernels
 from .limits import check_range
 from .probstack import describe_probabilities, encode, probability_stack_info
 from .progress import Progress, ensure_progress
 from .style import write_sidecar_qml
 from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
 
-#: sits's defaults (``sits_smooth``).
-DEFAULT_WINDOW = 9
+#: sits's defaults (``sits_smooth``), but a 5 px window rather than sits' 9: on 10 m pixels of the
+#: real TestEOPatch, over 11 spatial splits, 5 px gained 0.5 points of overall accuracy and 9 px
+#: none, losing 0.3 of weighted F1 (bench/train_quality.py)
+DEFAULT_WINDOW = 5
 DEFAULT_FRACTION = 0.5
 DEFAULT_SMOOTHNESS = 20.0
 MAX_WINDOW = 33
@@ -70,7 +75,7 @@ class SmoothSettings:
     eight_connected: bool = False
 
     def validate(self, n_classes: int | None = None) -> None:
-        check_range("the window size", self.window_size, 3, MAX_WINDOW, "an odd number of pixels, 9 as in sits")
+        check_range("the window size", self.window_size, 3, MAX_WINDOW, "an odd number of pixels, 5 by default")
         if self.window_size % 2 == 0:
             raise ValueError(f"the window size must be odd (the pixel in its centre), not {self.window_size}")
         if not 0.0 < self.neighbourhood_fraction <= 1.0:
@@ -126,6 +131,23 @@ def smooth_logits(padded: np.ndarray, window: int, fraction: float, smoothness: 
     r = window // 2
     h, w = padded.shape[0] - 2 * r, padded.shape[1] - 2 * r
     out = np.full((h, w, padded.shape[2]), np.nan)
+    compiled = kernels()
+    if compiled is not None:  # a selection per pixel, in threads over bands of rows (no GIL)
+        planes = np.ascontiguousarray(padded.transpose(2, 0, 1), np.float64)
+        weights = np.ascontiguousarray(smoothness, np.float64)
+        bands = max(1, min(os.cpu_count() or 1, h // 16))
+        edges = np.linspace(0, h, bands + 1).astype(int)
+
+        def run(i: int) -> None:
+            compiled.smooth_window_logits(planes, window, float(fraction), weights, MIN_VARIANCE, out,
+                                          int(edges[i]), int(edges[i + 1]))
+
+        if bands == 1:
+            run(0)
+        else:
+            with ThreadPoolExecutor(bands, thread_name_prefix="eolulc-smooth") as pool:
+                list(pool.map(run, range(bands)))
+        return out
     n = window * window
     for c in range(padded.shape[2]):
         band = padded[..., c]

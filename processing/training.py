@@ -162,7 +162,8 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
         EARLY_STOPPING: (
             QgsProcessingParameterBoolean(EARLY_STOPPING, tr("Early stopping"), defaultValue=defaults.early_stopping),
             "Stop adding trees when 10 % of the training pixels, held out for validation, stop improving for 25 "
-            "rounds: a leaner, faster model of the same accuracy. Off: exactly the maximum rounds.",
+            "rounds, but keep at least 100 rounds (stopping earlier lost accuracy on spatial splits of real data, "
+            "bench/train_quality.py): a leaner, faster model of the same accuracy. Off: exactly the maximum rounds.",
         ),
         CLASS_WEIGHT: (
             enum(CLASS_WEIGHT, "Class weighting", WEIGHT_OPTIONS),

@@ -45,7 +45,8 @@ def reference(scene_reference):
 
 
 def _base() -> PipelineSettings:
-    return PipelineSettings(train=TrainSettings(samples=4000, threads=2))
+    # the experiment does not smooth: its variants equal the pipeline without smoothing
+    return PipelineSettings(train=TrainSettings(samples=4000, threads=2), smoothing=False)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def _read(path) -> np.ndarray:
 
 
 def test_smoothing_in_the_pipeline_equals_smoothing_its_probabilities(scene_stack, scene_reference, tmp_path):
-    settings = PipelineSettings(interval_days=8, train=TrainSettings(samples=4000, threads=2))
+    settings = PipelineSettings(interval_days=8, train=TrainSettings(samples=4000, threads=2), smoothing=False)
     plain = default_outputs(tmp_path / "plain")
     plain.probabilities = str(tmp_path / "plain" / "probabilities.tif")
     unsmoothed = run_pipeline(str(scene_stack), scene_reference, read_legend(), plain, settings)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from eolulc.core.blocks import block_shape
+from eolulc.core.compiled import kernels
 from eolulc.core.legend import read_legend
 from eolulc.core.probstack import describe_probabilities, encode, probability_stack_info
 from eolulc.core.smoothing import SmoothSettings, parse_smoothness, smooth_array, smooth_stack
@@ -184,3 +185,21 @@ def test_uncertainty_map_is_written_in_percent(tmp_path):
     np.testing.assert_array_equal(values[~np.isnan(expected)], np.round(100 * expected[~np.isnan(expected)]))
     assert summary["pixels"] == GRID.width * GRID.height - 7 and 0 < summary["mean"] < 1
     assert "singlebandpseudocolor" in (tmp_path / "u.qml").read_text()
+
+
+@pytest.mark.skipif(kernels() is None, reason="numba is not installed")
+@pytest.mark.parametrize("window, holes", [(5, 0.0), (9, 0.3), (33, 0.1)])
+def test_compiled_smoothing_equals_numpys(monkeypatch, window, holes):
+    """The numba kernel (rows split over threads) gives numpy's posterior up to rounding, nodata
+    holes included; without numba the numpy path runs."""
+    from eolulc.core import smoothing
+
+    rng = np.random.default_rng(window)
+    p = random_probabilities(70, 45, 4)
+    p[rng.random(p.shape[:2]) < holes] = np.nan
+    settings = SmoothSettings(window_size=window, smoothness=[5.0, 20.0, 40.0, 10.0])
+    compiled = smooth_array(p, settings)
+    monkeypatch.setattr(smoothing, "kernels", lambda: None)
+    plain = smooth_array(p, settings)
+    np.testing.assert_array_equal(np.isnan(compiled), np.isnan(plain))
+    np.testing.assert_allclose(compiled, plain, rtol=0, atol=1e-12, equal_nan=True)

@@ -15,7 +15,7 @@ from eolulc.core.legend import read_legend
 from eolulc.core.model import load_model
 from eolulc.core.reference import Reference, rasterize_polygons, read_reference_raster
 from eolulc.core.timestack import open_stack, read_info
-from eolulc.core.train import TrainSettings, erode, train_model
+from eolulc.core.train import MIN_ROUNDS, TrainSettings, erode, fit_booster, train_model
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,29 @@ def test_spatial_split_model_is_accurate_and_lean(trained):
     assert report["overall_accuracy"] >= 0.9 and report["f1_weighted"] >= 0.9
     assert report["split"] == "blocks" and any("Spatial split" in note for note in trained.notes)
     parameters = trained.model.metadata["parameters"]
-    assert parameters["trees_kept"] < 500  # early stopping kept a lean model
+    # early stopping kept a lean model, but not one below the floor (it stopped at 23-45 rounds before)
+    assert MIN_ROUNDS <= parameters["trees_kept"] < 500
     assert trained.model.feature_names[0] == "2016-01-01 NDVI"
     assert set(trained.model.class_ids) <= {1, 2, 3, 4, 8}
     assert report["feature_importance"][0]["gain_share"] > 0
+
+
+def test_early_stopping_keeps_the_floor_or_the_best_round_beyond_it():
+    """On easy data the validation loss turns long before MIN_ROUNDS: the model keeps MIN_ROUNDS
+    rounds and training stops soon after them, not at the maximum; fewer asked for, all kept."""
+    from eolulc.core.progress import Progress
+    from eolulc.core.train import PATIENCE
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 6))
+    y = np.where(x[:, 0] + 0.5 * rng.normal(size=3000) > 0, 2, 1)
+    for rounds, expected in ((40, 40), (500, MIN_ROUNDS)):
+        reports: list[float] = []
+        booster, parameters = fit_booster(x, y, [1, 2], [f"b{i}" for i in range(6)],
+                                          TrainSettings(n_estimators=rounds, threads=1), rng,
+                                          Progress(on_progress=reports.append))
+        assert booster.num_trees() // 2 == parameters["trees_kept"] == expected  # two classes: two trees a round
+        assert len(reports) <= max(rounds, MIN_ROUNDS + PATIENCE)  # rounds trained
 
 
 def test_model_file_round_trip_and_classification_equals_lightgbm(trained, patch_stacks, tmp_path):

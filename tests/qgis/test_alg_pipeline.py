@@ -33,8 +33,10 @@ def test_pipeline_products(run_alg, scene_stack, eopatch_dir, tmp_path):
     model = json.loads((tmp_path / "model.json").read_text())
     assert model["metadata"]["pipeline"]["interval_days"] == 8
     assert model["metadata"]["pipeline"]["scene_filter"] is True
+    # smoothing is on by default, with the 5 px window (bench/train_quality.py)
+    assert model["metadata"]["pipeline"]["smoothing"]["window_size"] == 5
     html = (tmp_path / "report.html").read_text()
-    assert "<svg" in html and "held-out" in html
+    assert "<svg" in html and "held-out" in html and "Spatial smoothing" in html
     with open_stack(str(tmp_path / "agreement.tif")) as stack:
         agreement = stack.read()[0, ..., 0]
     with open_stack(str(tmp_path / "map.tif")) as a, open_stack(str(tmp_path / "reference.tif")) as r:
