@@ -1,8 +1,9 @@
 """Write ``resources/models/lulc_chain.model3``: the ``eolulc:lulcpipeline`` chain as a graphical model.
 
 The model chains the provider's own algorithms (cloud mask -> features -> interpolation -> train ->
-classify -> accuracy) with the settings ``lulcpipeline`` uses by default, so that for the same inputs
-and seed both give the same classification (tests/qgis/test_alg_model3.py checks it pixel for pixel).
+classify -> smooth, when the pipeline smooths by default -> accuracy) with the settings
+``lulcpipeline`` uses by default, so that for the same inputs and seed both give the same
+classification (tests/qgis/test_alg_model3.py checks it pixel for pixel).
 Every child setting is written out as a static value, read from the pipeline's parameter defaults and
 the core defaults it relies on (``TrainSettings``, ``CloudDetector``, ``FeatureSpec``): run this again
 when one of those changes. The provider loads every ``resources/models/*.model3`` as
@@ -41,8 +42,9 @@ HELP = {
         "The eo-learn LULC chain of 'LULC pipeline', as a graphical model made of the provider's own steps "
         "(open it in the Model Designer to change or extend it): s2cloudless cloud mask, bands and indices per "
         "date, cloudy-scene filtering and temporal interpolation onto a regular date grid (cloudy pixels "
-        "treated as missing), LightGBM training with a spatial train/test split, classification, and an "
-        "accuracy assessment of the map against the whole reference. Every step runs with the settings "
+        "treated as missing), LightGBM training with a spatial train/test split, classification, Bayesian "
+        "smoothing of the class probabilities, and an accuracy assessment of the map against the whole "
+        "reference. Every step runs with the settings "
         "'LULC pipeline' uses by default, so for the same inputs and seed both give the same classification. "
         "The test report is the honest accuracy (held-out spatial blocks); the map-vs-reference report also "
         "counts the training pixels and is optimistic. 'LULC pipeline' additionally exposes the cloud-mask "
@@ -59,8 +61,8 @@ HELP = {
                         "(0.8 as in the eo-learn example). 0 turns the cloudy-scene filter off.",
     INTERVAL_DAYS: "Spacing of the regular date grid the features are interpolated onto.",
     SEED: "Seed of the train/test split, the sampling and LightGBM.",
-    "classify:classification": "The land-cover map (class ids of the model's legend; a sidecar .qml styles it).",
-    "classify:confidence": "Probability of the chosen class, 0-100 (optional).",
+    "smooth:classification": "The land-cover map (class ids of the model's legend; a sidecar .qml styles it).",
+    "smooth:confidence": "Probability of the chosen class after smoothing, 0-100 (optional).",
     "train:model": "The trained model (reusable with 'Classify with LULC model').",
     "train:test_report": "Accuracy on the held-out spatial test blocks, with feature importances (HTML).",
     "accuracy:accuracy_report": "The map compared with the whole reference, training pixels included (HTML).",
@@ -149,6 +151,9 @@ def _defaults() -> dict[str, dict]:
             "DEVICE": index(DEVICE_OPTIONS, train.device),
         },
         "classify": {},
+        # None: lulcpipeline does not smooth by default, and the model then has no smoothing step
+        "smooth": {name: default(name) for name in ("WINDOW_SIZE", "NEIGHBOURHOOD_FRACTION", "SMOOTHNESS",
+                                                     "MIN_MAPPING_UNIT")} if default("SMOOTHING") else None,
         "accuracy": {"IGNORE_CLASSES": "0"},
         "model": {
             MIN_VALID_FRACTION: float(default("MIN_VALID_FRACTION")),
@@ -228,14 +233,20 @@ def build_model():
          {"FEATURES": child_output("interpolate", "OUTPUT"), **reference, SEED: param(SEED)},
          {"model": ("OUTPUT_MODEL", "Model file", True),
           "test_report": ("OUTPUT_REPORT", "Test report (held-out blocks, HTML)", True)}),
-        ("classify", "5. Classify",
-         {"FEATURES": child_output("interpolate", "OUTPUT"), "MODEL": child_output("train", "OUTPUT_MODEL")},
-         {"classification": ("OUTPUT", "Land-cover map", True),
-          "confidence": ("OUTPUT_CONFIDENCE", "Confidence", False)}),
-        ("accuracy", "6. Map vs reference accuracy",
-         {INPUT: child_output("classify", "OUTPUT"), **reference},
-         {"accuracy_report": ("OUTPUT_HTML", "Map vs reference report (HTML)", True)}),
     )
+    maps = {"classification": ("OUTPUT", "Land-cover map", True),
+            "confidence": ("OUTPUT_CONFIDENCE", "Confidence", False)}
+    classify = {"FEATURES": child_output("interpolate", "OUTPUT"), "MODEL": child_output("train", "OUTPUT_MODEL")}
+    if defaults["smooth"] is None:
+        steps += (("classify", "5. Classify", classify, maps),)
+    else:  # the class probabilities (a temporary file) are smoothed into the map, as lulcpipeline does
+        steps += (("classify", "5. Classify (class probabilities)", classify, {}),
+                  ("smooth", "6. Smooth the class probabilities (Bayesian)",
+                   {INPUT: child_output("classify", "OUTPUT_PROBABILITIES")}, maps))
+    mapped = steps[-1][0]
+    steps += (("accuracy", f"{len(steps) + 1}. Map vs reference accuracy",
+               {INPUT: child_output(mapped, "OUTPUT"), **reference},
+               {"accuracy_report": ("OUTPUT_HTML", "Map vs reference report (HTML)", True)}),)
     for row, (child_id, description, sources, outputs) in enumerate(steps):
         child = QgsProcessingModelChildAlgorithm(f"{PLUGIN_NAME}:{child_id}")
         if child.algorithm() is None:
@@ -244,7 +255,7 @@ def build_model():
         child.setDescription(description)
         child.setPosition(QPointF(520, 80 + 110 * row))
         child.setSize(QSizeF(300, 50))  # room for the step's name on one line
-        for name, value in defaults[child_id].items():
+        for name, value in (defaults[child_id] or {}).items():
             child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
         for name, value in sources.items():
             child.addParameterSources(name, value)

@@ -15,7 +15,7 @@ from eolulc.core.timestack import open_stack
 REPO = Path(__file__).resolve().parents[2]
 MODEL_FILE = REPO / "resources" / "models" / "lulc_chain.model3"
 MODEL_ID = "eolulc:lulcchain"
-STEPS = ("cloudmask", "features", "interpolate", "train", "classify", "accuracy")
+STEPS = ("cloudmask", "features", "interpolate", "train", "classify", "smooth", "accuracy")
 
 
 def _inputs(scene_stack: Path, eopatch_dir: Path) -> dict:
@@ -49,7 +49,7 @@ def test_model_listed_under_the_provider(qgis_app, qgis_process):
     assert "The eo-learn LULC chain" in model.shortHelpString()
     # the outputs are known once the provider is registered (the steps are its own algorithms)
     destinations = {p.name() for p in model.destinationParameterDefinitions()}
-    assert destinations == {"classify:classification", "classify:confidence", "train:model", "train:test_report",
+    assert destinations == {"smooth:classification", "smooth:confidence", "train:model", "train:test_report",
                             "accuracy:accuracy_report"}
     listed = qgis_process("list", timeout=120)
     assert listed.returncode == 0, listed.stdout + listed.stderr
@@ -86,11 +86,11 @@ def test_model_equals_pipeline(run_alg, qgis_process, scene_stack, eopatch_dir, 
     chain = tmp_path / "model3"
     chain.mkdir()
     rc, result, text = qgis_process.run(MODEL_ID, {
-        **inputs, "classify:classification": chain / "map.tif", "classify:confidence": chain / "confidence.tif",
+        **inputs, "smooth:classification": chain / "map.tif", "smooth:confidence": chain / "confidence.tif",
         "train:model": chain / "model.json", "train:test_report": chain / "test.html",
         "accuracy:accuracy_report": chain / "accuracy.html"})
     assert rc == 0, text
-    assert Path(result["results"]["classify:classification"]) == chain / "map.tif"
+    assert Path(result["results"]["smooth:classification"]) == chain / "map.tif"
 
     pipeline = tmp_path / "pipeline"
     run_alg("eolulc:lulcpipeline", {

@@ -89,15 +89,16 @@ def test_model_results_load_like_the_pipeline(qgis_app, scene_stack, eopatch_dir
         "INPUT": str(scene_stack), "REFERENCE": str(eopatch_dir / "vector_timeless/LULC.gpkg"),
         "CLASS_FIELD": "LULC_ID", "NAME_FIELD": "LULC_NAME", "INTERVAL_DAYS": 16,
         # "a_" so that QGIS handles the confidence first
-        "classify:classification": _load(tmp_path, project, "b_classification.tif"),
-        "classify:confidence": _load(tmp_path, project, "a_confidence.tif"),
+        "smooth:classification": _load(tmp_path, project, "b_classification.tif"),
+        "smooth:confidence": _load(tmp_path, project, "a_confidence.tif"),
         "train:model": str(tmp_path / "model.json"), "train:test_report": str(tmp_path / "test.html"),
         "accuracy:accuracy_report": str(tmp_path / "accuracy.html"),
     }, project)
     try:
         group = _only_group(project)
         nodes = group.findLayers()
-        assert [n.layer().name() for n in nodes] == ["Land-cover map", "Confidence"]
+        # the chain's map comes from its smoothing step, as the pipeline's does by default
+        assert [n.layer().name() for n in nodes] == ["Smoothed land-cover map", "Smoothed confidence"]
         assert [n.itemVisibilityChecked() for n in nodes] == [True, False]
         assert Path(nodes[0].layer().source()).name == "b_classification.tif"
         assert nodes[0].layer().renderer().type() == "paletted"
