@@ -142,7 +142,7 @@ def _definitions(tr: Callable[[str], str]) -> dict[str, tuple[QgsProcessingParam
         N_ESTIMATORS: (
             number(N_ESTIMATORS, "Maximum boosting rounds", integer, 1, limits.MAX_TREES),
             "Upper bound of trees per class. With early stopping the model keeps only the rounds that still "
-            "improved a validation part of the training pixels.",
+            "improved a validation part of the training pixels, and at least 100.",
         ),
         LEARNING_RATE: (
             number(LEARNING_RATE, "Learning rate", double, 0.0001, 1.0),
