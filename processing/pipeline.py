@@ -57,8 +57,9 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         "The whole eo-learn LULC workflow in one step: the cloud mask (s2cloudless on an L1C stack, or a given "
         "mask stack such as an L2A import's SCL mask or an EOPatch's CLM), bands and indices per date, "
         "cloudy-scene filtering and temporal interpolation onto a regular date grid, LightGBM training with a "
-        "spatial train/test split, classification and an accuracy report on the held-out part (with "
-        "area-adjusted estimates). The switches of Sinergise's experiments are exposed: scene filtering on/off, "
+        "spatial train/test split, classification with Bayesian smoothing of the class probabilities (on by "
+        "default, as sits) and an accuracy report on the held-out part (with area-adjusted estimates). The "
+        "switches of Sinergise's experiments are exposed: scene filtering on/off, "
         "cloud mask used in interpolation on/off, interval days. From the toolbox the classification, the "
         "reference, the confidence and the agreement layer arrive styled in one layer group."
     )
