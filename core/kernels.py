@@ -29,9 +29,9 @@ forwards and one backwards, then np.interp's float64 formula, as the numpy plan 
 **Features** (:func:`digital_number_features`, for :mod:`.features`): reflectance and normalized
 differences of digital numbers in one pass, with :mod:`.features`' float32 operations.
 
-**Smoothing** (:func:`smooth_window_logits`, for :mod:`.smoothing`): each pixel's window of
-log-odds sorted in place of numpy's partition and sort over window copies; the mean and variance of
-the highest values are numpy's formulas, summed in another order (equal to about 1e-15).
+**Smoothing** (:func:`smooth_window_logits`, for :mod:`.smoothing`): the highest values of each
+pixel's window of log-odds found by a selection in place of numpy's partition and sort over window
+copies; their mean and variance are numpy's formulas, summed in another order (equal to ~1e-15).
 """
 
 from __future__ import annotations

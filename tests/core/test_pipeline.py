@@ -29,10 +29,9 @@ def _read(path) -> np.ndarray:
 
 def test_map_without_the_interpolated_stack_equals_classifying_it(scene_stack, scene_reference, tmp_path):
     kept, fused = tmp_path / "kept", tmp_path / "fused"
-    settings = _settings()
     with_stack = run_pipeline(str(scene_stack), scene_reference, read_legend(),
-                              default_outputs(kept, keep_interpolated=True), settings, budget_bytes=2_000_000)
-    without = run_pipeline(str(scene_stack), scene_reference, read_legend(), default_outputs(fused), settings,
+                              default_outputs(kept, keep_interpolated=True), _settings(), budget_bytes=2_000_000)
+    without = run_pipeline(str(scene_stack), scene_reference, read_legend(), default_outputs(fused), _settings(),
                            budget_bytes=2_000_000)
     assert not (fused / "features_interpolated.tif").exists()
     assert sorted(p.name for p in fused.iterdir()) == sorted(

@@ -15,7 +15,7 @@ from eolulc.core.legend import read_legend
 from eolulc.core.model import load_model
 from eolulc.core.reference import Reference, rasterize_polygons, read_reference_raster
 from eolulc.core.timestack import open_stack, read_info
-from eolulc.core.train import MIN_ROUNDS, TrainSettings, erode, fit_booster, train_model
+from eolulc.core.train import MIN_ROUNDS, PATIENCE, TrainSettings, erode, fit_booster, train_model
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,6 @@ def test_early_stopping_keeps_the_floor_or_the_best_round_beyond_it():
     """On easy data the validation loss turns long before MIN_ROUNDS: the model keeps MIN_ROUNDS
     rounds and training stops soon after them, not at the maximum; fewer asked for, all kept."""
     from eolulc.core.progress import Progress
-    from eolulc.core.train import PATIENCE
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 6))
