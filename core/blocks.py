@@ -168,6 +168,11 @@ def iter_blocks(
             progress.report(index / count)
 
 
+#: Threads that decode blocks where decoding is most of a step's work (a few pixels of each block
+#: are kept: the training rows): each reads with its own handles, and each block counts in the budget.
+READ_THREADS = 2
+
+
 def read_ahead(blocks: Iterable[K], read: Callable[[K], T] | Sequence[Callable[[K], T]]) -> Iterator[tuple[K, T]]:
     """Yield ``(block, read(block))``, reading the next blocks in threads while the caller works
     on this one. GDAL decodes without the GIL, so on two cores reading and computing overlap.

@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .atomic import atomic_outputs
-from .blocks import Block, WriteBehind, iter_blocks, read_ahead
+from .blocks import READ_THREADS, Block, WriteBehind, iter_blocks, read_ahead
 from .features import FeatureReader, FeatureSpec, pick_pixels
 from .featureset import ChosenPixels, block_rows
 from .interpolation_plan import clear_mask, grid_hours, hours_since, interpolate_block, invalid_data
@@ -365,10 +365,6 @@ class _BlockSource:
         interpolate_block(values, self.info.nodata, clear, self.times, self.new_times, self.report.fill_edges,
                           result, counts)
         return result, counts
-
-
-#: Threads that decode blocks for :func:`interpolate_pixels`.
-READ_THREADS = 2
 
 
 def _read_chosen(source: _BlockSource,

@@ -15,10 +15,12 @@ The recipe follows eo-learn's LULC example and makes its weak spots explicit:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
 import warnings
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from textwrap import shorten
@@ -27,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from .accuracy import warning_notes
-from .blocks import ALIGN, iter_blocks
+from .blocks import ALIGN, READ_THREADS, Block, iter_blocks, read_ahead
 from .deep import DEEP_CLASSIFIERS, DEVICES
 from .featureset import ChosenPixels, FeatureColumns, FeatureSet, pixel_windows
 from .legend import Legend
@@ -234,21 +236,35 @@ def gather_rows(features: FeatureSet, flat_indices: np.ndarray, progress: Progre
                 budget_bytes: int | None = None) -> np.ndarray:
     """Feature rows of the given pixels. Only the stacks' tiles that hold some are read (adjacent
     ones together, each window trimmed to its pixels) and only those pixels converted: sampling
-    reads a fraction of the stacks when the reference covers a fraction of them."""
+    reads a fraction of the stacks when the reference covers a fraction of them. Decoding is the
+    work here, so :data:`~.blocks.READ_THREADS` threads decode, each with its own handles."""
     grid = features.grid
     out = np.empty((flat_indices.size, features.n_features), np.float32)
     chosen = ChosenPixels(flat_indices, grid.width)
-    for block in iter_blocks(grid.height, grid.width, features.bytes_per_pixel(), budget_bytes, progress=progress):
-        inside, _ = chosen.pixels_in(block.window)
-        if not inside.size:
-            continue
-        rows, cols = chosen.rows[inside], chosen.cols[inside]
-        windows = list(pixel_windows(rows, cols, ALIGN))
-        if sum(w[1][2] * w[1][3] for w in windows) > 0.5 * block.height * block.width:
-            # most of the block is needed: one read of it beats many of its strips
-            windows = list(pixel_windows(rows, cols, max(block.height, block.width)))
-        for positions, window, local in windows:
-            out[inside[positions]] = features.read_pixels(window, local)
+    with ExitStack() as stack:
+        readers = [features] + [stack.enter_context(FeatureSet(features.paths)) for _ in range(READ_THREADS - 1)]
+        blocks = iter_blocks(grid.height, grid.width, READ_THREADS * features.bytes_per_pixel(), budget_bytes,
+                             progress=progress)
+        wanted = ((block, chosen.pixels_in(block.window)[0]) for block in blocks)
+        wanted = ((block, inside) for block, inside in wanted if inside.size)
+        reads = [functools.partial(_chosen_rows, reader, chosen) for reader in readers]
+        with closing(read_ahead(wanted, reads)) as blocks_read:
+            for (_, inside), rows in blocks_read:
+                out[inside] = rows
+    return out
+
+
+def _chosen_rows(features: FeatureSet, chosen: ChosenPixels, item: tuple[Block, np.ndarray]) -> np.ndarray:
+    """The rows of a block's chosen pixels (``inside``: their positions in ``chosen``), in that order."""
+    block, inside = item
+    rows, cols = chosen.rows[inside], chosen.cols[inside]
+    windows = list(pixel_windows(rows, cols, ALIGN))
+    if sum(w[1][2] * w[1][3] for w in windows) > 0.5 * block.height * block.width:
+        # most of the block is needed: one read of it beats many of its strips
+        windows = list(pixel_windows(rows, cols, max(block.height, block.width)))
+    out = np.empty((inside.size, features.n_features), np.float32)
+    for positions, window, local in windows:
+        out[positions] = features.read_pixels(window, local)
     return out
 
 
