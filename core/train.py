@@ -170,8 +170,6 @@ def erode(classes: np.ndarray, spec: str, refuse_too_wide: bool = True) -> np.nd
     ErosionTask, with pixels at the map's edge not eroded by the edge). A radius as wide as the
     map is refused, or with ``refuse_too_wide=False`` (a batch tile's sliver of an edge window)
     leaves no labelled pixel, as erosion would on a larger map."""
-    from scipy.ndimage import binary_erosion
-
     default, per_class = parse_erosion(spec)
     radii = [default, *per_class.values()]
     if max(radii) >= max(classes.shape):
@@ -179,17 +177,30 @@ def erode(classes: np.ndarray, spec: str, refuse_too_wide: bool = True) -> np.nd
             return np.full_like(classes, NO_CLASS)
         raise ValueError(f"an erosion radius of {max(radii)} px is wider than the reference "
                          f"({classes.shape[1]} x {classes.shape[0]} px): no pixel would be left")
+    present = [int(c) for c in np.unique(classes) if c != NO_CLASS]
     out = classes.copy()
-    for class_id in np.unique(classes):
-        if class_id == NO_CLASS:
-            continue
-        radius = per_class.get(int(class_id), default)
-        if radius <= 0:
-            continue
-        member = classes == class_id
-        kept = binary_erosion(member, structure=erosion_disk(radius), border_value=1)
-        out[member & ~kept] = NO_CLASS
+    for radius in sorted({per_class.get(c, default) for c in present} - {0}):
+        # one pass per radius, whatever the number of classes it erodes
+        eroded = np.isin(classes, [c for c in present if per_class.get(c, default) == radius])
+        out[eroded & ~same_class_around(classes, radius)] = NO_CLASS
     return out
+
+
+def same_class_around(classes: np.ndarray, radius: int) -> np.ndarray:
+    """True where every pixel of the disk of ``radius`` around a pixel that lies on the map has
+    that pixel's class: the pixels a binary erosion of their own class keeps, the map's edge not
+    eroding (scipy's ``border_value=1``)."""
+    height, width = classes.shape
+    same = np.ones(classes.shape, bool)
+    for dy, dx in zip(*np.nonzero(erosion_disk(radius))):
+        dy, dx = int(dy) - radius, int(dx) - radius
+        if (dy == 0 and dx == 0) or abs(dy) >= height or abs(dx) >= width:
+            continue  # the pixel itself, or no pair of pixels on the map this far apart
+        rows = slice(max(0, -dy), height - max(0, dy))
+        cols = slice(max(0, -dx), width - max(0, dx))
+        same[rows, cols] &= classes[rows, cols] == classes[rows.start + dy:rows.stop + dy,
+                                                           cols.start + dx:cols.stop + dx]
+    return same
 
 
 def auto_block_size(height: int, width: int) -> int:

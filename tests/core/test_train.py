@@ -151,6 +151,29 @@ def test_erosion_per_class():
     assert (erode(untouched_edge, "1") == 3).all()  # the map's edge does not erode
 
 
+@pytest.mark.parametrize("spec", ["1", "2", "3, 2:0, 5:1", "4"])
+def test_erosion_equals_a_binary_erosion_per_class(spec):
+    """One pass per radius gives what scipy's binary erosion of each class (the map's edge not
+    eroding) gives, also on a strip narrower than the radius."""
+    from scipy.ndimage import binary_erosion
+
+    from eolulc.core.train import erosion_disk, parse_erosion
+
+    rng = np.random.default_rng(3)
+    default, per_class = parse_erosion(spec)
+    for shape in ((60, 70), (3, 40)):
+        # blobs of 7 classes and some unlabelled pixels
+        classes = np.kron(rng.integers(0, 8, (shape[0] // 3 + 1, shape[1] // 5 + 1)), np.ones((3, 5), int))
+        classes = classes[:shape[0], :shape[1]].astype(np.uint16)
+        expected = classes.copy()
+        for class_id in range(1, 8):
+            radius = per_class.get(class_id, default)
+            if radius:
+                member = classes == class_id
+                expected[member & ~binary_erosion(member, erosion_disk(radius), border_value=1)] = 0
+        np.testing.assert_array_equal(erode(classes, spec), expected)
+
+
 def test_model_files_that_are_not_models(tmp_path, trained):
     pickled = tmp_path / "model.pkl"
     pickled.write_bytes(pickle.dumps({"a": 1}))
