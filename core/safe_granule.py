@@ -2,10 +2,11 @@
 (copied, resampled or reprojected) and the granules of the day mosaicked (:mod:`core.safe_import`
 drives it, date by date and block by block).
 
-JPEG 2000 decodes whole tiles, so a band's source window under the grid is decoded once per date
-and every block slices it; bands on the target grid are copied; 20 m bands (and SCL) are resampled
-by GDAL's resampling on read over the decoded array, which gives the warper's values; the warper
-is kept where the two differ (60 m bilinear, edges with no data, other CRSs).
+A band's source window under the grid is decoded once per date (OpenJPEG decodes only its
+code-blocks, :mod:`core.jpeg2000`; GDAL, the fallback, whole tiles) and every block slices it;
+bands on the target grid are copied; 20 m bands (and SCL) are resampled by GDAL's resampling on
+read over the decoded array, which gives the warper's values; the warper is kept where the two
+differ (60 m bilinear, edges with no data, other CRSs).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .gdalerrors import open_raster, reading
+from .jpeg2000 import decode_window
 from .safe import Granule, Product
 from .safe_masks import DefectMasks
 from .timestack import Grid
@@ -126,10 +128,10 @@ class GranuleReader:
         return out
 
     def _source(self, band: str, ds, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        """Source rows ``r0:r1``, columns ``c0:c1`` of ``band``. JPEG 2000 decodes whole tiles, so
-        the grid's source window is decoded once per date, or, when it does not fit ``cache_bytes``,
-        in strips as wide as the window that end on tile boundaries, and blocks slice them instead
-        of decoding the same tiles again."""
+        """Source rows ``r0:r1``, columns ``c0:c1`` of ``band``. The grid's source window is
+        decoded once per date, or, when it does not fit ``cache_bytes``, in strips as wide as the
+        window that end on tile boundaries (GDAL decodes whole tiles), and blocks slice them
+        instead of decoding the same code-blocks again."""
         from rasterio.windows import Window
 
         strip = self._strips.get(band)
@@ -152,7 +154,7 @@ class GranuleReader:
             bottom = end if end >= r1 else bottom  # the next strip starts on a tile boundary
         with reading(self.granule.bands[band], f"band {band} of {self.product.name}"):
             read_window = Window(cols.start, top, cols.stop - cols.start, bottom - top)
-            data = ds.read(1, window=read_window)
+            data = read_window_of(self.granule.bands[band], ds, read_window)
         self.count_read(data.size, self.defects.apply(band, data, ds.window_transform(read_window)))
         self._strips[band] = (top, cols, data)
         return data[r0 - top:r1 - top, c0 - cols.start:c1 - cols.start]
@@ -176,6 +178,16 @@ class GranuleReader:
         for ds in self._ds.values():
             ds.close()
         self._ds = {}
+
+
+def read_window_of(path: str, ds, window) -> np.ndarray:
+    """Band 1 of ``ds`` (opened from ``path``) on ``window``: OpenJPEG decodes only the window's
+    code-blocks where it can (:mod:`core.jpeg2000`), GDAL whole tiles otherwise."""
+    decoded = decode_window(path, window.row_off, window.col_off, window.height, window.width, [0]) \
+        if path.lower().endswith(".jp2") else None
+    if decoded is None:
+        return ds.read(1, window=window)
+    return decoded[0].astype(ds.dtypes[0])
 
 
 def copy_aligned(data: np.ndarray, src_transform, out: np.ndarray, dst_transform) -> bool:

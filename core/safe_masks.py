@@ -152,6 +152,7 @@ class DefectMasks:
         from rasterio.windows import from_bounds
 
         from .gdalerrors import open_raster, reading
+        from .jpeg2000 import decode_window
 
         height, width = shape
         a, _, c, _, e, f = tuple(transform)[:6]
@@ -165,7 +166,11 @@ class DefectMasks:
                 if pixels is not None:
                     # the usual case (the mask on the band's pixels): a plain read gives the same
                     # pixels, without the 25 % more time a boundless read's VRT costs
-                    layers = ds.read(list(QUALIT_LAYERS), window=pixels)
+                    # OpenJPEG decodes only these layers' code-blocks under the window; GDAL all
+                    layers = decode_window(path, pixels.row_off, pixels.col_off, pixels.height, pixels.width,
+                                         [layer - 1 for layer in QUALIT_LAYERS])
+                    if layers is None:
+                        layers = ds.read(list(QUALIT_LAYERS), window=pixels)
                 else:
                     layers = ds.read(list(QUALIT_LAYERS), window=window, resampling=Resampling.nearest,
                                      out_shape=(len(QUALIT_LAYERS), height, width), boundless=True, fill_value=0)
