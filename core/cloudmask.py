@@ -36,10 +36,10 @@ from .progress import Progress, ensure_progress
 from .sentinel2 import (
     S2CLOUDLESS_BANDS,
     Radiometry,
-    detect_radiometry,
     find_bands,
     radiometry_for,
     radiometry_from_scale,
+    stack_radiometry,
 )
 from .timestack import Grid, StackInfo, StackReader, StackWriter, bounded_gdal_cache, open_stack
 from .treepredict import TreeEnsemble, sigmoid
@@ -179,15 +179,7 @@ class CloudDetector:
         scale, offset = scales.pop()
         if (scale, offset) != (1.0, 0.0):
             return radiometry_from_scale(scale, offset)
-        # a sample: the centre window of every date
-        h, w = info.grid.height, info.grid.width
-        size = min(256, h), min(256, w)
-        window = ((h - size[0]) // 2, (w - size[1]) // 2, size[0], size[1])
-        sample = reader.read(window, bands=band_indices).astype(np.float64)
-        if info.nodata is not None and not math.isnan(info.nodata):
-            sample[sample == info.nodata] = np.nan
-        cirrus = sample[..., S2CLOUDLESS_BANDS.index("B10")]
-        return detect_radiometry(sample, info.dates, cirrus)
+        return stack_radiometry(reader, band_indices, band_indices[S2CLOUDLESS_BANDS.index("B10")])
 
     @bounded_gdal_cache()
     def run(

@@ -29,7 +29,7 @@ from .atomic import atomic_outputs
 from .blocks import WriteBehind, iter_blocks, read_ahead
 from .compiled import kernels
 from .progress import Progress, ensure_progress
-from .sentinel2 import Radiometry, find_bands, radiometry_from_scale
+from .sentinel2 import Radiometry, find_bands, is_reflectance_band, radiometry_from_scale, stack_radiometry
 from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
 
 #: The bands of eo-learn's LULC example.
@@ -163,8 +163,11 @@ class Plan:
         return len(self.names)
 
 
-def plan_features(info: StackInfo, spec: FeatureSpec) -> Plan:
-    """Resolve band names; a ``ValueError`` names what is missing."""
+def plan_features(info: StackInfo, spec: FeatureSpec, reader=None) -> Plan:
+    """Resolve band names; a ``ValueError`` names what is missing. With the stack's ``reader``,
+    Sentinel-2 bands without scale metadata are judged as the cloud mask judges them (digital
+    numbers, the baseline 04.00 offset: :func:`~.sentinel2.stack_radiometry`), so features are
+    reflectance whoever wrote the stack; without it only the metadata counts."""
     bands = resolve_bands(info.bands, spec.bands)
     pairs_stack = [tuple(resolve_bands(info.bands, [i.a, i.b], f"{i.name}")) for i in spec.indices]
     read: list[int] = []
@@ -182,6 +185,13 @@ def plan_features(info: StackInfo, spec: FeatureSpec) -> Plan:
             radiometry.append(radiometry_from_scale(info.scales[i], info.offsets[i]))
         except ValueError as error:
             raise ValueError(f"band {info.bands[i]}: {error}") from None
+    unscaled = all((info.scales[i], info.offsets[i]) == (1.0, 0.0) for i in read)
+    if reader is not None and read and unscaled and all(is_reflectance_band(info.bands[i]) for i in read):
+        try:
+            cirrus = find_bands(info.bands, ["B10"])[0]
+        except ValueError:  # L2A or a band subset: the offset then needs scale metadata
+            cirrus = None
+        radiometry = [stack_radiometry(reader, read, cirrus)] * len(read)
     return Plan(
         read=tuple(read),
         kept=tuple(read.index(i) for i in bands),
@@ -334,12 +344,17 @@ class FeatureReader:
             self._reader.close()
             raise
         self.info = features_info(self._reader.info, self.plan, spec)
+        self._spec = spec
+        self._judged = False  # radiometry judged on the stack's values at the first read (not for info)
         #: working bytes per pixel and date besides the features: raw bands, reflectance, index temporaries
         self.extra_bytes_per_date = len(self.plan.read) * (np.dtype(self._reader.info.dtype).itemsize + 4) + 40
 
     def read(self, window=None, dates=None, bands=None, pixels: np.ndarray | None = None) -> np.ndarray:
         """As :meth:`~.timestack.StackReader.read`; ``pixels`` (flat indices into the window, row by
         row) computes the features of those pixels only, as a ``(t, pixels, 1, F)`` block."""
+        if not self._judged:
+            self.plan = plan_features(self._reader.info, self._spec, self._reader)
+            self._judged = True
         raw = pick_pixels(self._reader.read(window, dates=dates, bands=self.plan.read), pixels)
         features = per_date_features(raw, self.plan, self._reader.info.nodata)
         return features if bands is None else features[..., list(bands)]
@@ -366,11 +381,10 @@ def compute_features(
     progress = ensure_progress(progress)
     with open_stack(str(input_path)) as reader:
         info = reader.info
-        plan = plan_features(info, spec)
+        plan = plan_features(info, spec, reader)
         out_info = features_info(info, plan, spec)
         names, dates = out_info.bands, out_info.dates
-        scaled = sorted({r.reason for r in plan.radiometry if r.divisor != 1.0 or r.shift})
-        progress.log(f"Values: {'; '.join(scaled) if scaled else 'reflectance as stored'}.")
+        progress.log(f"Values: {'; '.join(sorted({r.reason for r in plan.radiometry}))}.")
         progress.log(f"Features: {', '.join(names)} ({len(dates)} date(s)).")
         if spec.statistics and info.n_dates == 1:
             progress.log("Warning: the input has a single date, so the statistics are that date's values.")

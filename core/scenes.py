@@ -6,11 +6,15 @@ hand (``2017-03-14.tif``). This module finds those files, works out each file's 
 name, else from the raster's metadata: :mod:`.filedates`) and band names, puts everything on one
 grid (resampling files on another grid) and writes the stack block by block, all-or-nothing.
 
-Nodata of the stack: the nodata of the first file (in date order) that declares one; if none
-does, no nodata is declared unless some file has to be resampled, in which case uncovered
-pixels get NaN (float stacks) or 0 (integer stacks, the Sentinel-2 "no data" digital number).
+Nodata of the stack: the nodata of the first file (in date order) that declares one; Sentinel-2
+digital numbers (unsigned integers) that declare none take 0, their products' "no data" number
+(exports often drop it). Otherwise no nodata is declared unless some file has to be resampled, in
+which case uncovered pixels get NaN (float stacks) or 0 (integer stacks).
 Scale/offset: carried over when all files agree; if they differ (e.g. Sentinel-2 processing
-baselines before and after 04.00), the stack holds float32 physical values instead.
+baselines before and after 04.00), the stack holds float32 physical values instead; digital
+numbers without scale metadata on both sides of baseline 04.00 get each file's scale and offset
+judged (:func:`_baseline_offsets`). One file per band, and integers mixed with floating-point
+files, are refused with how to fix them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import fnmatch
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,7 +36,15 @@ from .filedates import DATE_TAGS, NAME_PATTERNS_HELP, date_from_name, date_from_
 from .gdalerrors import open_raster, reading
 from .limits import MAX_GRID_SIDE
 from .progress import Progress, ensure_progress
-from .sentinel2 import default_band_names
+from .sentinel2 import (
+    BASELINE_0400_START,
+    QUANTIFICATION,
+    RADIOMETRIC_OFFSET,
+    band_token,
+    default_band_names,
+    find_bands,
+    is_reflectance_band,
+)
 from .timestack import (
     Grid,
     StackInfo,
@@ -65,6 +77,8 @@ class Scene:
     nodata: float | None
     scales: tuple[float, ...]
     offsets: tuple[float, ...]
+    #: digital numbers whose file declares no nodata: 0 taken as no data (:func:`holds_digital_numbers`)
+    nodata_assumed: bool = False
 
     @property
     def name(self) -> str:
@@ -143,6 +157,7 @@ def read_scene(path: str | Path) -> Scene | str:
     if date is None:
         return path
     bands = info.bands if info.is_dated else band_names_or_sentinel2(info.bands)
+    assumed = info.nodata is None and holds_digital_numbers(info.dtype, bands)
     return Scene(
         path=path,
         date=date,
@@ -150,9 +165,10 @@ def read_scene(path: str | Path) -> Scene | str:
         bands=tuple(bands),
         grid=info.grid,
         dtype=info.dtype,
-        nodata=info.nodata,
+        nodata=0.0 if assumed else info.nodata,
         scales=tuple(info.scales),
         offsets=tuple(info.offsets),
+        nodata_assumed=assumed,
     )
 
 
@@ -199,9 +215,91 @@ def scan_scenes(paths: Sequence[str | Path], progress: Progress | None = None) -
                 f"'{scene.name}' has bands {', '.join(scene.bands)} but '{first.name}' has "
                 f"{', '.join(first.bands)}; all files must hold the same bands in the same order"
             )
+    _refuse_band_per_file(scenes)
+    _refuse_mixed_value_kinds(scenes)
+    assumed = [s.name for s in scenes if s.nodata_assumed]
+    if assumed:
+        progress.log(f"{len(assumed)} file(s) hold digital numbers and declare no nodata: 0, Sentinel-2's "
+                     "no-data digital number (swath edges, empty tile corners), is taken as no data.")
+    scenes = _baseline_offsets(scenes, progress)
     for scene in scenes:
         progress.log(f"{format_datetime(scene.date)}  {scene.name}  (date from {scene.date_source})")
     return scenes
+
+
+def _baseline_offsets(scenes: list[Scene], progress: Progress) -> list[Scene]:
+    """Digital numbers without scale metadata on both sides of processing baseline 04.00
+    (2022-01-25), whose products add 1000 to every number: each file from that date whose cirrus
+    band (B10) never falls below 1000 gets the offset, the others none (harmonised archives remove
+    it), so the stack holds reflectance on one scale (physical values, see the module docstring).
+    Without B10 (L2A) the offset cannot be judged and only scale metadata counts."""
+    if not all(holds_digital_numbers(s.dtype, s.bands) for s in scenes):
+        return scenes
+    if any(set(s.scales) != {1.0} or set(s.offsets) != {0.0} for s in scenes):
+        return scenes
+    recent = [s for s in scenes if s.date >= BASELINE_0400_START]
+    if not recent or len(recent) == len(scenes):
+        return scenes  # one side only: the stack's own judgement (cloud mask, features) sees it whole
+    try:
+        cirrus = find_bands(scenes[0].bands, ["B10"])[0]
+    except ValueError:
+        return scenes
+    shifted = {s.path for s in recent if _darkest_cirrus(s, cirrus) >= -RADIOMETRIC_OFFSET}
+    if not shifted:
+        return scenes
+    progress.log(f"{len(shifted)} file(s) from {BASELINE_0400_START:%Y-%m-%d} carry processing baseline "
+                 "04.00's +1000 offset and the earlier ones none: the stack holds reflectance (float32).")
+    count = len(scenes[0].bands)
+    return [replace(s, scales=(1 / QUANTIFICATION,) * count,
+                    offsets=((RADIOMETRIC_OFFSET / QUANTIFICATION) if s.path in shifted else 0.0,) * count)
+            for s in scenes]
+
+
+def _darkest_cirrus(scene: Scene, band: int) -> float:
+    """The 1st percentile of a file's valid B10 numbers, read at 256 px at most (nearest)."""
+    with open_raster(scene.path) as ds:
+        shape = (min(256, ds.height), min(256, ds.width))
+        values = ds.read(band + 1, out_shape=shape).astype(np.float64)
+    valid = values[values != (scene.nodata if scene.nodata is not None else 0)]
+    return float(np.percentile(valid, 1)) if valid.size else 0.0
+
+
+def _refuse_band_per_file(scenes: Sequence[Scene]) -> None:
+    """One file per band and date (``T33TVM_20170412T100031_B04_10m.tif``...) would become one
+    stack date per file: refused with how to group them."""
+    if any(len(s.bands) != 1 for s in scenes):
+        return
+    tokens: dict[datetime, set[str]] = {}
+    for scene in scenes:
+        token = band_token(scene.name)
+        if token:
+            tokens.setdefault(scene.date, set()).add(token)
+    shared = {d: t for d, t in tokens.items() if len(t) > 1}
+    if shared:
+        date, bands = next(iter(sorted(shared.items())))
+        raise ValueError(
+            f"the files hold one band each and {len(shared)} date(s) have several (e.g. "
+            f"{format_datetime(date)}: {', '.join(sorted(bands))}): one file per band? A stack date needs all "
+            "its bands in one file: build one multi-band raster per date first (QGIS: Raster > Miscellaneous > "
+            "Build Virtual Raster with 'Place each input file into a separate band'; GDAL: gdalbuildvrt "
+            "-separate), or import the .SAFE products with 'Import Sentinel-2 products (SAFE)'"
+        )
+
+
+def _refuse_mixed_value_kinds(scenes: Sequence[Scene]) -> None:
+    """Integer files (digital numbers) and floating-point files (reflectance) without scale
+    metadata would be stacked as they are, on two scales 10,000 apart."""
+    if any(s.scales != scenes[0].scales or s.offsets != scenes[0].offsets for s in scenes):
+        return  # converted to physical values (see the module docstring)
+    integer = [s for s in scenes if np.dtype(s.dtype).kind in "ui"]
+    floating = [s for s in scenes if np.dtype(s.dtype).kind == "f"]
+    if integer and floating:
+        raise ValueError(
+            f"'{integer[0].name}' holds integers ({integer[0].dtype}: digital numbers?) but "
+            f"'{floating[0].name}' floating-point values ({floating[0].dtype}: reflectance?), and no file says "
+            "its scale: stacked together they would mix two scales. Give all files one kind (e.g. QGIS's "
+            "Raster > Conversion > Translate to UInt16 digital numbers), or set their scale (gdal_edit -scale 0.0001)"
+        )
 
 
 def duplicate_dates(scenes: Sequence[Scene]) -> list[datetime]:
@@ -273,6 +371,12 @@ def _output_layout(scenes: Sequence[Scene], grid: Grid) -> tuple[str, float | No
     if nodata is None and any(not s.grid.same_as(grid) for s in scenes):
         nodata = float("nan") if dtype.kind == "f" else 0.0
     return dtype.name, nodata, False, first.scales, first.offsets
+
+
+def holds_digital_numbers(dtype: str, bands: Sequence[str]) -> bool:
+    """Sentinel-2 bands stored as unsigned integers: digital numbers, whose 0 is "no data" (the
+    swath's edge, a tile's empty corner) in every product, whether or not an export declared it."""
+    return np.dtype(dtype).kind == "u" and all(is_reflectance_band(b) for b in bands)
 
 
 class _SceneSource:

@@ -3,6 +3,7 @@ top-of-atmosphere reflectance."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
@@ -115,6 +116,39 @@ def detect_radiometry(sample: np.ndarray, dates: Sequence[datetime | None], cirr
                 f"(99th percentile {high:.0f}; dates from 2022-01-25; B10 never below 1000)",
             )
     return Radiometry(QUANTIFICATION, 0.0, f"digital numbers / 10000 (99th percentile {high:.0f} > 3)")
+
+
+def stack_radiometry(reader, band_indices: Sequence[int], cirrus_index: int | None = None) -> Radiometry:
+    """:func:`detect_radiometry` on the centre window (256 px at most) of every date of a stack
+    without scale metadata; ``reader`` a :class:`~.timestack.StackReader`, ``cirrus_index`` the
+    stack index of B10 where it has one. The cloud mask and the features judge the same way, so
+    a model sees the same reflectance whichever step made its inputs."""
+    import math
+
+    info = reader.info
+    bands = list(dict.fromkeys([*band_indices, *([] if cirrus_index is None else [cirrus_index])]))
+    h, w = info.grid.height, info.grid.width
+    size = min(256, h), min(256, w)
+    window = ((h - size[0]) // 2, (w - size[1]) // 2, size[0], size[1])
+    sample = reader.read(window, bands=bands).astype(np.float64)
+    if info.nodata is not None and not math.isnan(info.nodata):
+        sample[sample == info.nodata] = np.nan
+    cirrus = None if cirrus_index is None else sample[..., bands.index(cirrus_index)]
+    return detect_radiometry(sample, info.dates, cirrus)
+
+
+_BAND_TOKEN = re.compile(r"(?<![A-Z0-9])B(0?[1-9]|1[0-2]|8A)(?![0-9A-Z])", re.IGNORECASE)
+
+
+def band_token(file_name: str) -> str | None:
+    """The Sentinel-2 band a file name names (``..._B04_10m.jp2`` -> ``B04``), or None."""
+    found = _BAND_TOKEN.findall(file_name.rsplit(".", 1)[0])
+    return _normalise("B" + found[-1]) if found else None
+
+
+def is_reflectance_band(name: str) -> bool:
+    """A Sentinel-2 band name (``B4``, ``b04``, ``B8A``...): its values may be digital numbers."""
+    return _normalise(name) in L1C_BANDS
 
 
 def radiometry_for(choice: str) -> Radiometry | None:

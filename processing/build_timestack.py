@@ -43,7 +43,11 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
         "EO LULC time stack, the input of every other EO LULC step. Each file's date is read from its "
         f"name ({NAME_PATTERNS_HELP}) or else from its acquisition-date metadata; dates are sorted, so "
         "the order of the files does not matter. Files on another grid (resolution, extent or CRS) are "
-        "resampled onto the first file's grid or onto the target grid you give."
+        "resampled onto the first file's grid or onto the target grid you give. Sentinel-2 digital "
+        "numbers that declare no nodata take 0 (the products' no-data number); without scale metadata, "
+        "files from 2022-01-25 whose values carry baseline 04.00's +1000 offset are converted with it "
+        "when earlier files do not. Each file holds every band of one date (one file per band is refused "
+        "with how to merge them)."
     )
 
     INPUT_FOLDER = "INPUT_FOLDER"

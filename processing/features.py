@@ -28,8 +28,10 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
     GROUP = "Classification"
     DESCRIPTION = (
         "Builds the features a land-cover classifier learns from: chosen bands (as reflectance, using the "
-        "stack's scale/offset) and normalized differences (A - B) / (A + B) of two bands, for every date of "
-        "a band stack, named in the band descriptions (e.g. '2017-03-14T10:00:21 NDVI'). Optionally, "
+        "stack's scale/offset, or for Sentinel-2 bands without one judged as the cloud mask does: digital "
+        "numbers, processing baseline 04.00's offset) and normalized differences (A - B) / (A + B) of "
+        "two bands, for every date of a band stack, named in the band descriptions (e.g. "
+        "'2017-03-14T10:00:21 NDVI'). Optionally, "
         "statistics over time per band and index replace the per-date features with one undated set "
         "(e.g. NDVI_mean, NDVI_p90), which does not depend on the acquisition dates. Undefined values "
         "(nodata input, A + B = 0) are nodata (NaN), never infinite. Any raster works: one without dates "

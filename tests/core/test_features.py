@@ -12,6 +12,7 @@ import rasterio
 
 from eolulc.core.features import (
     TAG_FEATURES,
+    FeatureReader,
     FeatureSpec,
     Index,
     compute_features,
@@ -67,6 +68,38 @@ def test_digital_numbers_give_the_same_features(default_features, scene_stack_dn
     assert info.bands == default_features[0].bands
     np.testing.assert_allclose(data, default_features[1], rtol=0, atol=1e-6)
     assert any("scale 0.0001" in line for line in logs)
+
+
+@pytest.mark.parametrize("offset, year", [(0, None), (1000, 2023)])
+def test_digital_numbers_without_metadata_are_judged_as_the_cloud_mask_does(default_features, scene_stack,
+                                                                              reference_scenes, offset, year, tmp_path):
+    """Files written without a scale (as most users' exports are): digital numbers are found, and
+    under processing baseline 04.00 (dates from 2022-01-25, B10 never below 1000) the offset too,
+    so features are reflectance and NDVI is not distorted by the offset."""
+    source = read_info(str(scene_stack))
+    dates = source.dates if year is None else tuple(d.replace(year=year) for d in source.dates)
+    data = np.round(reference_scenes.astype(np.float64) * 10000).astype(np.uint16) + np.uint16(offset)
+    stack = tmp_path / "dn.tif"
+    with StackWriter(str(stack), StackInfo(source.grid, dates, L1C_BANDS, "uint16", nodata=0)) as writer:
+        writer.write(data)
+    logs: list[str] = []
+    compute_features(stack, tmp_path / "f.tif", FeatureSpec(), Progress(on_log=logs.append))
+    _, features = _read(tmp_path / "f.tif")
+    np.testing.assert_allclose(features, default_features[1], rtol=0, atol=1e-6)
+    assert any(("offset" in line) == bool(offset) and "digital numbers" in line for line in logs if "Values" in line)
+    with FeatureReader(stack, FeatureSpec()) as reader:  # the pipeline's features, computed as read
+        np.testing.assert_array_equal(reader.read(), features)
+
+
+def test_other_bands_are_never_rescaled(reference_scenes, scene_stack, tmp_path):
+    """A band that is no Sentinel-2 band keeps its values, however large (elevation, here)."""
+    info = read_info(str(scene_stack))
+    stack = tmp_path / "dem.tif"
+    values = (reference_scenes[..., :1] * 0 + 812.5).astype(np.float32)
+    with StackWriter(str(stack), StackInfo(info.grid, info.dates, ("DEM",), "float32", nodata=float("nan"))) as writer:
+        writer.write(values)
+    compute_features(stack, tmp_path / "f.tif", FeatureSpec(bands=("DEM",), indices=()))
+    np.testing.assert_array_equal(_read(tmp_path / "f.tif")[1], values)
 
 
 def test_custom_indices_and_case_insensitive_names(scene_stack, reference_scenes, tmp_path):

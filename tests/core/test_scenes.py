@@ -316,6 +316,65 @@ def test_uint16_ten_band_files_get_s2cloudless_names_nodata_and_scale(tmp_path, 
     np.testing.assert_allclose(data[0, 2:, 2:] * 0.0001, reference_scenes[0][2:, 2:][..., ten], atol=5e-5)
 
 
+def test_digital_numbers_without_declared_nodata_get_zero(tmp_path, reference_scenes, eopatch_dir):
+    """Exports often drop the products' nodata: the swath edge's 0 DNs must not count as data."""
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    for i, day in enumerate(("20170314", "20170324")):
+        dn = np.round(reference_scenes[i] * 10000).astype("uint16")
+        dn[:, :30] = 0  # outside the swath
+        write_raster(tmp_path / f"{day}.tif", dn, transform)
+    logs: list[str] = []
+    out = tmp_path / "out" / "dn.tif"
+    build_time_stack(scan_scenes(find_rasters(tmp_path), Progress(on_log=logs.append)), out)
+    with open_stack(str(out)) as stack:
+        assert stack.info.nodata == 0
+    assert any("no-data digital number" in line for line in logs)
+    # float reflectance keeps no nodata of its own: 0.0 can be a value there
+    (tmp_path / "f").mkdir()
+    write_raster(tmp_path / "f" / "20170314.tif", reference_scenes[0], transform)
+    build_time_stack(scan_scenes(find_rasters(tmp_path / "f")), tmp_path / "f.tif")
+    with open_stack(str(tmp_path / "f.tif")) as stack:
+        assert stack.info.nodata is None
+
+
+def test_digital_numbers_across_baseline_0400_become_one_reflectance_scale(tmp_path, reference_scenes, eopatch_dir):
+    """A season across 2022-01-25 exported without scale metadata: the later files' +1000 offset
+    (B10 never below 1000) is removed per file, so every date is reflectance on one scale."""
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    days = ("20211214", "20220113", "20220207", "20220304")
+    for i, day in enumerate(days):
+        dn = np.round(reference_scenes[i] * 10000).astype("uint16") + np.uint16(1000 if day >= "20220125" else 0)
+        dn[:3, :3] = 0
+        write_raster(tmp_path / f"{day}.tif", dn, transform)
+    logs: list[str] = []
+    out = tmp_path / "out" / "season.tif"
+    build_time_stack(scan_scenes(find_rasters(tmp_path), Progress(on_log=logs.append)), out)
+    with open_stack(str(out)) as stack:
+        assert stack.info.dtype == "float32" and not stack.info.has_scaling
+        data = stack.read()
+    assert np.isnan(data[:, :3, :3]).all()
+    np.testing.assert_allclose(data[:, 3:, 3:], reference_scenes[:4, 3:, 3:], atol=6e-5)
+    assert any("2 file(s) from 2022-01-25" in line and "offset" in line for line in logs)
+
+
+def test_one_file_per_band_is_refused_with_how_to_group(tmp_path, reference_scenes, eopatch_dir):
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    for day in ("20170314T100021", "20170324T100031"):
+        for band in ("B02", "B03", "B04", "B8A"):
+            dn = np.round(reference_scenes[0][..., L1C_BANDS.index(band):L1C_BANDS.index(band) + 1] * 10000)
+            write_raster(tmp_path / f"T33TVM_{day}_{band}_10m.tif", dn.astype("uint16"), transform)
+    with pytest.raises(ValueError, match=r"one band each .*2 date\(s\).*B02, B03, B04, B8A.*one file per band"):
+        scan_scenes(find_rasters(tmp_path))
+
+
+def test_digital_numbers_and_reflectance_mixed_are_refused(tmp_path, reference_scenes, eopatch_dir):
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    write_raster(tmp_path / "20170314.tif", np.round(reference_scenes[0] * 10000).astype("uint16"), transform)
+    write_raster(tmp_path / "20170324.tif", reference_scenes[1], transform)
+    with pytest.raises(ValueError, match=r"'20170314\.tif' holds integers .*'20170324\.tif' floating-point"):
+        scan_scenes(find_rasters(tmp_path))
+
+
 def test_different_scales_give_physical_float_values(tmp_path, reference_scenes, eopatch_dir):
     transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
     dn = np.round(reference_scenes[0] * 10000).astype("uint16")
