@@ -123,10 +123,11 @@ class _VsiStream:
         self.callbacks = (_READ(self._read), _SKIP(self._skip), _SEEK(self._seek))
 
     def bytes_at(self, offset: int, count: int) -> bytes:
-        """``count`` bytes from ``offset`` (fewer at the end), read before OpenJPEG starts."""
+        """``count`` bytes from ``offset`` (fewer at the end); the handle goes back to where
+        OpenJPEG's stream left it (a header check runs between OpenJPEG's reads)."""
         self._gdal.VSIFSeekL(self.handle, offset, 0)
         data = bytes(self._gdal.VSIFReadL(1, count, self.handle) or b"")
-        self._gdal.VSIFSeekL(self.handle, 0, 0)
+        self._gdal.VSIFSeekL(self.handle, self.position, 0)
         return data
 
     # OpenJPEG loops on a read of 0 bytes or a skip of 0: a Python error in a callback must still
