@@ -41,6 +41,7 @@ from .sentinel2 import (
     QUANTIFICATION,
     RADIOMETRIC_OFFSET,
     band_token,
+    carries_baseline_offset,
     default_band_names,
     find_bands,
     is_reflectance_band,
@@ -244,7 +245,7 @@ def _baseline_offsets(scenes: list[Scene], progress: Progress) -> list[Scene]:
         cirrus = find_bands(scenes[0].bands, ["B10"])[0]
     except ValueError:
         return scenes
-    shifted = {s.path for s in recent if _darkest_cirrus(s, cirrus) >= -RADIOMETRIC_OFFSET}
+    shifted = {s.path for s in recent if carries_baseline_offset(_cirrus_sample(s, cirrus))}
     if not shifted:
         return scenes
     progress.log(f"{len(shifted)} file(s) from {BASELINE_0400_START:%Y-%m-%d} carry processing baseline "
@@ -255,13 +256,14 @@ def _baseline_offsets(scenes: list[Scene], progress: Progress) -> list[Scene]:
             for s in scenes]
 
 
-def _darkest_cirrus(scene: Scene, band: int) -> float:
-    """The 1st percentile of a file's valid B10 numbers, read at 256 px at most (nearest)."""
+def _cirrus_sample(scene: Scene, band: int) -> np.ndarray:
+    """A file's B10 numbers read at 256 px at most (nearest), NaN where no data."""
     with open_raster(scene.path) as ds:
         shape = (min(256, ds.height), min(256, ds.width))
         values = ds.read(band + 1, out_shape=shape).astype(np.float64)
-    valid = values[values != (scene.nodata if scene.nodata is not None else 0)]
-    return float(np.percentile(valid, 1)) if valid.size else 0.0
+    if scene.nodata is not None:
+        values[values == scene.nodata] = np.nan
+    return values
 
 
 def _refuse_band_per_file(scenes: Sequence[Scene]) -> None:

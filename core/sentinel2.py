@@ -106,16 +106,22 @@ def detect_radiometry(sample: np.ndarray, dates: Sequence[datetime | None], cirr
     if high <= 3.0:
         return Radiometry(reason=f"99th percentile {high:.3g} <= 3: reflectance")
     recent = any(d is not None and d >= BASELINE_0400_START for d in dates)
-    if recent and cirrus is not None:
-        dark = cirrus[np.isfinite(cirrus) & (cirrus != 0)]
-        if dark.size and float(np.percentile(dark, 1)) >= -RADIOMETRIC_OFFSET:
-            return Radiometry(
-                QUANTIFICATION,
-                RADIOMETRIC_OFFSET,
-                "digital numbers with the -1000 offset of processing baseline 04.00 "
-                f"(99th percentile {high:.0f}; dates from 2022-01-25; B10 never below 1000)",
-            )
+    if recent and cirrus is not None and carries_baseline_offset(cirrus):
+        return Radiometry(
+            QUANTIFICATION,
+            RADIOMETRIC_OFFSET,
+            "digital numbers with the -1000 offset of processing baseline 04.00 "
+            f"(99th percentile {high:.0f}; dates from 2022-01-25; B10 never below 1000)",
+        )
     return Radiometry(QUANTIFICATION, 0.0, f"digital numbers / 10000 (99th percentile {high:.0f} > 3)")
+
+
+def carries_baseline_offset(cirrus: np.ndarray) -> bool:
+    """Whether cirrus-band (B10) digital numbers carry baseline 04.00's +1000: even the darkest
+    (1st percentile of the valid, non-zero values) are at least 1000. B10 sees almost nothing
+    below the stratosphere, so without the offset its darkest numbers are far below 1000."""
+    dark = cirrus[np.isfinite(cirrus) & (cirrus != 0)]
+    return bool(dark.size) and float(np.percentile(dark, 1)) >= -RADIOMETRIC_OFFSET
 
 
 def stack_radiometry(reader, band_indices: Sequence[int], cirrus_index: int | None = None) -> Radiometry:
