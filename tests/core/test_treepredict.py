@@ -4,6 +4,8 @@ LightGBM reads as 0, values on and next to every threshold) and the model's miss
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightgbm
 import numpy as np
 import pytest
@@ -138,18 +140,56 @@ def test_models_the_kernel_does_not_evaluate_go_to_lightgbm():
     ensemble = TreeEnsemble(categorical.model_to_string(), threads=1)
     assert not ensemble.compiled
     np.testing.assert_allclose(ensemble.raw_scores(x[:500]), categorical.predict(x[:500], raw_score=True), atol=1e-12)
-    # s2cloudless's 770-leaf trees: LightGBM in passes of trees, measured faster than a compiled walk
-    s2cloudless = TreeEnsemble.from_file(str(model_path()), threads=1)
-    assert not s2cloudless.compiled
+    # big trees that send NaN to a default side: the walk compares "v > t" only, so LightGBM
+    big_nan_aware = _train({"objective": "multiclass", "num_class": 3, "num_leaves": 100}, rounds=5)
+    ensemble = TreeEnsemble(big_nan_aware.model_to_string(), threads=1)
+    assert not ensemble.compiled
+    rows = _test_rows(big_nan_aware, seed=6)
+    np.testing.assert_allclose(ensemble.raw_scores(rows), big_nan_aware.predict(rows, raw_score=True), atol=1e-12)
+
+
+def _s2cloudless_rows() -> np.ndarray:
+    """The real L1C scenes' pixels as s2cloudless's 10 band rows, with NaN, 0, -0 and 1e-36 mixed in."""
+    scenes = np.load(Path(__file__).parents[1] / "data" / "REFERENCE_SCENES.npy")
+    rows = scenes[..., [0, 1, 3, 4, 7, 8, 9, 10, 11, 12]].reshape(-1, 10).astype(np.float32)
+    rng = np.random.default_rng(7)
+    hits = rng.random(rows.shape) < 0.02
+    rows[hits] = rng.choice(np.array([np.nan, 0.0, -0.0, 1e-36], np.float32), hits.sum())
+    return rows
 
 
 @needs_numba
-def test_flat_trees_keep_the_models_thresholds_exactly():
-    """The float32 thresholds decide as LightGBM's doubles do for every float32 value."""
-    doubles = np.array([0.1, -0.1, 1e-40, -1e-40, 3.4e38, 1e39, -1e39, 0.0, 1.0, 0.07352731749415399])
-    floors = treepredict._float32_at_most(doubles)
-    assert (floors.astype(np.float64) <= doubles).all()
-    with np.errstate(over="ignore"):
-        above = np.nextafter(floors, np.float32(np.inf))
-    finite = np.isfinite(above)
-    assert (above[finite].astype(np.float64) > doubles[finite]).all()
+def test_s2cloudless_trees_are_walked_with_lightgbms_scores_bit_for_bit():
+    """s2cloudless's 770-leaf trees read NaN as 0 (missing type None): the compiled walk."""
+    ensemble = TreeEnsemble.from_file(str(model_path()), threads=2)
+    assert isinstance(ensemble.flat, treepredict.WalkTrees)
+    rows = _s2cloudless_rows()
+    np.testing.assert_array_equal(ensemble.raw_scores(rows), ensemble.booster.predict(rows, raw_score=True))
+
+
+@needs_numba
+def test_walked_big_trees_equal_lightgbm_for_every_row_count_and_layout(monkeypatch):
+    """Multiclass trees of 100 leaves without missing-value handling, some of one leaf only."""
+    booster = _train({"objective": "multiclass", "num_class": 3, "num_leaves": 100, "use_missing": False,
+                      "min_data_in_leaf": 3}, rounds=8)
+    booster = lightgbm.Booster(model_str=booster.model_to_string())
+    assert max(tree["num_leaves"] for tree in booster.dump_model()["tree_info"]) > treepredict.MAX_LEAVES
+    rows = _test_rows(booster, seed=8)
+    expected = booster.predict(rows, raw_score=True)
+    monkeypatch.setattr(treepredict, "MIN_ROW_TREES_PER_THREAD", 1)  # threads even for a few rows
+    ensemble = TreeEnsemble(booster.model_to_string(), threads=3)
+    assert isinstance(ensemble.flat, treepredict.WalkTrees)
+    np.testing.assert_array_equal(ensemble.raw_scores(rows), expected)
+    np.testing.assert_array_equal(ensemble.raw_scores(np.asfortranarray(rows)), expected)
+    np.testing.assert_array_equal(ensemble.raw_scores(rows.astype(np.float64)), expected)
+    chunk = treepredict.WalkTrees.CHUNK_ROWS
+    for count in (0, 1, 7, 8, 9, chunk - 1, chunk, chunk + 1, 2 * chunk + 5):  # partial groups and chunks
+        np.testing.assert_array_equal(ensemble.raw_scores(rows[:count]), expected[:count])
+    # small trees and trees of a single leaf walk too (where the bit masks don't take them)
+    monkeypatch.setattr(treepredict, "MAX_LEAVES", 0)
+    for params in ({"num_leaves": 4}, {"min_data_in_leaf": 5000}):
+        small = _train({"objective": "binary", "use_missing": False, **params}, rounds=3)
+        walked = TreeEnsemble(small.model_to_string(), threads=1)
+        assert isinstance(walked.flat, treepredict.WalkTrees)
+        np.testing.assert_array_equal(walked.raw_scores(rows), small.predict(rows, raw_score=True))
+    assert walked.flat.packed.size == walked.booster.num_trees()  # one node (a leaf) per tree
