@@ -29,7 +29,14 @@ from .atomic import atomic_outputs
 from .blocks import WriteBehind, iter_blocks, read_ahead
 from .compiled import kernels
 from .progress import Progress, ensure_progress
-from .sentinel2 import Radiometry, find_bands, is_reflectance_band, radiometry_from_scale, stack_radiometry
+from .sentinel2 import (
+    Radiometry,
+    find_bands,
+    is_reflectance_band,
+    normalise_band_name,
+    radiometry_from_scale,
+    stack_radiometry,
+)
 from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
 
 #: The bands of eo-learn's LULC example.
@@ -75,7 +82,7 @@ class FeatureSpec:
         unknown = [s for s in self.statistics if s not in STATISTICS]
         if unknown:
             raise ValueError(f"unknown statistic(s) {', '.join(unknown)}; use {', '.join(STATISTICS)}")
-        names = [n.upper() for n in self.bands] + [i.name.upper() for i in self.indices]
+        names = [normalise_band_name(n) for n in [*self.bands, *(i.name for i in self.indices)]]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"feature name(s) {', '.join(twice)} given twice; every band and index needs its own name")
@@ -119,15 +126,13 @@ def parse_custom_indices(text: str) -> tuple[Index, ...]:
 
 
 def _same_band(a: str, b: str) -> bool:
-    """Names equal as :func:`~.sentinel2.find_bands` matches them (case-insensitive, ``B5`` == ``B05``)."""
-    try:
-        return find_bands([a], [b]) == [0]
-    except ValueError:
-        return False
+    """Names equal as :func:`~.sentinel2.normalise_band_name` matches them (``B5`` == ``B05``)."""
+    return normalise_band_name(a) == normalise_band_name(b)
 
 
 def resolve_bands(available: Sequence[str], wanted: Sequence[str], what: str = "") -> list[int]:
-    """Indices of ``wanted`` in ``available`` (case-insensitive, ``B4`` == ``B04``; ``*`` = all).
+    """Indices of ``wanted`` in ``available`` (by :func:`~.sentinel2.normalise_band_name`:
+    ``b4`` == ``B04`` == ``B4, central wavelength 665 nm``; ``*`` = all).
 
     The error lists every missing band and the bands the stack has.
     """
@@ -175,8 +180,8 @@ def plan_features(info: StackInfo, spec: FeatureSpec, reader=None) -> Plan:
         if index not in read:
             read.append(index)
     names = tuple(info.bands[i] for i in bands) + tuple(i.name for i in spec.indices)
-    upper = [n.upper() for n in names]
-    twice = sorted({n for n in names if upper.count(n.upper()) > 1})
+    keys = [normalise_band_name(n) for n in names]
+    twice = sorted({n for n, key in zip(names, keys) if keys.count(key) > 1})
     if twice:
         raise ValueError(f"feature name(s) {', '.join(twice)} appear twice; every band and index needs its own name")
     radiometry = []

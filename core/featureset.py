@@ -9,11 +9,13 @@ to physical values, with nodata as NaN (LightGBM's missing value).
 from __future__ import annotations
 
 import math
+import re
 from contextlib import ExitStack
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from .sentinel2 import normalise_band_name
 from .timestack import StackInfo, Window, format_datetime, open_stack
 
 
@@ -161,7 +163,7 @@ def compare_to_model(feature_set: FeatureColumns, expected: list[dict], expected
     problems = []
     for number, (have, want) in enumerate(zip(actual, expected), start=1):
         label = f"stack {number} ({feature_set.paths[number - 1]})"
-        if have["bands"] != want["bands"]:
+        if _band_keys(have["bands"]) != _band_keys(want["bands"]):
             problems.append(f"{label} has bands {', '.join(have['bands'])}; the model needs {', '.join(want['bands'])}")
         if have["dates"] != want["dates"]:
             missing = [d for d in want["dates"] if d not in have["dates"]]
@@ -175,11 +177,26 @@ def compare_to_model(feature_set: FeatureColumns, expected: list[dict], expected
                 detail.append("same dates in another order")
             counts = f"{len(have['dates'])} dates, the model {len(want['dates'])}"
             problems.append(f"{label} has {counts}: {'; '.join(detail)}")
-    if not problems and feature_set.names != expected_names:
+    if not problems and [_feature_key(n) for n in feature_set.names] != [_feature_key(n) for n in expected_names]:
         problems.append("the feature names differ from the model's")
     if problems:
         raise ValueError("the features do not match the model: " + " | ".join(problems)
                          + ". Build the features exactly as for training (same dates grid, bands and indices)")
+
+
+def _band_keys(bands: Sequence[str]) -> list[str]:
+    return [normalise_band_name(b) for b in bands]
+
+
+#: A feature name: the stack number where two stacks share band names, the date, the band.
+_FEATURE_NAME = re.compile(r"^(?:s\d+ )?(\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2})? )?(.*)$", re.DOTALL)
+
+
+def _feature_key(name: str) -> tuple[str, str]:
+    """``"2017-03-14 B4, central wavelength 665 nm"`` -> ``("2017-03-14 ", "B04")``: names from
+    stacks whose bands were written differently (SNAP's ``B2``, ESA's ``B02``) match."""
+    date, band = _FEATURE_NAME.match(name).groups()  # type: ignore[union-attr]
+    return date or "", normalise_band_name(band)
 
 
 def _some(items: list) -> str:

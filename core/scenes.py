@@ -45,6 +45,7 @@ from .sentinel2 import (
     default_band_names,
     find_bands,
     is_reflectance_band,
+    normalise_band_name,
 )
 from .timestack import (
     Grid,
@@ -211,7 +212,7 @@ def scan_scenes(paths: Sequence[str | Path], progress: Progress | None = None) -
     scenes.sort(key=lambda s: (s.date, s.name, s.path))
     first = scenes[0]
     for scene in scenes[1:]:
-        if scene.bands != first.bands:
+        if [normalise_band_name(b) for b in scene.bands] != [normalise_band_name(b) for b in first.bands]:
             raise ValueError(
                 f"'{scene.name}' has bands {', '.join(scene.bands)} but '{first.name}' has "
                 f"{', '.join(first.bands)}; all files must hold the same bands in the same order"

@@ -34,24 +34,38 @@ def default_band_names(count: int) -> tuple[str, ...] | None:
 
 
 def find_bands(available: Sequence[str], wanted: Sequence[str], purpose: str = "") -> list[int]:
-    """Indices of ``wanted`` bands (case-insensitive, ``B1`` == ``B01``); a ``ValueError`` lists the
-    missing ones (and says what they are ``purpose``-ly needed for)."""
-    normalised = {_normalise(name): i for i, name in enumerate(available)}
-    missing = [name for name in wanted if _normalise(name) not in normalised]
+    """Indices of ``wanted`` bands, matched by :func:`normalise_band_name` (``B1`` == ``B01``,
+    ``B4, central wavelength 665 nm`` == ``B04``); a ``ValueError`` lists the missing ones (and
+    says what they are ``purpose``-ly needed for)."""
+    normalised = {normalise_band_name(name): i for i, name in enumerate(available)}
+    missing = [name for name in wanted if normalise_band_name(name) not in normalised]
     if missing:
         why = f" ({purpose})" if purpose else ""
         raise ValueError(
             f"the stack lacks the band(s) {', '.join(missing)}; it has {', '.join(available)}. "
             f"Needed: {', '.join(wanted)}{why}"
         )
-    return [normalised[_normalise(name)] for name in wanted]
+    return [normalised[normalise_band_name(name)] for name in wanted]
 
 
-def _normalise(name: str) -> str:
+#: A band number at the start of a name, alone or followed by a description after a space, comma,
+#: semicolon, colon or bracket (not after ``_``: ``B04_mean`` is a feature of its own).
+_BAND_NAME = re.compile(r"^B0*(\d{1,2})(A?)(?=$|[\s,;:(\[])")
+
+
+def normalise_band_name(name: str) -> str:
+    """The one key by which band names from users, stacks and models are matched.
+
+    Sentinel-2 band numbers in ESA's spelling whoever wrote them: ``B4``, ``b04``, ``B04 (Red)``,
+    ``B4, central wavelength 665 nm`` (GDAL's SENTINEL2 driver, SNAP) -> ``B04``; ``B8a``,
+    ``B8A (narrow NIR)`` -> ``B8A`` (never ``B08``). Other names are stripped and upper-cased
+    (``ndvi`` == ``NDVI``)."""
     text = name.strip().upper()
-    if text.startswith("B") and text[1:].isdigit():
-        return f"B{int(text[1:]):02d}"
-    return text
+    match = _BAND_NAME.match(text)
+    if match is None:
+        return text
+    number, narrow = match.groups()
+    return f"B{int(number)}A" if narrow else f"B{int(number):02d}"
 
 
 @dataclass(frozen=True)
@@ -149,12 +163,12 @@ _BAND_TOKEN = re.compile(r"(?<![A-Z0-9])B(0?[1-9]|1[0-2]|8A)(?![0-9A-Z])", re.IG
 def band_token(file_name: str) -> str | None:
     """The Sentinel-2 band a file name names (``..._B04_10m.jp2`` -> ``B04``), or None."""
     found = _BAND_TOKEN.findall(file_name.rsplit(".", 1)[0])
-    return _normalise("B" + found[-1]) if found else None
+    return normalise_band_name("B" + found[-1]) if found else None
 
 
 def is_reflectance_band(name: str) -> bool:
     """A Sentinel-2 band name (``B4``, ``b04``, ``B8A``...): its values may be digital numbers."""
-    return _normalise(name) in L1C_BANDS
+    return normalise_band_name(name) in L1C_BANDS
 
 
 def radiometry_for(choice: str) -> Radiometry | None:

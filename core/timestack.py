@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .gdalerrors import open_raster, reading
+from .sentinel2 import normalise_band_name
 
 FORMAT_VERSION = "1"
 TAG_VERSION = "EOLULC_STACK_VERSION"
@@ -171,8 +172,10 @@ class StackInfo:
         return any(s != 1.0 for s in self.scales) or any(o != 0.0 for o in self.offsets)
 
     def band_index(self, name: str) -> int:
+        """Index of band ``name``, matched by :func:`~.sentinel2.normalise_band_name`."""
+        keys = [normalise_band_name(b) for b in self.bands]
         try:
-            return self.bands.index(name)
+            return keys.index(normalise_band_name(name))
         except ValueError:
             raise ValueError(f"the stack has no band '{name}'; its bands are {', '.join(self.bands)}") from None
 

@@ -21,7 +21,7 @@ from eolulc.core.features import (
     preset_indices,
 )
 from eolulc.core.progress import Cancelled, Progress
-from eolulc.core.sentinel2 import L1C_BANDS
+from eolulc.core.sentinel2 import L1C_BANDS, find_bands, normalise_band_name
 from eolulc.core.timestack import StackInfo, StackWriter, open_stack, read_info
 
 ALL_STATS = ("mean", "std", "min", "max", "p10", "p25", "p50", "p75", "p90")
@@ -109,6 +109,49 @@ def test_custom_indices_and_case_insensitive_names(scene_stack, reference_scenes
     assert info.bands == ("B04", "B8A", "NDRE", "MY")
     np.testing.assert_allclose(data[..., 2], _nd(reference_scenes, "B8A", "B05"), rtol=0, atol=1e-6)
     np.testing.assert_allclose(data[..., 3], _nd(reference_scenes, "B11", "B12"), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("B4", "B04"), ("b04", "B04"), ("B04", "B04"), (" B4 ", "B04"), ("B04 (Red)", "B04"),
+        ("B4, central wavelength 665 nm", "B04"), ("B2", "B02"), ("B12", "B12"), ("B8A", "B8A"), ("b8a", "B8A"),
+        ("B8a, central wavelength 865 nm", "B8A"), ("B08", "B08"), ("B8", "B08"),
+        ("B04_mean", "B04_MEAN"), ("ndvi", "NDVI"), ("B100", "B100"), ("BLUE", "BLUE"),
+    ],
+)
+def test_band_name_variants(name, key):
+    assert normalise_band_name(name) == key
+
+
+def test_band_names_match_in_every_spelling_and_b8a_is_not_b08():
+    described = ["B2, central wavelength 490 nm", "B04 (Red)", "b8", "B8a, central wavelength 865 nm"]
+    assert find_bands(described, ["B02", "B4", "B08", "B8A"]) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="lacks the band.s. B8A"):
+        find_bands(["B08"], ["B8A"])
+    with pytest.raises(ValueError, match="lacks the band.s. B08"):
+        find_bands(["B8A"], ["B08"])
+    with pytest.raises(ValueError, match="given twice"):
+        FeatureSpec(bands=("B4", "B04"), indices=())
+
+
+def test_bands_described_as_gdal_and_snap_write_them(default_features, reference_scenes, tmp_path):
+    """GDAL's SENTINEL2 driver and SNAP describe bands as "B4, central wavelength 665 nm": the
+    default features find every band they need in such a raster, with the same values."""
+    path = tmp_path / "snap.tif"
+    wavelengths = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
+    with rasterio.open(path, "w", driver="GTiff", width=100, height=101, count=13, dtype="float32",
+                       transform=rasterio.transform.from_origin(0, 1010, 10, 10)) as ds:
+        ds.write(reference_scenes[0].transpose(2, 0, 1))
+        for i, (band, nm) in enumerate(zip(L1C_BANDS, wavelengths)):
+            short = band if band == "B8A" else f"B{int(band[1:])}"
+            ds.set_band_description(i + 1, f"{short}, central wavelength {nm} nm")
+    compute_features(path, tmp_path / "f.tif", FeatureSpec())
+    info, data = _read(tmp_path / "f.tif")
+    assert info.bands[:6] == ("B2, central wavelength 490 nm", "B3, central wavelength 560 nm",
+                              "B4, central wavelength 665 nm", "B8, central wavelength 842 nm",
+                              "B11, central wavelength 1610 nm", "B12, central wavelength 2190 nm")
+    np.testing.assert_array_equal(data[0], default_features[1][0])
 
 
 def test_undefined_values_are_nan_never_inf(eopatch_dir, tmp_path):

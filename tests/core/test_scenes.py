@@ -288,6 +288,20 @@ def test_band_mismatch_names_the_odd_file(tmp_path, reference_scenes, eopatch_di
         scan_scenes(find_rasters(tmp_path))
 
 
+def test_bands_named_by_other_software_are_the_same_bands(tmp_path, reference_scenes, eopatch_dir):
+    """One date exported by SNAP (B2, B8a, ...), the next with ESA's names: the same bands."""
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    snap = [band if band == "B8A" else f"B{int(band[1:])}" for band in L1C_BANDS]
+    snap[L1C_BANDS.index("B8A")] = "B8a"
+    write_raster(tmp_path / "20170314.tif", reference_scenes[0], transform, descriptions=L1C_BANDS)
+    write_raster(tmp_path / "20170324.tif", reference_scenes[1], transform, descriptions=snap)
+    scenes = scan_scenes(find_rasters(tmp_path))
+    assert [s.bands for s in scenes] == [L1C_BANDS, tuple(snap)]
+    build_time_stack(scenes, tmp_path / "stack.tif")
+    with open_stack(str(tmp_path / "stack.tif")) as stack:
+        assert stack.info.bands == L1C_BANDS and stack.info.n_dates == 2
+
+
 def test_missing_folder_and_no_matching_files(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         find_rasters(tmp_path / "nope")

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from eolulc.core.classify import classify
 from eolulc.core.eopatch import import_eopatch
+from eolulc.core.features import FeatureSpec, compute_features
 from eolulc.core.interpolate import interpolate_stack
 from eolulc.core.legend import read_legend
 from eolulc.core.model import load_model
 from eolulc.core.reference import Reference, rasterize_polygons, read_reference_raster
-from eolulc.core.timestack import open_stack, read_info
+from eolulc.core.timestack import StackWriter, open_stack, read_info
 from eolulc.core.train import MIN_ROUNDS, PATIENCE, TrainSettings, erode, fit_booster, train_model
 
 
@@ -195,6 +197,31 @@ def test_features_that_do_not_match_the_model(trained, patch_stacks, tmp_path):
     with pytest.raises(ValueError, match="the model 2[0-9]: missing 2016-01-01"):
         classify([str(patch_stacks / "ndvi.tif")], trained.model, tmp_path / "x.tif")
     assert not list(tmp_path.iterdir())
+
+
+def _renamed(source, path, bands):
+    """A copy of the stack ``source`` whose bands carry other names (same dates and values)."""
+    with open_stack(str(source)) as stack:
+        info, data = stack.info, stack.read()
+    with StackWriter(str(path), replace(info, bands=tuple(bands))) as writer:
+        writer.write(data)
+    return str(path)
+
+
+def test_model_matches_bands_named_by_other_software(scene_stack, scene_reference, tmp_path):
+    """A model trained on ESA's names (B02, B8A) classifies features whose bands SNAP or GDAL named
+    (B2, "B8a, central wavelength 865 nm"): the same bands, so the same map."""
+    features = tmp_path / "esa.tif"
+    compute_features(scene_stack, features, FeatureSpec(bands=("B02", "B8A"), indices=()))
+    model = train_model([str(features)], scene_reference, read_legend(), TrainSettings(threads=1)).model
+    snap = _renamed(features, tmp_path / "snap.tif", ("B2", "B8a, central wavelength 865 nm"))
+    classify([str(features)], model, tmp_path / "esa_map.tif")
+    classify([snap], model, tmp_path / "snap_map.tif")
+    with open_stack(str(tmp_path / "esa_map.tif")) as esa, open_stack(str(tmp_path / "snap_map.tif")) as other:
+        np.testing.assert_array_equal(esa.read(), other.read())
+    wrong = _renamed(features, tmp_path / "wrong.tif", ("B2", "B08"))
+    with pytest.raises(ValueError, match="has bands B2, B08; the model needs B02, B8A"):
+        classify([wrong], model, tmp_path / "wrong_map.tif")
 
 
 def test_reference_without_overlap_and_single_class(patch_stacks, reference):
