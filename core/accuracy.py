@@ -325,7 +325,8 @@ def compare_raster(
 
     Map nodata and ``ignore`` classes (in map or reference) are left out of the comparison;
     the map counts cover every valid map pixel, reference or not (the strata of the area
-    estimates).
+    estimates). A map and a reference without a class id in common are refused: their figures
+    would all be 0.
     """
     from rasterio.windows import Window
 
@@ -361,9 +362,27 @@ def compare_raster(
             codes, n = np.unique(truth[both] * 65536 + classes[both], return_counts=True)
             for code, k in zip(codes.tolist(), n.tolist()):
                 pairs[code] = pairs.get(code, 0) + k
+    _require_shared_classes(sorted({code // 65536 for code in pairs}), sorted({code % 65536 for code in pairs}))
     labels = sorted({code // 65536 for code in pairs} | {code % 65536 for code in pairs})
     position = {label: k for k, label in enumerate(labels)}
     counts = np.zeros((len(labels), len(labels)), np.int64)
     for code, k in pairs.items():
         counts[position[code // 65536], position[code % 65536]] += k
     return counts, labels, mapped
+
+
+def _require_shared_classes(reference_ids: Sequence[int], map_ids: Sequence[int]) -> None:
+    """Refuse a comparison whose map and reference have no class id in common (where both have
+    data): every figure would be 0, and the cause is almost always two legends."""
+    if not reference_ids or not map_ids or set(reference_ids) & set(map_ids):
+        return
+
+    def listed(ids: Sequence[int]) -> str:
+        return ", ".join(str(i) for i in ids[:20]) + (f" ... ({len(ids)} ids)" if len(ids) > 20 else "")
+
+    raise ValueError(
+        f"the map and the reference share no class id: where both have data the reference holds class ids "
+        f"{listed(reference_ids)} and the map {listed(map_ids)}. They likely use different legends (class "
+        "codings): recode one to the other's ids (e.g. QGIS's 'Reclassify by table') or compare the map with "
+        "the reference it was trained on"
+    )

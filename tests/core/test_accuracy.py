@@ -149,6 +149,21 @@ def test_real_reference_against_itself_and_a_perturbed_copy(lulc, eopatch_dir, t
     assert mapped == {int(i): int((noisy[valid] == i).sum()) for i in np.unique(noisy[valid])}
 
 
+def test_map_and_reference_without_a_shared_class_are_refused(lulc, eopatch_dir, tmp_path):
+    """A map coded 101..108 against the reference's 1..8 (another legend) would report OA 0.000."""
+    grid = read_eopatch(eopatch_dir).grid(*lulc.shape)
+    recoded = np.where(lulc == 0, 0, lulc + 100).astype(np.uint8)
+    with pytest.raises(ValueError) as error:
+        compare_raster(_write(tmp_path / "recoded.tif", recoded, grid), lulc)
+    message = str(error.value)
+    assert "share no class id" in message and "different legends" in message
+    assert "reference holds class ids 1, 2, 3, 4, 8 and the map 101, 102, 103, 104, 108" in message
+    # one shared class is enough: a poor map is a map
+    recoded[lulc == 2] = 2
+    counts, labels, _ = compare_raster(_write(tmp_path / "one.tif", recoded, grid), lulc)
+    assert labels == [1, 2, 3, 4, 8, 101, 103, 104, 108] and np.trace(counts) == (lulc == 2).sum()
+
+
 def test_report_files_offline_escaped_and_valid_json(tmp_path):
     legend = Legend([LegendClass(1, "<b>crops</b> & co", "#ffff00"), LegendClass(2, "forest", "#054907")])
     report = assess(np.array([1, 1, 2, 3]), np.array([1, 2, 2, 2]), legend, {1: 10, 2: 20}, 100.0)

@@ -113,6 +113,8 @@ def fractional_gpkg(eopatch_dir, tmp_path_factory, qgis_app) -> str:
     "case, parameter, text",
     [
         ("no_overlap", "REFERENCE", "no class pixels"),
+        ("other_legend", "INPUT", "share no class id: where both have data the reference holds class ids 1, 2, 3, "
+                                  "4, 8 and the map 101, 102, 103, 104, 108. They likely use different legends"),
         ("no_class_field", "CLASS_FIELD", "needs its class field"),
         ("fractional_field", "CLASS_FIELD", "not an integer class id"),
         ("bad_ignore", "IGNORE_CLASSES", "not a list of integer"),
@@ -124,6 +126,9 @@ def test_bad_input(run_alg, lulc, lulc_tif, eopatch_dir, fractional_gpkg, tmp_pa
     params = {"INPUT": lulc_tif, "REFERENCE": lulc_tif}
     if case == "no_overlap":
         params["REFERENCE"] = _write(tmp_path / "elsewhere.tif", lulc.astype(np.uint8), eopatch_dir, shift=50_000)
+    elif case == "other_legend":
+        params["INPUT"] = _write(tmp_path / "other.tif", np.where(lulc == 0, 0, lulc + 100).astype(np.uint8),
+                                 eopatch_dir)
     elif case == "no_class_field":
         params["REFERENCE"] = gpkg
     elif case == "fractional_field":
