@@ -8,6 +8,8 @@ grid is 200 MB as uint16, far below a stack's size.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -37,6 +39,24 @@ class Reference:
     def counts(self) -> dict[int, int]:
         ids, counts = np.unique(self.classes[self.classes != NO_CLASS], return_counts=True)
         return {int(i): int(n) for i, n in zip(ids, counts)}
+
+
+def class_id_from_value(value: object, field_name: str) -> int:
+    """The class id held by a feature's class field ``field_name``: an integer, a whole number
+    (``3.0``) or text holding an integer (``"3"``, as shapefiles and CSV imports often store
+    codes). Anything else is a ``ValueError`` naming the field."""
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[+-]?[0-9]+", text):
+            return int(text)
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        if math.isfinite(value) and value == int(value):
+            return int(value)
+    raise ValueError(
+        f"the field '{field_name}' holds '{value}', which is not an integer class id; choose the field that "
+        "holds the class ids as whole numbers (a number field, or a text field holding numbers such as '3'), "
+        "e.g. LULC_ID"
+    )
 
 
 def rasterize_polygons(

@@ -16,6 +16,8 @@ from qgis.core import (
     QgsProcessingContext,
 )
 
+from ..core.reference import class_id_from_value
+
 
 def point_layer_types() -> list:
     """Point vector layers as a parameter's source type (3.36+ scoped enum, or the old one)."""
@@ -76,11 +78,8 @@ def labelled_points(algorithm, parameters: dict[str, Any], context: QgsProcessin
         if value is None or (hasattr(value, "isNull") and value.isNull()) or str(value).strip() in ("", "NULL"):
             label = None
         else:
-            try:
-                label = int(value)
-            except (TypeError, ValueError):
-                raise algorithm.parameter_error(
-                    field_name, algorithm.tr("'{}' is not an integer class id").format(value)) from None
+            with algorithm.about(field_name):
+                label = class_id_from_value(value, field)
         geometry.transform(transform)
         for point in geometry.asMultiPoint() if geometry.isMultipart() else [geometry.asPoint()]:
             xs.append(point.x())

@@ -21,7 +21,7 @@ from qgis.core import (
 
 from ..core.gdalerrors import is_raster_file
 from ..core.legend import Legend, read_legend
-from ..core.reference import Reference, rasterize_polygons, read_reference_raster
+from ..core.reference import Reference, class_id_from_value, rasterize_polygons, read_reference_raster
 from ..core.timestack import Grid
 from .compat import field_types, raster_and_polygon_types
 
@@ -56,7 +56,7 @@ def missing_class_field(algorithm, parameters: dict[str, Any], context: QgsProce
 
 
 def add_reference_parameters(algorithm, description: str = "Reference land cover") -> None:
-    numeric, any_type = field_types()
+    _, any_type = field_types()
     algorithm.add(
         QgsProcessingParameterMapLayer(REFERENCE, algorithm.tr(description), types=raster_and_polygon_types()),
         "The reference map: a class raster (integer class ids, 0 = no data) or polygons with a class "
@@ -65,9 +65,9 @@ def add_reference_parameters(algorithm, description: str = "Reference land cover
     )
     algorithm.add(
         QgsProcessingParameterField(CLASS_FIELD, algorithm.tr(CLASS_FIELD_LABEL),
-                                    parentLayerParameterName=REFERENCE, type=numeric, optional=True),
-        "For a polygon reference (required then): the integer field holding the class id (e.g. LULC_ID). "
-        "Not used with a raster reference.",
+                                    parentLayerParameterName=REFERENCE, type=any_type, optional=True),
+        "For a polygon reference (required then): the field holding the integer class id (e.g. LULC_ID): a "
+        "number field, or a text field holding whole numbers such as '3'. Not used with a raster reference.",
     )
     algorithm.add(
         QgsProcessingParameterField(NAME_FIELD, algorithm.tr("Class name field (polygons)"),
@@ -108,13 +108,8 @@ def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcess
         value = feature[class_field]
         if value is None or (hasattr(value, "isNull") and value.isNull()):
             continue
-        try:
-            class_id = int(value)
-        except (TypeError, ValueError):
-            raise algorithm.parameter_error(
-                CLASS_FIELD, algorithm.tr("'{}' is not an integer class id").format(value)) from None
-        if class_id != value:
-            raise algorithm.parameter_error(CLASS_FIELD, algorithm.tr("'{}' is not an integer class id").format(value))
+        with algorithm.about(CLASS_FIELD):
+            class_id = class_id_from_value(value, class_field)
         geometry = feature.geometry()
         if geometry is None or geometry.isEmpty():
             continue

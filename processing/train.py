@@ -89,8 +89,9 @@ class TrainAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterField(self.LABEL_FIELD, self.tr("Label field of the points"),
                                         defaultValue="label", parentLayerParameterName=self.LABELLED_POINTS,
-                                        type=field_types()[0], optional=True),
-            "The integer field holding the points' class ids ('label' in suggested samples).",
+                                        type=field_types()[1], optional=True),
+            "The field holding the points' integer class ids ('label' in suggested samples); a text field "
+            "holding whole numbers such as '3' works too.",
         )
         add_training_parameters(self, ALL, advanced=ADVANCED)
         self.add(

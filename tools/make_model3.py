@@ -55,7 +55,8 @@ HELP = {
     INPUT: "A time stack with the 13 Sentinel-2 L1C bands (e.g. from 'Build time stack from per-date rasters'); "
            "reflectance or digital numbers.",
     REFERENCE: "The reference map: a class raster (integer class ids, 0 = no data) or polygons with a class field.",
-    CLASS_FIELD: "For a polygon reference (required then): the integer field holding the class id (e.g. LULC_ID).",
+    CLASS_FIELD: "For a polygon reference (required then): the field holding the integer class id (e.g. LULC_ID); "
+                 "a text field holding whole numbers such as '3' works too.",
     NAME_FIELD: "For a polygon reference, optional: the field holding class names (e.g. LULC_NAME).",
     MIN_VALID_FRACTION: "A date is kept for the interpolation when more than this share of its pixels is clear "
                         "(0.8 as in the eo-learn example). 0 turns the cloudy-scene filter off.",
@@ -188,7 +189,7 @@ def build_model():
     model = QgsProcessingModelAlgorithm(MODEL_NAME, MODEL_GROUP, MODEL_GROUP_ID)
     model.setHelpContent(HELP)
 
-    numeric, any_type = field_types()
+    _, any_type = field_types()
     integer = QgsProcessingParameterNumber.Type.Integer
     double = QgsProcessingParameterNumber.Type.Double
     inputs = (
@@ -196,7 +197,7 @@ def build_model():
         QgsProcessingParameterMapLayer(REFERENCE, "Reference land cover (raster or polygons)",
                                        types=raster_and_polygon_types()),
         QgsProcessingParameterField(CLASS_FIELD, CLASS_FIELD_LABEL, parentLayerParameterName=REFERENCE,
-                                    type=numeric, optional=True),
+                                    type=any_type, optional=True),
         QgsProcessingParameterField(NAME_FIELD, "Class name field (polygons)", parentLayerParameterName=REFERENCE,
                                     type=any_type, optional=True),
         QgsProcessingParameterNumber(MIN_VALID_FRACTION, "Minimum clear fraction (0 = no scene filter)", type=double,

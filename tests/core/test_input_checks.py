@@ -12,6 +12,7 @@ from eolulc.core.accuracy import assess, warning_notes
 from eolulc.core.cloudmask import CloudDetector, check_radius
 from eolulc.core.gdalerrors import DamagedFileError
 from eolulc.core.legend import read_legend
+from eolulc.core.reference import class_id_from_value
 from eolulc.core.timestack import Grid, StackInfo, StackWriter, open_stack
 from eolulc.core.train import TrainSettings, constant_columns, erode, parse_erosion
 
@@ -90,3 +91,14 @@ def test_warning_notes_for_chance_level_and_missing_classes():
     assert any("never predicts class(es) 3" in n for n in notes)
     good = assess(truth, truth, legend)
     assert warning_notes(good, [2, 3]) == []
+
+
+@pytest.mark.parametrize("value, class_id", [(3, 3), (np.int64(3), 3), (3.0, 3), ("3", 3), (" 12 ", 12), ("0", 0)])
+def test_class_ids_from_numbers_and_text_holding_numbers(value, class_id):
+    assert class_id_from_value(value, "LULC_ID") == class_id
+
+
+@pytest.mark.parametrize("value", ["forest", "3.5", "", "3 4", 3.5, float("nan"), True])
+def test_class_ids_that_are_not_integers_name_the_field(value):
+    with pytest.raises(ValueError, match="the field 'CODE' holds .* not an integer class id"):
+        class_id_from_value(value, "CODE")

@@ -99,6 +99,36 @@ def test_polygon_reference_against_rasterized_npy(run_alg, lulc_tif, eopatch_dir
 
 
 @pytest.fixture(scope="module")
+def two_layer_gpkg(eopatch_dir, tmp_path_factory) -> str:
+    """LULC.gpkg's polygons twice, as layers LULC and parcels; LULC also has the class ids as text
+    (CLASS_TEXT: "1", "2"...), as shapefiles and CSV imports often store codes."""
+    from osgeo import ogr
+
+    path = str(tmp_path_factory.mktemp("layers") / "two_layers.gpkg")
+    source = ogr.Open(str(eopatch_dir / "vector_timeless" / "LULC.gpkg"))
+    target = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    layer = target.CopyLayer(source.GetLayer(), "LULC")
+    layer.CreateField(ogr.FieldDefn("CLASS_TEXT", ogr.OFTString))
+    for feature in layer:
+        feature.SetField("CLASS_TEXT", str(feature.GetField("LULC_ID")))
+        layer.SetFeature(feature)
+    target.CopyLayer(source.GetLayer(), "parcels")
+    del layer, target, source
+    return path
+
+
+def test_text_class_field_holding_numbers(run_alg, lulc_tif, eopatch_dir, two_layer_gpkg, tmp_path):
+    numbers = run_alg(ALG, {"INPUT": lulc_tif, "REFERENCE": str(eopatch_dir / "vector_timeless" / "LULC.gpkg"),
+                            "CLASS_FIELD": "LULC_ID", "OUTPUT_HTML": str(tmp_path / "n.html"),
+                            "OUTPUT_JSON": str(tmp_path / "n.json")})
+    text = run_alg(ALG, {"INPUT": lulc_tif, "REFERENCE": f"{two_layer_gpkg}|layername=LULC",
+                         "CLASS_FIELD": "CLASS_TEXT", "OUTPUT_HTML": str(tmp_path / "t.html"),
+                         "OUTPUT_JSON": str(tmp_path / "t.json")})
+    assert _load(text["OUTPUT_JSON"])["confusion"] == _load(numbers["OUTPUT_JSON"])["confusion"]
+    assert text["OVERALL_ACCURACY"] == numbers["OVERALL_ACCURACY"] > 0.95
+
+
+@pytest.fixture(scope="module")
 def fractional_gpkg(eopatch_dir, tmp_path_factory, qgis_app) -> str:
     import processing
 
@@ -117,11 +147,13 @@ def fractional_gpkg(eopatch_dir, tmp_path_factory, qgis_app) -> str:
                                   "4, 8 and the map 101, 102, 103, 104, 108. They likely use different legends"),
         ("no_class_field", "CLASS_FIELD", "needs its class field"),
         ("fractional_field", "CLASS_FIELD", "not an integer class id"),
+        ("text_field", "CLASS_FIELD", "the field 'LULC_NAME' holds 'grassland', which is not an integer class id"),
         ("bad_ignore", "IGNORE_CLASSES", "not a list of integer"),
         ("bad_legend", "LEGEND", "legend"),
     ],
 )
-def test_bad_input(run_alg, lulc, lulc_tif, eopatch_dir, fractional_gpkg, tmp_path, case, parameter, text):
+def test_bad_input(run_alg, lulc, lulc_tif, eopatch_dir, fractional_gpkg, two_layer_gpkg, tmp_path, case, parameter,
+                   text):
     gpkg = str(eopatch_dir / "vector_timeless" / "LULC.gpkg")
     params = {"INPUT": lulc_tif, "REFERENCE": lulc_tif}
     if case == "no_overlap":
@@ -133,6 +165,8 @@ def test_bad_input(run_alg, lulc, lulc_tif, eopatch_dir, fractional_gpkg, tmp_pa
         params["REFERENCE"] = gpkg
     elif case == "fractional_field":
         params.update(REFERENCE=fractional_gpkg, CLASS_FIELD="FRAC")
+    elif case == "text_field":
+        params.update(REFERENCE=f"{two_layer_gpkg}|layername=LULC", CLASS_FIELD="LULC_NAME")
     elif case == "bad_ignore":
         params["IGNORE_CLASSES"] = "0, water"
     else:
