@@ -9,13 +9,14 @@ grid is 200 MB as uint16, far below a stack's size.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
-from .gdalerrors import open_raster, reading
+from .gdalerrors import open_raster, quiet_gdal, reading
 from .timestack import Grid
 
 #: Class id meaning "no reference here" (eo-learn's LULC convention).
@@ -57,6 +58,28 @@ def class_id_from_value(value: object, field_name: str) -> int:
         "holds the class ids as whole numbers (a number field, or a text field holding numbers such as '3'), "
         "e.g. LULC_ID"
     )
+
+
+def require_named_layer(source: str) -> None:
+    """A reference given as a file path that holds several vector layers (a GeoPackage, a
+    FileGDB...) without naming one is ambiguous: a ``ValueError`` lists the layers and how to pick
+    one (``file.gpkg|layername=x``). One layer, a named layer or no vector file: nothing to do."""
+    if "|" in source or not os.path.isfile(source):
+        return
+    from osgeo import gdal
+
+    with quiet_gdal():
+        dataset = gdal.OpenEx(source, gdal.OF_VECTOR)
+    if dataset is None:
+        return
+    names = [dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount())]
+    if len(names) > 1:
+        listed = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        raise ValueError(
+            f"'{os.path.basename(source)}' holds {len(names)} layers ({listed}) and the reference names none: "
+            f"pick one as {source}|layername={names[0]} (with that layer's name), or load the layer you mean "
+            "into the project and choose it from the list"
+        )
 
 
 def rasterize_polygons(

@@ -171,9 +171,9 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
         parameter value")."""
         problem = unreadable_input(self, parameters, context) or self._number_out_of_range(parameters, context)
         if not problem and self.parameterDefinition("CLASS_FIELD") is not None:
-            from .reference import missing_class_field
+            from .reference import reference_problem
 
-            problem = missing_class_field(self, parameters, context)
+            problem = reference_problem(self, parameters, context)
         if problem:
             return False, problem
         for definition in self.parameterDefinitions():

@@ -21,7 +21,13 @@ from qgis.core import (
 
 from ..core.gdalerrors import is_raster_file
 from ..core.legend import Legend, read_legend
-from ..core.reference import Reference, class_id_from_value, rasterize_polygons, read_reference_raster
+from ..core.reference import (
+    Reference,
+    class_id_from_value,
+    rasterize_polygons,
+    read_reference_raster,
+    require_named_layer,
+)
 from ..core.timestack import Grid
 from .compat import field_types, raster_and_polygon_types
 
@@ -39,14 +45,20 @@ SCORES = (("OVERALL_ACCURACY", "overall_accuracy", "overall accuracy"),
 CLASS_FIELD_LABEL = "Class field (required for polygons)"
 
 
-def missing_class_field(algorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
-    """The dialog's message when the reference is a polygon layer and no class field is chosen
-    (checked before the run, instead of failing once the run has started)."""
+def reference_problem(algorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+    """The dialog's message, checked before the run instead of failing once it has started, when
+    the reference is a file of several layers that names none, or a polygon layer without its
+    class field."""
     if algorithm.parameterDefinition(REFERENCE) is None or algorithm.parameterDefinition(CLASS_FIELD) is None:
         return None
     given = parameters.get(REFERENCE)
     if not given or (isinstance(given, str) and is_raster_file(given)):
         return None
+    if isinstance(given, str):
+        try:
+            require_named_layer(given)
+        except ValueError as error:
+            return f"{algorithm.parameter_label(REFERENCE)}: {error}"
     if algorithm.parameterAsString(parameters, CLASS_FIELD, context):
         return None
     if not isinstance(algorithm.parameterAsLayer(parameters, REFERENCE, context), QgsVectorLayer):
@@ -61,7 +73,8 @@ def add_reference_parameters(algorithm, description: str = "Reference land cover
         QgsProcessingParameterMapLayer(REFERENCE, algorithm.tr(description), types=raster_and_polygon_types()),
         "The reference map: a class raster (integer class ids, 0 = no data) or polygons with a class "
         "field. Polygons are rasterized onto the features' grid (pixel centres); a raster on another "
-        "grid or CRS is resampled with nearest neighbour.",
+        "grid or CRS is resampled with nearest neighbour. A file of several layers (a GeoPackage) needs the "
+        "layer named: file.gpkg|layername=LULC.",
     )
     algorithm.add(
         QgsProcessingParameterField(CLASS_FIELD, algorithm.tr(CLASS_FIELD_LABEL),
@@ -84,6 +97,9 @@ def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcess
         # read as it is: loading it as a QGIS layer would leave a .aux.xml beside the user's file
         with algorithm.about(REFERENCE):
             return read_reference_raster(given, grid)
+    if isinstance(given, str):
+        with algorithm.about(REFERENCE):
+            require_named_layer(given)
     layer = algorithm.parameterAsLayer(parameters, REFERENCE, context)
     if layer is None:
         raise algorithm.parameter_error(REFERENCE, algorithm.tr("choose a reference raster or polygon layer"))

@@ -12,7 +12,7 @@ from eolulc.core.accuracy import assess, warning_notes
 from eolulc.core.cloudmask import CloudDetector, check_radius
 from eolulc.core.gdalerrors import DamagedFileError
 from eolulc.core.legend import read_legend
-from eolulc.core.reference import class_id_from_value
+from eolulc.core.reference import class_id_from_value, require_named_layer
 from eolulc.core.timestack import Grid, StackInfo, StackWriter, open_stack
 from eolulc.core.train import TrainSettings, constant_columns, erode, parse_erosion
 
@@ -102,3 +102,21 @@ def test_class_ids_from_numbers_and_text_holding_numbers(value, class_id):
 def test_class_ids_that_are_not_integers_name_the_field(value):
     with pytest.raises(ValueError, match="the field 'CODE' holds .* not an integer class id"):
         class_id_from_value(value, "CODE")
+
+
+def test_a_file_of_several_layers_needs_the_layer_named(eopatch_dir, tmp_path):
+    from osgeo import ogr
+
+    one = str(eopatch_dir / "vector_timeless" / "LULC.gpkg")
+    require_named_layer(one)  # a single layer is no question
+    two = str(tmp_path / "two.gpkg")
+    source = ogr.Open(one)
+    target = ogr.GetDriverByName("GPKG").CreateDataSource(two)
+    for name in ("fields", "forest_2017"):
+        target.CopyLayer(source.GetLayer(), name)
+    del target, source
+    with pytest.raises(ValueError) as error:
+        require_named_layer(two)
+    assert "'two.gpkg' holds 2 layers (fields, forest_2017)" in str(error.value)
+    assert f"{two}|layername=fields" in str(error.value)
+    require_named_layer(f"{two}|layername=forest_2017")

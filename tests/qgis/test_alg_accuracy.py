@@ -147,6 +147,8 @@ def fractional_gpkg(eopatch_dir, tmp_path_factory, qgis_app) -> str:
                                   "4, 8 and the map 101, 102, 103, 104, 108. They likely use different legends"),
         ("no_class_field", "CLASS_FIELD", "needs its class field"),
         ("fractional_field", "CLASS_FIELD", "not an integer class id"),
+        ("several_layers", "REFERENCE", "'two_layers.gpkg' holds 2 layers (LULC, parcels) and the reference names "
+                                        "none: pick one as "),
         ("text_field", "CLASS_FIELD", "the field 'LULC_NAME' holds 'grassland', which is not an integer class id"),
         ("bad_ignore", "IGNORE_CLASSES", "not a list of integer"),
         ("bad_legend", "LEGEND", "legend"),
@@ -165,6 +167,9 @@ def test_bad_input(run_alg, lulc, lulc_tif, eopatch_dir, fractional_gpkg, two_la
         params["REFERENCE"] = gpkg
     elif case == "fractional_field":
         params.update(REFERENCE=fractional_gpkg, CLASS_FIELD="FRAC")
+    elif case == "several_layers":
+        params.update(REFERENCE=two_layer_gpkg, CLASS_FIELD="LULC_ID")
+        text += f"{two_layer_gpkg}|layername=LULC"
     elif case == "text_field":
         params.update(REFERENCE=f"{two_layer_gpkg}|layername=LULC", CLASS_FIELD="LULC_NAME")
     elif case == "bad_ignore":
