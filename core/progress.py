@@ -1,8 +1,8 @@
 """The tiny progress/cancel protocol between the QGIS-free core and whoever drives it.
 
 The core never imports QGIS. Long-running core functions take a :class:`Progress` and call
-``report`` (fraction done, 0..1), ``log`` (a line for the user) and ``check`` (raises
-:class:`Cancelled` when the user asked to stop). The processing layer builds one from a
+``report`` (fraction done, 0..1), ``log`` (a line for the user), ``warn`` (a line the user must not
+miss) and ``check`` (raises :class:`Cancelled` when the user asked to stop). The processing layer builds one from a
 ``QgsProcessingFeedback``; scripts and tests pass nothing and get a silent one.
 """
 
@@ -27,10 +27,12 @@ class Progress:
         on_progress: Callable[[float], None] | None = None,
         is_canceled: Callable[[], bool] | None = None,
         on_log: Callable[[str], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self._on_progress = on_progress
         self._is_canceled = is_canceled
         self._on_log = on_log
+        self._on_warning = on_warning
 
     def report(self, fraction: float) -> None:
         if self._on_progress is not None:
@@ -39,6 +41,14 @@ class Progress:
     def log(self, message: str) -> None:
         if self._on_log is not None:
             self._on_log(message)
+
+    def warn(self, message: str) -> None:
+        """A warning (QGIS shows it highlighted); a log line starting "Warning:" where nobody
+        listens for warnings."""
+        if self._on_warning is not None:
+            self._on_warning(message)
+        else:
+            self.log(f"Warning: {message}")
 
     def canceled(self) -> bool:
         return bool(self._is_canceled and self._is_canceled())
@@ -52,6 +62,7 @@ class Progress:
             on_progress=lambda f: self.report(start + (end - start) * f),
             is_canceled=self._is_canceled,
             on_log=self._on_log,
+            on_warning=self._on_warning,
         )
 
 

@@ -17,6 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from .gdalerrors import open_raster, quiet_gdal, reading
+from .progress import Progress, ensure_progress
 from .timestack import Grid
 
 #: Class id meaning "no reference here" (eo-learn's LULC convention).
@@ -108,10 +109,13 @@ def rasterize_polygons(
     return reference
 
 
-def read_reference_raster(path: str, grid: Grid, band: int = 1, require_classes: bool = True) -> Reference:
+def read_reference_raster(path: str, grid: Grid, band: int = 1, require_classes: bool = True,
+                          progress: Progress | None = None) -> Reference:
     """A class raster on ``grid``: read as it is when it lies on the same grid, otherwise
     resampled with nearest neighbour (classes must not be averaged). ``require_classes=False``
-    accepts a grid without class pixels (a batch tile outside the labelled area)."""
+    accepts a grid without class pixels (a batch tile outside the labelled area). 0 is always
+    :data:`NO_CLASS`: a raster that declares another nodata value and holds 0 gets a warning
+    through ``progress`` saying how many pixels that drops."""
     import rasterio
     from rasterio.crs import CRS
     from rasterio.warp import Resampling, reproject
@@ -144,6 +148,16 @@ def read_reference_raster(path: str, grid: Grid, band: int = 1, require_classes:
     if np.any((values < 0) & ~invalid) or np.any((values > 65535) & ~invalid):
         raise ValueError("class ids must be integers from 0 to 65535")
     classes = np.where(invalid, NO_CLASS, values).astype(np.uint16)
+    if nodata is not None and nodata != NO_CLASS:
+        zeros = int(np.count_nonzero(~invalid & (values == NO_CLASS)))
+        if zeros:
+            shown = f"{nodata:g}" if isinstance(nodata, float) else str(nodata)
+            ensure_progress(progress).warn(
+                f"the reference raster declares nodata {shown} but also holds {zeros} pixel(s) of "
+                f"{NO_CLASS} on the grid: {NO_CLASS} means 'no reference' (eo-learn's convention), so they "
+                f"are left out as no data too. If {NO_CLASS} is a class of your legend, recode it to an "
+                "unused id first (e.g. with 'Reclassify by table')"
+            )
     reference = Reference(classes=classes)
     if require_classes:
         _require_overlap(reference)

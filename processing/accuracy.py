@@ -93,7 +93,7 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
             grid = raster_grid(source)
         feedback.pushInfo(self.tr("Bringing the reference onto the class raster's grid ({} x {} pixels)")
                           .format(grid.width, grid.height))
-        reference = reference_on_grid(self, parameters, context, grid)
+        reference = reference_on_grid(self, parameters, context, grid, progress)
         legend = legend.with_names(reference.names)
         with self.about(self.INPUT):
             counts, labels, mapped = compare_raster(source, reference.classes, ignore, progress.scaled(0.0, 0.9))

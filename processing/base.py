@@ -46,6 +46,7 @@ def progress_from_feedback(feedback: QgsProcessingFeedback | None) -> Progress:
         on_progress=lambda fraction: feedback.setProgress(100.0 * fraction),
         is_canceled=feedback.isCanceled,
         on_log=feedback.pushInfo,
+        on_warning=feedback.pushWarning,
     )
 
 

@@ -187,7 +187,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
             check_cloud_mask(info, [v.settings(base) for v in variants], cloud_mask)
         # 42 first: the first seed's numbers equal 'LULC pipeline' with its default seed
         seeds = list(range(base.train.seed, base.train.seed + self.parameterAsInt(parameters, self.SEEDS, context)))
-        reference = reference_on_grid(self, parameters, context, info.grid)
+        reference = reference_on_grid(self, parameters, context, info.grid, progress)
         legend = legend_from_parameters(self, parameters, context)
         files = {name: self.required_output(parameters, name, context) for name in (self.OUTPUT_HTML, self.OUTPUT_CSV)}
         files[self.OUTPUT_JSON] = self.output_path(parameters, self.OUTPUT_JSON, context)

@@ -21,6 +21,7 @@ from qgis.core import (
 
 from ..core.gdalerrors import is_raster_file
 from ..core.legend import Legend, read_legend
+from ..core.progress import Progress
 from ..core.reference import (
     Reference,
     class_id_from_value,
@@ -90,13 +91,15 @@ def add_reference_parameters(algorithm, description: str = "Reference land cover
     )
 
 
-def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcessingContext, grid: Grid) -> Reference:
-    """Read the reference parameters onto ``grid``; errors name the parameter to fix."""
+def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcessingContext, grid: Grid,
+                      progress: Progress | None = None) -> Reference:
+    """Read the reference parameters onto ``grid``; errors name the parameter to fix, warnings go
+    to ``progress``."""
     given = parameters.get(REFERENCE)
     if isinstance(given, str) and is_raster_file(given):
         # read as it is: loading it as a QGIS layer would leave a .aux.xml beside the user's file
         with algorithm.about(REFERENCE):
-            return read_reference_raster(given, grid)
+            return read_reference_raster(given, grid, progress=progress)
     if isinstance(given, str):
         with algorithm.about(REFERENCE):
             require_named_layer(given)
@@ -105,7 +108,7 @@ def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcess
         raise algorithm.parameter_error(REFERENCE, algorithm.tr("choose a reference raster or polygon layer"))
     if isinstance(layer, QgsRasterLayer):
         with algorithm.about(REFERENCE):
-            return read_reference_raster(layer.source(), grid)
+            return read_reference_raster(layer.source(), grid, progress=progress)
     if not isinstance(layer, QgsVectorLayer):
         raise algorithm.parameter_error(REFERENCE, algorithm.tr("the reference must be a raster or a polygon layer"))
     class_field = algorithm.parameterAsString(parameters, CLASS_FIELD, context)

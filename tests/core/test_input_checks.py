@@ -12,7 +12,8 @@ from eolulc.core.accuracy import assess, warning_notes
 from eolulc.core.cloudmask import CloudDetector, check_radius
 from eolulc.core.gdalerrors import DamagedFileError
 from eolulc.core.legend import read_legend
-from eolulc.core.reference import class_id_from_value, require_named_layer
+from eolulc.core.progress import Progress
+from eolulc.core.reference import class_id_from_value, read_reference_raster, require_named_layer
 from eolulc.core.timestack import Grid, StackInfo, StackWriter, open_stack
 from eolulc.core.train import TrainSettings, constant_columns, erode, parse_erosion
 
@@ -120,3 +121,29 @@ def test_a_file_of_several_layers_needs_the_layer_named(eopatch_dir, tmp_path):
     assert "'two.gpkg' holds 2 layers (fields, forest_2017)" in str(error.value)
     assert f"{two}|layername=fields" in str(error.value)
     require_named_layer(f"{two}|layername=forest_2017")
+
+
+def test_zeros_in_a_reference_with_another_nodata_are_dropped_with_a_warning(eopatch_dir, tmp_path):
+    """A reference that declares nodata 255 and also holds 0: 0 is no reference all the same, and
+    the user is told how many pixels that drops."""
+    import rasterio
+
+    from eolulc.core.eopatch import read_eopatch
+
+    lulc = np.load(eopatch_dir / "mask_timeless" / "LULC.npy")[..., 0].astype(np.uint8)
+    lulc[:10] = 255
+    grid = read_eopatch(eopatch_dir).grid(*lulc.shape)
+    zeros = int((lulc == 0).sum())
+    assert zeros > 0
+    for nodata, warned in ((255, True), (0, False), (None, False)):
+        path = tmp_path / f"reference_{nodata}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8",
+                           crs=grid.crs_wkt, transform=rasterio.Affine(*grid.transform), nodata=nodata) as ds:
+            ds.write(lulc, 1)
+        warnings: list[str] = []
+        reference = read_reference_raster(str(path), grid, progress=Progress(on_warning=warnings.append))
+        assert (reference.classes == 0).sum() == zeros + (lulc == 255).sum() * (nodata == 255)
+        if warned:
+            assert len(warnings) == 1 and f"declares nodata 255 but also holds {zeros} pixel(s) of 0" in warnings[0]
+        else:
+            assert warnings == []

@@ -98,6 +98,18 @@ def test_polygon_reference_against_rasterized_npy(run_alg, lulc_tif, eopatch_dir
     assert "schrubland" in Path(result["OUTPUT_HTML"]).read_text(encoding="utf-8")
 
 
+def test_reference_zeros_beside_another_nodata_are_reported(run_alg, lulc, eopatch_dir, lulc_tif, tmp_path):
+    from qgis.core import QgsProcessingFeedback
+
+    reference = lulc.astype(np.uint8)
+    reference[:10] = 255
+    path = _write(tmp_path / "nodata255.tif", reference, eopatch_dir, nodata=255)
+    feedback = QgsProcessingFeedback(True)
+    run_alg(ALG, {"INPUT": lulc_tif, "REFERENCE": path, "OUTPUT_HTML": str(tmp_path / "r.html")}, feedback)
+    zeros = int((reference == 0).sum())
+    assert f"declares nodata 255 but also holds {zeros} pixel(s) of 0" in feedback.textLog()
+
+
 @pytest.fixture(scope="module")
 def two_layer_gpkg(eopatch_dir, tmp_path_factory) -> str:
     """LULC.gpkg's polygons twice, as layers LULC and parcels; LULC also has the class ids as text
