@@ -175,6 +175,7 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
             from .reference import reference_problem
 
             problem = reference_problem(self, parameters, context)
+        problem = problem or self.choice_problem(parameters, context)
         if problem:
             return False, problem
         for definition in self.parameterDefinitions():
@@ -187,6 +188,11 @@ class EoLulcAlgorithm(QgsProcessingAlgorithm):
                 label = self.parameter_label(definition.name())
                 return False, self.tr("Incorrect parameter value for {}").format(label)
         return True, ""
+
+    def choice_problem(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+        """An algorithm's own check of its parameters before the run (e.g. an empty band list): the
+        dialog's message naming the parameter, or None."""
+        return None
 
     def _number_out_of_range(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
         for definition in self.parameterDefinitions():

@@ -91,6 +91,19 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
             "one undated date of statistics.",
         )
 
+    def choice_problem(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+        """No band and no index: nothing to compute (said before the run, not after the input is read)."""
+        from ..core.features import parse_band_list
+
+        if parse_band_list(self.parameterAsString(parameters, self.BANDS, context)):
+            return None
+        if self.parameterAsEnums(parameters, self.INDICES, context) or \
+                self.parameterAsString(parameters, self.CUSTOM_INDICES, context).strip():
+            return None
+        return self.tr("{}: empty, and no index is chosen: nothing to compute. Name the bands to keep, separated "
+                       "by commas (e.g. B02,B03,B04,B08, or * for all), or choose an index").format(
+            self.parameter_label(self.BANDS))
+
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
         from ..core.features import (

@@ -206,6 +206,15 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         add_probability_parameters(self)
         add_score_outputs(self, "Test ")
 
+    def choice_problem(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+        """An empty band list (said before the run, not as QGIS's "Incorrect parameter value")."""
+        from ..core.features import DEFAULT_BANDS, parse_band_list
+
+        if parse_band_list(self.parameterAsString(parameters, self.BANDS, context)):
+            return None
+        return self.tr("{}: empty; name the bands used as features next to the indices, separated by commas "
+                       "(the default: {})").format(self.parameter_label(self.BANDS), ",".join(DEFAULT_BANDS))
+
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
         from ..core.features import FeatureSpec, parse_band_list, resolve_bands

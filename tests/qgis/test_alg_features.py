@@ -62,7 +62,7 @@ def test_processing_run_custom_and_statistics(run_alg, registered, scene_stack, 
         ({"CUSTOM_INDICES": "NDRE=B8A,B99"}, "CUSTOM_INDICES", "lacks the band(s) B99 needed for NDRE"),
         ({"CUSTOM_INDICES": "NDRE:B8A,B05"}, "CUSTOM_INDICES", "not a normalized difference like NDRE=B8A,B05"),
         ({"CUSTOM_INDICES": "NDVI=B08,B05"}, "CUSTOM_INDICES", "NDVI given twice"),
-        ({"BANDS": "", "INDICES": []}, "BANDS", "no features chosen"),
+        ({"BANDS": "", "INDICES": []}, "BANDS", "empty, and no index is chosen: nothing to compute"),
     ],
 )
 def test_bad_parameters(run_alg, registered, scene_stack, tmp_path, parameters, parameter, text):
