@@ -191,6 +191,15 @@ def channel_names(feature: Feature, channels: int) -> list[str]:
 
 
 @bounded_gdal_cache()
+def default_data_features(patch: EOPatch) -> list[str]:
+    """The temporal data features imported when none are named: the observations, without the
+    cloud probabilities eo-learn and Sentinel Hub store beside them (``CLP``, ``CLP_S2C``...),
+    which a classifier must not take as features. All of them if that leaves nothing."""
+    names = [f.name for f in patch.features.values() if f.kind == "data"]
+    observations = [name for name in names if not name.upper().startswith("CLP")]
+    return observations or names
+
+
 def import_eopatch(
     folder: str | Path | EOPatch,
     data_features: Sequence[str] = (),
@@ -205,7 +214,8 @@ def import_eopatch(
 ) -> dict[str, StackInfo]:
     """Write an EOPatch's features as EO LULC rasters; returns the written stacks' info by output.
 
-    - ``data_features`` (all temporal ``data/`` features when empty) become one stack with their
+    - ``data_features`` (when empty :func:`default_data_features`: all temporal ``data/`` features
+      but cloud probabilities) become one stack with their
       channels as bands, float features with NaN as nodata;
     - ``mask_feature`` becomes a mask stack (nodata :data:`MASK_NODATA`);
     - ``timeless_feature`` becomes a single-date raster.
@@ -216,9 +226,13 @@ def import_eopatch(
     patch = folder if isinstance(folder, EOPatch) else read_eopatch(folder)
     jobs: list[tuple[str, Path, list[Feature]]] = []
     if output_data is not None:
-        names = list(data_features) or [f.name for f in patch.features.values() if f.kind == "data"]
+        names = list(data_features) or default_data_features(patch)
         if not names:
             raise ValueError("the EOPatch has no temporal data features (data/*.npy)")
+        left_out = sorted({f.name for f in patch.features.values() if f.kind == "data"} - set(names))
+        if left_out:
+            progress.log(f"Left out of the data stack: {', '.join(left_out)} (cloud probabilities, not "
+                         "observations); name them in the data features to import them")
         jobs.append(("data", Path(output_data), [patch.feature(n, ("data",)) for n in names]))
     if output_mask is not None:
         if not mask_feature:

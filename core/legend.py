@@ -1,7 +1,8 @@
 """Class legends: ids, names and colours of land-cover classes.
 
 A legend travels with a model file and styles every class raster. Sources: the eo-learn
-Slovenia legend shipped in ``resources/legends``, a CSV of ``id,name,colour``, a QGIS colour-map
+Slovenia and ESA WorldCover legends shipped in ``resources/legends`` (chosen by the reference's
+class ids, :func:`default_legend`), a CSV of ``id,name,colour``, a QGIS colour-map
 export (``value,R,G,B,alpha,label``), or class names found in reference polygons.
 """
 
@@ -16,6 +17,8 @@ from typing import Iterable, Mapping
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "legends"
 DEFAULT_LEGEND = RESOURCES / "eolearn_slovenia.csv"
+#: ESA WorldCover's codes (10 tree cover ... 100 moss and lichen), a common reference on disk.
+WORLDCOVER_LEGEND = RESOURCES / "esa_worldcover.csv"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,21 @@ class Legend:
     @classmethod
     def from_json(cls, items: Iterable[Mapping]) -> Legend:
         return cls(LegendClass(int(i["id"]), str(i["name"]), normalise_colour(str(i["colour"]))) for i in items)
+
+
+def default_legend(class_ids: Iterable[int]) -> tuple[Legend, str]:
+    """The shipped legend whose coding the reference's ``class_ids`` use, and a sentence saying
+    which: eo-learn's Slovenia legend for ids 1-10, ESA WorldCover's for its codes (10, 20, ...,
+    95, 100). Ids that neither codes alone get "class N" and generated colours rather than
+    another coding's names (WorldCover's 10 is tree cover, eo-learn's snow and ice)."""
+    ids = {int(i) for i in class_ids} - {0}
+    eolearn, worldcover = read_legend(DEFAULT_LEGEND), read_legend(WORLDCOVER_LEGEND)
+    if ids and ids <= set(worldcover.classes) and max(ids) > 10:
+        return worldcover, "ESA WorldCover's legend (the reference's class ids are WorldCover codes)"
+    if ids <= set(eolearn.classes):
+        return eolearn, "the eo-learn Slovenia legend (the reference's class ids are its codes 1-10)"
+    return Legend([]), ("no shipped legend: the reference's class ids are neither eo-learn's (1-10) nor ESA "
+                        "WorldCover's codes, so the classes are named 'class N'; give a LEGEND file to name them")
 
 
 def fallback_colour(class_id: int) -> str:

@@ -88,12 +88,12 @@ class AccuracyAlgorithm(EoLulcAlgorithm):
         html_path = self.required_output(parameters, self.OUTPUT_HTML, context, "choose a file for the report")
         json_path = self.output_path(parameters, self.OUTPUT_JSON, context)
         ignore = self._ignored(parameters, context)
-        legend = legend_from_parameters(self, parameters, context)
         with self.about(self.INPUT):
             grid = raster_grid(source)
         feedback.pushInfo(self.tr("Bringing the reference onto the class raster's grid ({} x {} pixels)")
                           .format(grid.width, grid.height))
         reference = reference_on_grid(self, parameters, context, grid, progress)
+        legend = legend_from_parameters(self, parameters, context, reference.class_ids, progress)
         legend = legend.with_names(reference.names)
         with self.about(self.INPUT):
             counts, labels, mapped = compare_raster(source, reference.classes, ignore, progress.scaled(0.0, 0.9))

@@ -188,7 +188,7 @@ class ExperimentAlgorithm(EoLulcAlgorithm):
         # 42 first: the first seed's numbers equal 'LULC pipeline' with its default seed
         seeds = list(range(base.train.seed, base.train.seed + self.parameterAsInt(parameters, self.SEEDS, context)))
         reference = reference_on_grid(self, parameters, context, info.grid, progress)
-        legend = legend_from_parameters(self, parameters, context)
+        legend = legend_from_parameters(self, parameters, context, reference.class_ids, progress)
         files = {name: self.required_output(parameters, name, context) for name in (self.OUTPUT_HTML, self.OUTPUT_CSV)}
         files[self.OUTPUT_JSON] = self.output_path(parameters, self.OUTPUT_JSON, context)
         output = self.required_output(parameters, self.OUTPUT, context)

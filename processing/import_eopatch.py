@@ -51,7 +51,8 @@ class ImportEOPatchAlgorithm(EoLulcAlgorithm):
             QgsProcessingParameterString(self.DATA_FEATURES, self.tr("Data features"), defaultValue="", optional=True),
             "Comma-separated names of temporal data features (files in data/, e.g. 'NDVI' or 'BANDS,NDVI') "
             "to write into the data stack; their channels become the stack's bands (a 13-channel feature "
-            "gets the Sentinel-2 L1C band names). Empty: all features in data/.",
+            "gets the Sentinel-2 L1C band names). Empty: all features in data/ except cloud probabilities "
+            "(CLP, CLP_S2C...), which are not observations; name them here to import them too.",
         )
         self.add(
             QgsProcessingParameterString(self.MASK_FEATURE, self.tr("Mask feature"), defaultValue="CLM", optional=True),

@@ -225,7 +225,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         mask_source, force_s2cloudless = cloud_mask_source(self, parameters, context)
         given_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         reference = reference_on_grid(self, parameters, context, info.grid, progress)
-        legend = legend_from_parameters(self, parameters, context)
+        legend = legend_from_parameters(self, parameters, context, reference.class_ids, progress)
         with self.about(self.BANDS):
             features = FeatureSpec(bands=parse_band_list(self.parameterAsString(parameters, self.BANDS, context)))
             resolve_bands(info.bands, features.bands)

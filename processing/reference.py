@@ -5,7 +5,7 @@ features' grid), the legend parameter, and the accuracy outputs."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -20,8 +20,8 @@ from qgis.core import (
 )
 
 from ..core.gdalerrors import is_raster_file
-from ..core.legend import Legend, read_legend
-from ..core.progress import Progress
+from ..core.legend import Legend, default_legend, read_legend
+from ..core.progress import Progress, ensure_progress
 from ..core.reference import (
     Reference,
     class_id_from_value,
@@ -147,13 +147,22 @@ def add_legend_parameter(algorithm, where: str = "") -> None:
         QgsProcessingParameterFile(LEGEND, algorithm.tr("Legend"), optional=True,
                                    fileFilter="Legend (*.csv *.txt *.clr);;All files (*)"),
         "Class names and colours (CSV id,name,colour or a QGIS colour-map export)" + where + ". Empty: the "
-        "eo-learn Slovenia legend; names from the reference's name field take precedence.",
+        "shipped legend of the reference's coding (eo-learn Slovenia for ids 1-10, ESA WorldCover for its codes "
+        "10, 20, ... 100), else 'class N'; names from the reference's name field take precedence.",
     )
 
 
-def legend_from_parameters(algorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> Legend:
-    with algorithm.about(LEGEND):
-        return read_legend(algorithm.parameterAsFile(parameters, LEGEND, context) or None)
+def legend_from_parameters(algorithm, parameters: dict[str, Any], context: QgsProcessingContext,
+                           class_ids: Iterable[int] | None = None, progress: Progress | None = None) -> Legend:
+    """The LEGEND file; without one, the shipped legend of the reference's ``class_ids`` coding
+    (:func:`~..core.legend.default_legend`, said in the log), or eo-learn's where they are unknown."""
+    path = algorithm.parameterAsFile(parameters, LEGEND, context)
+    if path or class_ids is None:
+        with algorithm.about(LEGEND):
+            return read_legend(path or None)
+    legend, which = default_legend(class_ids)
+    ensure_progress(progress).log(f"Legend: {which}.")
+    return legend
 
 
 def add_score_outputs(algorithm, prefix: str = "") -> None:

@@ -121,7 +121,7 @@ class TrainAlgorithm(EoLulcAlgorithm):
         paths = self.raster_sources(parameters, self.FEATURES, context, "choose at least one feature stack")
         grid = self.stack_info(paths[0], self.FEATURES).grid
         reference = reference_on_grid(self, parameters, context, grid, progress)
-        legend = legend_from_parameters(self, parameters, context)
+        legend = legend_from_parameters(self, parameters, context, reference.class_ids, progress)
         settings = train_settings(self, parameters, context, ALL)
         with self.about(CLASS_SAMPLES):
             check_known_classes(settings.class_counts(), reference.class_ids)

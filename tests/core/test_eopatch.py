@@ -59,14 +59,23 @@ def test_all_data_features_and_is_data_nodata(eopatch_dir: Path, tmp_path: Path)
     (patch / "mask" / "IS_DATA.npy").parent.mkdir(exist_ok=True)
     np.save(patch / "mask" / "IS_DATA.npy", is_data)
     out = tmp_path / "data.tif"
-    import_eopatch(patch, (), out)
-    with open_stack(str(out)) as stack:
-        assert stack.info.bands == ("CLP", "NDVI")
+    logged = []
+    import_eopatch(patch, (), out, progress=Progress(on_log=logged.append))
+    with open_stack(str(out)) as stack:  # cloud probabilities are not observations: left out
+        assert stack.info.bands == ("NDVI",)
         data = stack.read()
+    assert any("Left out of the data stack: CLP" in line for line in logged)
     ndvi = np.load(eopatch_dir / "data/NDVI.npy")[..., 0]
     assert np.isnan(data[3, 10:20, 30:40]).all()
     valid = is_data[..., 0] == 1
-    np.testing.assert_array_equal(data[..., 1][valid], ndvi[valid])
+    np.testing.assert_array_equal(data[..., 0][valid], ndvi[valid])
+    import_eopatch(patch, ("CLP", "NDVI"), out)  # named, they are imported
+    with open_stack(str(out)) as stack:
+        assert stack.info.bands == ("CLP", "NDVI")
+    (patch / "data" / "NDVI.npy").unlink()
+    import_eopatch(patch, (), out)  # cloud probabilities alone: imported rather than nothing
+    with open_stack(str(out)) as stack:
+        assert stack.info.bands == ("CLP",)
 
 
 def test_block_size_does_not_change_output(eopatch_dir: Path, tmp_path: Path):

@@ -217,3 +217,23 @@ def test_qgis_process_run(qgis_process, lulc_tif, eopatch_dir, tmp_path):
     assert result["results"]["OVERALL_ACCURACY"] > 0.95
     assert _load(tmp_path / "r.json")["overall_accuracy"] == pytest.approx(result["results"]["OVERALL_ACCURACY"])
     assert "<svg" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("coding, expected", [
+    ({1: 40, 2: 10, 3: 30, 4: 20, 8: 50}, {10: "tree cover", 20: "shrubland", 30: "grassland", 40: "cropland",
+                                           50: "built-up"}),
+    ({1: 11, 2: 12, 3: 13, 4: 14, 8: 18}, {11: "class 11", 12: "class 12", 13: "class 13", 14: "class 14",
+                                           18: "class 18"}),
+])
+def test_legend_follows_the_references_coding(run_alg, lulc, eopatch_dir, tmp_path, coding, expected):
+    """Without a LEGEND, ESA WorldCover codes are named as WorldCover names them, and codes of no
+    shipped legend 'class N', never by eo-learn's legend (whose 10 is snow and ice)."""
+    recoded = np.zeros_like(lulc, dtype=np.uint8)
+    for old, new in coding.items():
+        recoded[lulc == old] = new
+    path = _write(tmp_path / "recoded.tif", recoded, eopatch_dir)
+    result = run_alg(ALG, {"INPUT": path, "REFERENCE": path, "OUTPUT_HTML": str(tmp_path / "r.html"),
+                           "OUTPUT_JSON": str(tmp_path / "r.json")})
+    names = {c["id"]: c["name"] for c in _load(result["OUTPUT_JSON"])["per_class"]}
+    assert names == expected
+    assert "snow and ice" not in Path(result["OUTPUT_HTML"]).read_text(encoding="utf-8")
