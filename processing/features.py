@@ -19,6 +19,31 @@ from .base import EoLulcAlgorithm
 
 #: Enum order of the INDICES parameter (keys of core.features.PRESET_INDICES).
 PRESETS = ("NDVI", "NDWI", "NDBI")
+INDICES = "INDICES"
+
+
+def add_indices_parameter(algorithm, advanced: bool = False) -> None:
+    """The preset indices (``INDICES``, all three by default), as features and the pipeline offer them."""
+    from ..core.features import PRESET_INDICES
+
+    algorithm.add(
+        QgsProcessingParameterEnum(
+            INDICES, algorithm.tr("Indices"),
+            options=[f"{name} ({a}, {b})" for name, (a, b) in PRESET_INDICES.items()],
+            allowMultiple=True, defaultValue=list(range(len(PRESETS))), optional=True,
+        ),
+        "Preset normalized differences (A - B) / (A + B): NDVI (B08, B04), NDWI (B03, B08, McFeeters), "
+        "NDBI (B11, B08). Computed from reflectance. None for a stack without those bands (e.g. an NDVI "
+        "stack: then name its band in the bands).",
+        advanced=advanced,
+    )
+
+
+def chosen_indices(algorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple:
+    """The preset indices ``INDICES`` asks for, in the presets' order."""
+    from ..core.features import preset_indices
+
+    return preset_indices([PRESETS[i] for i in sorted(algorithm.parameterAsEnums(parameters, INDICES, context))])
 
 
 class FeaturesAlgorithm(EoLulcAlgorithm):
@@ -40,13 +65,13 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
 
     INPUT = "INPUT"
     BANDS = "BANDS"
-    INDICES = "INDICES"
+    INDICES = INDICES
     CUSTOM_INDICES = "CUSTOM_INDICES"
     STATISTICS = "STATISTICS"
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        from ..core.features import DEFAULT_BANDS, PRESET_INDICES, STATISTICS
+        from ..core.features import DEFAULT_BANDS, STATISTICS
 
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Band stack")),
@@ -60,15 +85,7 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
             "The default is the six bands of eo-learn's LULC example. Empty keeps no band (indices only); "
             "* keeps all bands of the stack.",
         )
-        self.add(
-            QgsProcessingParameterEnum(
-                self.INDICES, self.tr("Indices"),
-                options=[f"{name} ({a}, {b})" for name, (a, b) in PRESET_INDICES.items()],
-                allowMultiple=True, defaultValue=list(range(len(PRESETS))), optional=True,
-            ),
-            "Preset normalized differences (A - B) / (A + B): NDVI (B08, B04), NDWI (B03, B08, McFeeters), "
-            "NDBI (B11, B08). Computed from reflectance.",
-        )
+        add_indices_parameter(self)
         self.add(
             QgsProcessingParameterString(self.CUSTOM_INDICES, self.tr("Custom indices"), defaultValue="",
                                          optional=True),
@@ -112,7 +129,6 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
             parse_band_list,
             parse_custom_indices,
             plan_features,
-            preset_indices,
             resolve_bands,
         )
         from ..core.features import compute_features as run_features
@@ -120,7 +136,7 @@ class FeaturesAlgorithm(EoLulcAlgorithm):
         source = self.raster_source(parameters, self.INPUT, context, "choose a raster layer or file")
         info = self.stack_info(source, self.INPUT)
         bands = parse_band_list(self.parameterAsString(parameters, self.BANDS, context))
-        presets = preset_indices([PRESETS[i] for i in self.parameterAsEnums(parameters, self.INDICES, context)])
+        presets = chosen_indices(self, parameters, context)
         with self.about(self.CUSTOM_INDICES):
             custom = parse_custom_indices(self.parameterAsString(parameters, self.CUSTOM_INDICES, context))
         statistics = tuple(STATISTICS[i] for i in sorted(self.parameterAsEnums(parameters, self.STATISTICS, context)))

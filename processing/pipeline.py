@@ -22,6 +22,7 @@ from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .classify import add_probability_parameters
 from .cloud_source import CLOUD_MASK, CLOUD_MASK_SOURCE, add_cloud_mask_source, cloud_mask_source
+from .features import INDICES, add_indices_parameter, chosen_indices
 from .reference import (
     add_legend_parameter,
     add_reference_parameters,
@@ -76,6 +77,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
     END = "END"
     PROCESSING_RESOLUTION = "PROCESSING_RESOLUTION"
     BANDS = "BANDS"
+    INDICES = INDICES
     OUTPUT = "OUTPUT"
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
     OUTPUT_REFERENCE = "OUTPUT_REFERENCE"
@@ -158,9 +160,11 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterString(self.BANDS, self.tr("Bands used as features"),
                                          defaultValue=",".join(DEFAULT_BANDS)),
-            "Bands kept as features next to NDVI, NDWI and NDBI (eo-learn's example uses these six).",
+            "Bands kept as features next to the indices (eo-learn's example uses these six). A stack of "
+            "other features (e.g. an EOPatch's NDVI) names them here, with no index.",
             advanced=True,
         )
+        add_indices_parameter(self, advanced=True)
         add_training_parameters(self, TRAINING, advanced=TRAINING[1:])
         self.add(
             QgsProcessingParameterBoolean(self.SMOOTHING, self.tr("Smooth the class probabilities (Bayesian)"),
@@ -207,12 +211,13 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         add_score_outputs(self, "Test ")
 
     def choice_problem(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
-        """An empty band list (said before the run, not as QGIS's "Incorrect parameter value")."""
+        """No band and no index (said before the run, not as QGIS's "Incorrect parameter value")."""
         from ..core.features import DEFAULT_BANDS, parse_band_list
 
-        if parse_band_list(self.parameterAsString(parameters, self.BANDS, context)):
+        if parse_band_list(self.parameterAsString(parameters, self.BANDS, context)) or \
+                self.parameterAsEnums(parameters, self.INDICES, context):
             return None
-        return self.tr("{}: empty; name the bands used as features next to the indices, separated by commas "
+        return self.tr("{}: empty, and no index is chosen; name the bands used as features, separated by commas "
                        "(the default: {})").format(self.parameter_label(self.BANDS), ",".join(DEFAULT_BANDS))
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
@@ -226,9 +231,15 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         given_mask = self.raster_source(parameters, self.CLOUD_MASK, context)
         reference = reference_on_grid(self, parameters, context, info.grid, progress)
         legend = legend_from_parameters(self, parameters, context, reference.class_ids, progress)
+        indices = chosen_indices(self, parameters, context)
         with self.about(self.BANDS):
-            features = FeatureSpec(bands=parse_band_list(self.parameterAsString(parameters, self.BANDS, context)))
+            features = FeatureSpec(bands=parse_band_list(self.parameterAsString(parameters, self.BANDS, context)),
+                                   indices=indices)
             resolve_bands(info.bands, features.bands)
+        with self.about(self.INDICES):
+            for index in indices:
+                resolve_bands(info.bands, [index.a, index.b], f"the index {index.name}; choose no index for a "
+                              "stack without these bands")
         settings = PipelineSettings(
             scene_filter=self.parameterAsBoolean(parameters, self.SCENE_FILTER, context),
             min_valid_fraction=self.parameterAsDouble(parameters, self.MIN_VALID_FRACTION, context),

@@ -50,3 +50,27 @@ def test_qgis_process_eopatch_route(qgis_process, patch, eopatch_dir, tmp_path):
     rc, result, text = qgis_process.run("eolulc:lulcpipeline", _pipeline(tmp_path, eopatch_dir))
     assert rc == 0, text
     assert 0.3 <= result["results"]["OVERALL_ACCURACY"] <= 1.0 and (tmp_path / "map.qml").is_file()
+
+
+def test_ndvi_eopatch_through_the_pipeline(run_alg, eopatch_dir, tmp_path):
+    """The real TestEOPatch holds NDVI (and cloud probabilities) but no bands: imported with its
+    defaults (NDVI alone), the pipeline runs on it with BANDS=NDVI and no index; with the default
+    indices it is refused naming INDICES."""
+    from qgis.core import QgsProcessingException
+
+    from eolulc.core.timestack import read_info
+
+    run_alg("eolulc:importeopatch", {"INPUT": str(eopatch_dir), "MASK_FEATURE": "CLM",
+                                     "OUTPUT": str(tmp_path / "ndvi.tif"), "OUTPUT_MASK": str(tmp_path / "clm.tif")})
+    assert read_info(str(tmp_path / "ndvi.tif")).bands == ("NDVI",)
+    params = {"INPUT": str(tmp_path / "ndvi.tif"), "CLOUD_MASK_SOURCE": 1, "CLOUD_MASK": str(tmp_path / "clm.tif"),
+              "REFERENCE": str(eopatch_dir / "vector_timeless/LULC.gpkg"), "CLASS_FIELD": "LULC_ID",
+              "BANDS": "NDVI", "INDICES": [], "OUTPUT": str(tmp_path / "map.tif"),
+              "OUTPUT_MODEL": str(tmp_path / "model.json")}
+    result = run_alg("eolulc:lulcpipeline", params)
+    assert result["OVERALL_ACCURACY"] >= 0.9
+    model = json.loads((tmp_path / "model.json").read_text())
+    assert {name.split(" ")[-1] for name in model["metadata"]["feature_names"]} == {"NDVI"}
+    with pytest.raises(QgsProcessingException, match=r"\(INDICES\).*B03, B08.*choose no index"):
+        run_alg("eolulc:lulcpipeline", {**params, "INDICES": [1], "OUTPUT": str(tmp_path / "map2.tif"),
+                                        "OUTPUT_MODEL": str(tmp_path / "model2.json")})
