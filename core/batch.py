@@ -46,7 +46,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .atomic import atomic_outputs
-from .legend import Legend
+from .legend import Legend, default_legend
 from .pipeline import PipelineSettings, describe_settings
 from .progress import Progress, ensure_progress
 from .resume import tile_paths
@@ -113,7 +113,7 @@ class _Batch:
 def run_batch(
     tiles: Sequence[TileInput],
     folder: str | Path,
-    legend: Legend,
+    legend: Legend | None,
     settings: PipelineSettings | None = None,
     executor: str = "local",
     workers: int = 2,
@@ -269,7 +269,7 @@ def _prepare_tiles(batch: _Batch, tiles: Sequence[TileInput], grid_dates: Sequen
     return prepared, skipped, tile_notes
 
 
-def _train(batch: _Batch, tiles: Sequence[TileInput], prepared: dict[str, dict], legend: Legend,
+def _train(batch: _Batch, tiles: Sequence[TileInput], prepared: dict[str, dict], legend: Legend | None,
            grid_dates: Sequence[str], model_path: Path):
     """Phase 2: the pooled model, saved to ``model_path``; returns the tiles it learnt from, the
     model, the held-out test rows and the notes."""
@@ -358,10 +358,10 @@ def _collect(outcome: dict, phase: str, results: dict, failed: list[TileFailure]
     progress.log(f"Tile {name}: {phase} failed after {outcome['attempts']} attempt(s): {outcome['message']}")
 
 
-def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend, settings: PipelineSettings,
+def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend | None, settings: PipelineSettings,
                   progress: Progress):
     """One model from the tiles' samples (``train.fit_classifier``, the same fit as
-    :func:`core.train.train_model`)."""
+    :func:`core.train.train_model`); without a ``legend`` the shipped one of the references' coding."""
     from datetime import timezone
 
     from .featureset import describe_stack
@@ -399,6 +399,9 @@ def _train_pooled(tiles: Sequence[TileInput], folder: Path, legend: Legend, sett
     notes = [f"Training pooled {y.size} pixels from {len(tiles)} tiles; {yt.size} held-out test pixels."]
     info = read_info(str(tile_paths(folder / "tiles" / tiles[0].name)["interpolated"]))
     fitted, parameters, _ = fit_classifier(x, y, class_ids, names, [describe_stack(info)], train, rng, progress)
+    if legend is None:
+        legend, which = default_legend(set(class_ids) | reference_ids)
+        progress.log(f"Legend: {which}.")
     model_legend = legend.restricted(set(class_ids) | reference_ids)
     counts = {str(c): int((y == c).sum()) for c in class_ids}
     model = LulcModel(**fitted, metadata={

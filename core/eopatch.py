@@ -190,7 +190,6 @@ def channel_names(feature: Feature, channels: int) -> list[str]:
     return [f"{feature.name}_{i + 1}" for i in range(channels)]
 
 
-@bounded_gdal_cache()
 def default_data_features(patch: EOPatch) -> list[str]:
     """The temporal data features imported when none are named: the observations, without the
     cloud probabilities eo-learn and Sentinel Hub store beside them (``CLP``, ``CLP_S2C``...),
@@ -200,6 +199,7 @@ def default_data_features(patch: EOPatch) -> list[str]:
     return observations or names
 
 
+@bounded_gdal_cache()
 def import_eopatch(
     folder: str | Path | EOPatch,
     data_features: Sequence[str] = (),
@@ -229,7 +229,8 @@ def import_eopatch(
         names = list(data_features) or default_data_features(patch)
         if not names:
             raise ValueError("the EOPatch has no temporal data features (data/*.npy)")
-        left_out = sorted({f.name for f in patch.features.values() if f.kind == "data"} - set(names))
+        left_out = [] if data_features else sorted(
+            {f.name for f in patch.features.values() if f.kind == "data"} - set(names))
         if left_out:
             progress.log(f"Left out of the data stack: {', '.join(left_out)} (cloud probabilities, not "
                          "observations); name them in the data features to import them")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -51,16 +50,15 @@ RIGHT_IF_GREATER, RIGHT_UNLESS_LESS_EQUAL, ZERO_LEFT, ZERO_RIGHT = 0, 1, 2, 3
 
 
 def _split(text: str, dtype: type) -> np.ndarray:
-    """A model-text line's numbers, parsed in C (5x ``np.array(text.split())`` on s2cloudless's
-    11 MB model, the same correctly rounded doubles)."""
-    if not text.strip():
-        return np.zeros(0, dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)  # numpy's word for text it could not read whole
-        try:
-            return np.fromstring(text, dtype, sep=" ")
-        except DeprecationWarning as error:
-            raise ValueError(f"not a list of numbers: {text[:60]}") from error
+    """A model-text line's numbers, parsed in C (faster than ``np.array(text.split())`` on
+    s2cloudless's 11 MB model; the same correctly rounded doubles). A token that is not a number
+    is a ``ValueError`` (numpy would stop there and return what it read)."""
+    tokens = text.split()
+    values = np.fromstring(text, dtype, sep=" ") if tokens else np.zeros(0, dtype)
+    if values.size != len(tokens):
+        raise ValueError(f"not a list of numbers: {text[:60]}")
+    np.array(tokens[-1:], dtype)  # numpy reads the number at the start of a last token such as "1.5x"
+    return values
 
 
 def _float32_at_most(threshold: np.ndarray) -> np.ndarray:

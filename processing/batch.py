@@ -23,7 +23,14 @@ from ..core import limits
 from ..core.progress import Progress
 from .base import EoLulcAlgorithm
 from .cloud_source import CLOUD_MASK, CLOUD_MASK_SOURCE, add_cloud_mask_source, cloud_mask_source
-from .reference import add_legend_parameter, add_score_outputs, describe_scores, legend_from_parameters, score_results
+from .reference import (
+    LEGEND,
+    add_legend_parameter,
+    add_score_outputs,
+    describe_scores,
+    legend_from_parameters,
+    score_results,
+)
 from .styling import style_when_loaded
 from .training import CLASSIFIER, DEEP, SAMPLES, SEED, add_training_parameters, train_settings
 
@@ -160,7 +167,9 @@ class BatchPipelineAlgorithm(EoLulcAlgorithm):
         from ..core.pipeline import PipelineSettings
         from ..core.tiles import check_tile_masks
 
-        legend = legend_from_parameters(self, parameters, context)
+        # without a LEGEND file the core picks the shipped legend of the tiles' references' coding
+        legend = legend_from_parameters(self, parameters, context) if self.parameterAsFile(
+            parameters, LEGEND, context) else None
         scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
         mask_source, force_s2cloudless = cloud_mask_source(self, parameters, context)
         settings = PipelineSettings(

@@ -40,10 +40,10 @@ def add_indices_parameter(algorithm, advanced: bool = False) -> None:
 
 
 def chosen_indices(algorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple:
-    """The preset indices ``INDICES`` asks for, in the presets' order."""
+    """The preset indices ``INDICES`` asks for, in its order."""
     from ..core.features import preset_indices
 
-    return preset_indices([PRESETS[i] for i in sorted(algorithm.parameterAsEnums(parameters, INDICES, context))])
+    return preset_indices([PRESETS[i] for i in algorithm.parameterAsEnums(parameters, INDICES, context)])
 
 
 class FeaturesAlgorithm(EoLulcAlgorithm):

@@ -125,8 +125,8 @@ def reference_on_grid(algorithm, parameters: dict[str, Any], context: QgsProcess
     names: dict[int, str] = {}
     for feature in layer.getFeatures():
         value = feature[class_field]
-        if value is None or (hasattr(value, "isNull") and value.isNull()):
-            continue
+        if value is None or (hasattr(value, "isNull") and value.isNull()) or str(value).strip() == "":
+            continue  # an unlabelled polygon (a text field left empty), as NULL
         with algorithm.about(CLASS_FIELD):
             class_id = class_id_from_value(value, class_field)
         geometry = feature.geometry()

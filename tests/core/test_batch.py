@@ -24,6 +24,7 @@ from dask import distributed
 from eolulc.core.batch import run_batch
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings
+from eolulc.core.progress import Progress
 from eolulc.core.tiles import TileInput, copy_window, discover_tiles, split_stack
 from eolulc.core.train import TrainSettings
 from eolulc.core.workers import worker_python
@@ -109,8 +110,14 @@ def test_other_sample_size_only_samples_again(local_run, tiles_folder):
     before = {p: p.stat().st_mtime_ns for p in interpolated}
     smaller = settings()
     smaller.train.samples = 1000
-    result = run_batch(discover_tiles(tiles_folder), out, read_legend(), smaller, workers=2)
+    logs: list[str] = []
+    # no legend: the shipped one of the references' coding (eo-learn's ids here), said in the log
+    result = run_batch(discover_tiles(tiles_folder), out, None, smaller, workers=2,
+                       progress=Progress(on_log=logs.append))
     assert result.skipped == [] and result.failed == []
+    legend = {c["id"]: c["name"] for c in json.loads(Path(result.model).read_text())["metadata"]["legend"]}
+    assert legend and all(legend[i] == read_legend().name(i) for i in legend)
+    assert any(line.startswith("Legend: the eo-learn Slovenia legend") for line in logs)
     assert {p: p.stat().st_mtime_ns for p in interpolated} == before
     marker = json.loads((out / "tiles" / "tile0" / "done.json").read_text())
     assert marker["quota"]["train"] == 2 * 1000 // N_TILES

@@ -69,7 +69,9 @@ def test_all_data_features_and_is_data_nodata(eopatch_dir: Path, tmp_path: Path)
     assert np.isnan(data[3, 10:20, 30:40]).all()
     valid = is_data[..., 0] == 1
     np.testing.assert_array_equal(data[..., 0][valid], ndvi[valid])
-    import_eopatch(patch, ("CLP", "NDVI"), out)  # named, they are imported
+    logged.clear()
+    import_eopatch(patch, ("CLP", "NDVI"), out, progress=Progress(on_log=logged.append))  # named, they are imported
+    assert not any("Left out" in line for line in logged)
     with open_stack(str(out)) as stack:
         assert stack.info.bands == ("CLP", "NDVI")
     (patch / "data" / "NDVI.npy").unlink()

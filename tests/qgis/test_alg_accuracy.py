@@ -138,6 +138,20 @@ def test_text_class_field_holding_numbers(run_alg, lulc_tif, eopatch_dir, two_la
                          "OUTPUT_JSON": str(tmp_path / "t.json")})
     assert _load(text["OUTPUT_JSON"])["confusion"] == _load(numbers["OUTPUT_JSON"])["confusion"]
     assert text["OVERALL_ACCURACY"] == numbers["OVERALL_ACCURACY"] > 0.95
+    # a polygon whose text class is left empty is unlabelled, as a NULL one, not an error
+    from osgeo import ogr
+
+    blank = tmp_path / "blank.gpkg"
+    source = ogr.Open(two_layer_gpkg)
+    target = ogr.GetDriverByName("GPKG").CreateDataSource(str(blank))
+    layer = target.CopyLayer(source.GetLayerByName("LULC"), "LULC")
+    feature = layer.GetNextFeature()
+    feature.SetField("CLASS_TEXT", " ")
+    layer.SetFeature(feature)
+    del feature, layer, target, source
+    partial = run_alg(ALG, {"INPUT": lulc_tif, "REFERENCE": str(blank), "CLASS_FIELD": "CLASS_TEXT",
+                            "OUTPUT_HTML": str(tmp_path / "b.html"), "OUTPUT_JSON": str(tmp_path / "b.json")})
+    assert 0 < _load(partial["OUTPUT_JSON"])["n_samples"] < _load(numbers["OUTPUT_JSON"])["n_samples"]
 
 
 @pytest.fixture(scope="module")
