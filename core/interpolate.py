@@ -155,7 +155,7 @@ def valid_fractions(
         for block in iter_blocks(info.grid.height, info.grid.width, per_pixel, budget_bytes, progress=progress):
             data = reader.read(block.window)
             ok = clear_mask(data, info.nodata) if mask_path else ~invalid_data(data, info.nodata)
-            clear_counts += ok.reshape(info.n_dates, -1).sum(axis=1)
+            clear_counts += np.count_nonzero(ok.reshape(info.n_dates, -1), axis=1)
     total = info.grid.height * info.grid.width * info.n_bands
     return clear_counts / total
 

@@ -193,6 +193,6 @@ def invalid_data(block: np.ndarray, nodata: float | None) -> np.ndarray:
 def clear_mask(block: np.ndarray, nodata: float | None) -> np.ndarray:
     """Mask values that let the data through: 0 (no cloud), not nodata."""
     clear = block == 0
-    if nodata is not None and not np.isnan(nodata):
-        clear &= block != np.asarray(nodata).astype(block.dtype)
+    if nodata is not None and not np.isnan(nodata) and np.asarray(nodata).astype(block.dtype) == 0:
+        clear[...] = False  # 0 is the nodata value: nothing is clear (any other nodata is not 0 anyway)
     return clear

@@ -430,3 +430,15 @@ def test_compiled_interpolation_equals_numpy_plan_and_np_interp(monkeypatch, mas
             if not fill:
                 series[(new_times < times[ok][0]) | (new_times > times[ok][-1])] = np.nan
             np.testing.assert_array_equal(compiled[0][:, b, p], series)
+
+
+def test_clear_mask_is_zero_and_not_nodata():
+    from eolulc.core.interpolation_plan import clear_mask
+
+    block = np.array([[0, 1, 255], [0, 2, 0]], np.uint8)
+    expected = block == 0
+    for nodata in (None, 255, 255.0, float("nan"), -1):  # -1 is 255 as uint8
+        np.testing.assert_array_equal(clear_mask(block, nodata), expected)
+    assert not clear_mask(block, 0).any()  # 0 as nodata: no pixel is clear
+    floats = np.array([0.0, np.nan, 1.0, 0.0], np.float32)
+    np.testing.assert_array_equal(clear_mask(floats, float("nan")), [True, False, False, True])
