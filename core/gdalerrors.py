@@ -76,12 +76,17 @@ def reading(path: str | os.PathLike, what: str = "", layer_name: Callable[[int],
 
 
 def open_raster(path: str | os.PathLike):
-    """``rasterio.open`` for reading a user's file; a file that does not open is named with why."""
+    """``rasterio.open`` for reading a user's file; a file that does not open is named with why.
+
+    GeoTIFFs open with one decoding thread whatever ``GDAL_NUM_THREADS`` says: GDAL 3.6's
+    multi-threaded GeoTIFF decoding fails on stacks of hundreds of bands ("Bad value for
+    ExtraSamples" by the thousand, and crashes), and the steps decode blocks on their own threads."""
     import rasterio
 
+    options = {"NUM_THREADS": "1"} if str(path).lower().endswith((".tif", ".tiff")) else {}
     with quiet_gdal():
         try:
-            return rasterio.open(path)
+            return rasterio.open(path, **options)
         except Exception as error:  # noqa: BLE001 - only GDAL's errors are translated, others go on
             if not is_gdal_error(error):
                 raise
