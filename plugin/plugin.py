@@ -64,6 +64,7 @@ class EoLulcPlugin:
         self.provider: EoLulcProvider | None = None
         self.actions: list[QAction] = []
         self._task: QgsTask | None = None
+        self._warm_up = None  # the kernel warm-up process (core.warmup), kept so that it is not collected
         self._missing_bar = None  # the "packages missing" message, popped once installed
 
     # Processing, also used by qgis_process (no GUI)
@@ -82,6 +83,8 @@ class EoLulcPlugin:
         missing = dependencies.missing_requirements()
         if missing:
             self._offer_install(missing)
+        else:
+            self._warm_kernels()
 
     def unload(self) -> None:
         for action in self.actions:
@@ -90,6 +93,16 @@ class EoLulcPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+
+    def _warm_kernels(self) -> None:
+        """Compile the numba kernels in a background process after an install or an upgrade, so the
+        first run does not pay it (about 9 s); a problem here must never stop QGIS from starting."""
+        from ..core.warmup import start_warm_up
+
+        try:
+            self._warm_up = start_warm_up()
+        except Exception as error:  # noqa: BLE001
+            QgsMessageLog.logMessage(f"Kernel warm-up not started: {error}", LOG_TAG, Qgis.MessageLevel.Info)
 
     def _offer_install(self, missing: list[str]) -> None:
         bar = self.iface.messageBar()

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ def test_project_opens_styled_in_qgis_desktop(demo, tmp_path, plugins_dir):
     shot.unlink(missing_ok=True)
     env = throwaway_profile_env(plugins_dir, tmp_path)  # the plugin enabled: its initGui runs for real
     env["EOLULC_SCREENSHOT"] = str(shot)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba")  # an empty cache: initGui starts the kernels' warm-up
     env.pop("QT_QPA_PLATFORM", None)
     subprocess.run(
         ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis", "--profiles-path", env["QGIS_CUSTOM_CONFIG_PATH"],
@@ -55,6 +57,11 @@ def test_project_opens_styled_in_qgis_desktop(demo, tmp_path, plugins_dir):
     )
     print(f"\ndesktop screenshot: {shot}")
     assert shot.is_file(), "QGIS did not save a screenshot"
+    # the warm-up process goes on after QGIS quits, and leaves its marker when every kernel is cached
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "numba").glob("*.warm")) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert list((tmp_path / "numba").glob("*.warm")), "initGui did not warm the kernels"
     seen = json.loads(shot.with_suffix(".json").read_text())
     assert seen["provider"], "the plugin's provider is not registered in the desktop"
     assert any("Install Python dependencies" in text for text in seen["eolulc_actions"]), seen
