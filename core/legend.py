@@ -82,6 +82,9 @@ def default_legend(class_ids: Iterable[int]) -> tuple[Legend, str]:
     eolearn, worldcover = read_legend(DEFAULT_LEGEND), read_legend(WORLDCOVER_LEGEND)
     if ids and ids <= set(worldcover.classes) and max(ids) > 10:
         return worldcover, "ESA WorldCover's legend (the reference's class ids are WorldCover codes)"
+    if ids == {10}:
+        return eolearn, ("the eo-learn Slovenia legend, whose 10 is snow and ice (a single class 10 may also be "
+                         "ESA WorldCover's tree cover: give a LEGEND file then)")
     if ids <= set(eolearn.classes):
         return eolearn, "the eo-learn Slovenia legend (the reference's class ids are its codes 1-10)"
     return Legend([]), ("no shipped legend: the reference's class ids are neither eo-learn's (1-10) nor ESA "

@@ -69,7 +69,7 @@ def needs_warm_up() -> bool:
 
 def warm_kernels() -> list[str]:
     """Run the pipeline on a tiny synthetic scene (every kernel, with the steps' own argument
-    types), then write the marker; the kernels compiled, by name."""
+    types), then write the marker (saying "warmed", or why it failed); the kernels, by name."""
     from ..demo.synthetic import SyntheticScene
     from .compiled import kernels
     from .legend import read_legend
@@ -81,6 +81,7 @@ def warm_kernels() -> list[str]:
     if compiled is None:
         return []
     folder = Path(tempfile.mkdtemp(prefix="eolulc-warm-up-"))
+    outcome = "warmed"
     try:
         data = SyntheticScene(height=SIZE, width=SIZE, n_dates=DATES, seed=1).write(folder / "data")
         grid = read_info(str(data.l1c)).grid
@@ -91,11 +92,16 @@ def warm_kernels() -> list[str]:
         settings = PipelineSettings()
         settings.train.samples = 2000
         run_pipeline(str(data.l1c), reference, read_legend(), outputs, settings)
+    except Exception as error:
+        outcome = f"failed: {type(error).__name__}: {error}"
+        raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    marker = marker_path()
-    if marker is not None:
-        marker.touch()
+        # written after a failure too (with why): the warm-up only saves time, and one that fails
+        # would fail again at every start of QGIS; the first real run then compiles what it needs
+        marker = marker_path()
+        if marker is not None:
+            marker.write_text(outcome + "\n", encoding="utf-8")
     return sorted(name for name in dir(compiled) if hasattr(getattr(compiled, name), "stats"))
 
 

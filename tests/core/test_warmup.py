@@ -48,7 +48,7 @@ def test_warm_up_fills_the_cache_a_pipeline_then_uses(tmp_path, monkeypatch, plu
     command = warmup.warm_up_command(sys.executable)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert warmup.marker_path().exists() and not warmup.needs_warm_up()
+    assert warmup.marker_path().read_text() == "warmed\n" and not warmup.needs_warm_up()
     ran = subprocess.run([sys.executable, "-c", PIPELINE, str(plugins_dir)], env=env, capture_output=True, text=True,
                          timeout=600)
     assert ran.returncode == 0, ran.stderr
@@ -64,3 +64,11 @@ def test_no_warm_up_where_the_cache_folder_cannot_be_made(tmp_path, monkeypatch)
     (tmp_path / "a file").write_text("")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "a file" / "numba"))
     assert warmup.marker_path() is None and not warmup.needs_warm_up() and warmup.start_warm_up() is None
+
+
+def test_a_failed_warm_up_says_why_and_is_not_retried(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(warmup, "SIZE", 0)  # a scene of no pixels: the pipeline refuses it
+    with pytest.raises(ValueError):
+        warmup.warm_kernels()
+    assert warmup.marker_path().read_text().startswith("failed: ValueError") and not warmup.needs_warm_up()
