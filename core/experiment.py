@@ -52,7 +52,7 @@ from .cloudmask import CloudDetector
 from .experiment_memory import PREDICT_SAMPLE, PeakMemory, variant_memory_bytes
 from .experiment_report import write_outputs
 from .experiment_stats import METRICS, baseline_variant, compare, conclusions, confusion_differences, summarise
-from .features import FeatureSpec, compute_features, resolve_bands
+from .features import compute_features, has_feature_bands
 from .featureset import FeatureSet
 from .interpolate import check_inputs, date_grid, default_range, interpolate_stack
 from .legend import Legend
@@ -217,18 +217,6 @@ def check_cloud_mask(info: StackInfo, configs: Sequence[PipelineSettings], cloud
             raise ValueError(f"the CLOUD_MASK stack does not fit the input: {error}") from None
     elif any(s.cloud_mask_in_interpolation for s in configs):
         refuse_s2cloudless_on_l2a(info, L2A_FIX)
-
-
-def has_feature_bands(info: StackInfo, spec: FeatureSpec) -> bool:
-    """Whether the stack has every band the feature set reads: a band stack (L1C, L2A) whose
-    features are computed, rather than a prepared feature stack used as it is."""
-    try:
-        resolve_bands(info.bands, spec.bands)
-        for index in spec.indices:
-            resolve_bands(info.bands, [index.a, index.b])
-    except ValueError:
-        return False
-    return True
 
 
 def _shared_steps(l1c_stack: str, info, configs: list[PipelineSettings], folder: Path, options: ExperimentSettings,

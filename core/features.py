@@ -153,6 +153,18 @@ def resolve_bands(available: Sequence[str], wanted: Sequence[str], what: str = "
     return found
 
 
+def has_feature_bands(info: StackInfo, spec: FeatureSpec) -> bool:
+    """Whether the stack has every band the feature set reads: a band stack (L1C, L2A) whose
+    features are computed, rather than a prepared feature stack used as it is."""
+    try:
+        resolve_bands(info.bands, spec.bands)
+        for index in spec.indices:
+            resolve_bands(info.bands, [index.a, index.b])
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Plan:
     """A :class:`FeatureSpec` resolved against one stack."""

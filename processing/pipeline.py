@@ -160,8 +160,9 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterString(self.BANDS, self.tr("Bands used as features"),
                                          defaultValue=",".join(DEFAULT_BANDS)),
-            "Bands kept as features next to the indices (eo-learn's example uses these six). A stack of "
-            "other features (e.g. an EOPatch's NDVI) names them here, with no index.",
+            "Bands kept as features next to the indices (eo-learn's example uses these six). With a given "
+            "cloud-mask stack, a stack that has none of these bands (e.g. an EOPatch's NDVI) is taken as its own "
+            "features while this and the indices keep their defaults; or name its bands here, with no index.",
             advanced=True,
         )
         add_indices_parameter(self, advanced=True)
@@ -222,7 +223,7 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
-        from ..core.features import FeatureSpec, parse_band_list, resolve_bands
+        from ..core.features import FeatureSpec, has_feature_bands, parse_band_list, resolve_bands
         from ..core.pipeline import GIVEN_MASK, PipelineOutputs, PipelineSettings, check_cloud_mask_source, run_pipeline
 
         source = self.raster_source(parameters, self.INPUT, context, "choose the Sentinel-2 time stack")
@@ -235,6 +236,12 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         with self.about(self.BANDS):
             features = FeatureSpec(bands=parse_band_list(self.parameterAsString(parameters, self.BANDS, context)),
                                    indices=indices)
+            if mask_source == GIVEN_MASK and features == FeatureSpec() and not has_feature_bands(info, features):
+                # as 'experiment': with a given mask, a stack without the default features' bands is a
+                # prepared feature stack (an EOPatch's NDVI), used as it is
+                features, indices = FeatureSpec(bands=tuple(info.bands), indices=()), ()
+                feedback.pushInfo(self.tr("The stack has none of the default features' bands: its own bands ({}) "
+                                          "are the features, as they are.").format(", ".join(info.bands)))
             resolve_bands(info.bands, features.bands)
         with self.about(self.INDICES):
             for index in indices:

@@ -54,8 +54,9 @@ def test_qgis_process_eopatch_route(qgis_process, patch, eopatch_dir, tmp_path):
 
 def test_ndvi_eopatch_through_the_pipeline(run_alg, eopatch_dir, tmp_path):
     """The real TestEOPatch holds NDVI (and cloud probabilities) but no bands: imported with its
-    defaults (NDVI alone), the pipeline runs on it with BANDS=NDVI and no index; with the default
-    indices it is refused naming INDICES."""
+    defaults (NDVI alone), the pipeline runs on it with BANDS=NDVI and no index, or with the
+    defaults (the stack is then its own features); an index it lacks bands for is refused naming
+    INDICES."""
     from qgis.core import QgsProcessingException
 
     from eolulc.core.timestack import read_info
@@ -71,6 +72,10 @@ def test_ndvi_eopatch_through_the_pipeline(run_alg, eopatch_dir, tmp_path):
     assert result["OVERALL_ACCURACY"] >= 0.9
     model = json.loads((tmp_path / "model.json").read_text())
     assert {name.split(" ")[-1] for name in model["metadata"]["feature_names"]} == {"NDVI"}
+    # with the defaults and the given mask, the NDVI stack is its own feature stack (as in 'experiment')
+    defaults = run_alg("eolulc:lulcpipeline", {key: value for key, value in params.items() if key not in (
+        "BANDS", "INDICES")} | {"OUTPUT": str(tmp_path / "map1.tif"), "OUTPUT_MODEL": str(tmp_path / "model1.json")})
+    assert defaults["OVERALL_ACCURACY"] == result["OVERALL_ACCURACY"]
     with pytest.raises(QgsProcessingException, match=r"\(INDICES\).*B03, B08.*choose no index"):
         run_alg("eolulc:lulcpipeline", {**params, "INDICES": [1], "OUTPUT": str(tmp_path / "map2.tif"),
                                         "OUTPUT_MODEL": str(tmp_path / "model2.json")})
