@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -76,6 +77,19 @@ def test_ndvi_eopatch_through_the_pipeline(run_alg, eopatch_dir, tmp_path):
     defaults = run_alg("eolulc:lulcpipeline", {key: value for key, value in params.items() if key not in (
         "BANDS", "INDICES")} | {"OUTPUT": str(tmp_path / "map1.tif"), "OUTPUT_MODEL": str(tmp_path / "model1.json")})
     assert defaults["OVERALL_ACCURACY"] == result["OVERALL_ACCURACY"]
+    # a band stack that lacks one band of the defaults is refused, not taken as its own features
+    from eolulc.core.timestack import StackInfo, StackWriter, open_stack
+
+    with open_stack(str(tmp_path / "ndvi.tif")) as stack:
+        info, ndvi = stack.info, stack.read()
+    bands = StackInfo(grid=info.grid, dates=info.dates, bands=("B02", "B03", "B04", "B08", "B12"), dtype="float32",
+                      nodata=float("nan"))
+    with StackWriter(str(tmp_path / "bands.tif"), bands) as writer:
+        writer.write(np.repeat(ndvi, 5, axis=-1))
+    with pytest.raises(QgsProcessingException, match=r"\(BANDS\).*lacks the band\(s\) B11"):
+        run_alg("eolulc:lulcpipeline", {key: value for key, value in params.items() if key not in ("BANDS", "INDICES")}
+                | {"INPUT": str(tmp_path / "bands.tif"), "OUTPUT": str(tmp_path / "map3.tif"),
+                   "OUTPUT_MODEL": str(tmp_path / "model3.json")})
     with pytest.raises(QgsProcessingException, match=r"\(INDICES\).*B03, B08.*choose no index"):
         run_alg("eolulc:lulcpipeline", {**params, "INDICES": [1], "OUTPUT": str(tmp_path / "map2.tif"),
                                         "OUTPUT_MODEL": str(tmp_path / "model2.json")})
