@@ -52,7 +52,7 @@ from .cloudmask import CloudDetector
 from .experiment_memory import PREDICT_SAMPLE, PeakMemory, variant_memory_bytes
 from .experiment_report import write_outputs
 from .experiment_stats import METRICS, baseline_variant, compare, conclusions, confusion_differences, summarise
-from .features import compute_features, has_feature_bands
+from .features import compute_features, is_prepared_feature_stack
 from .featureset import FeatureSet
 from .interpolate import check_inputs, date_grid, default_range, interpolate_stack
 from .legend import Legend
@@ -238,7 +238,7 @@ def _shared_steps(l1c_stack: str, info, configs: list[PipelineSettings], folder:
                              "resolutions on an L1C stack instead")
         configs = [replace(s, processing_resolution=None) for s in configs]
         masks, needed_masks = {None: cloud_mask}, []
-        prepared = [key for key, spec in needed_features.items() if not has_feature_bands(info, spec)]
+        prepared = [key for key, spec in needed_features.items() if is_prepared_feature_stack(info, spec)]
         features = {key: str(l1c_stack) for key in prepared}
         needed_features = {key: spec for key, spec in needed_features.items() if key not in prepared}
         shared["prepared"] = {"cloud_mask": cloud_mask, **({"features": str(l1c_stack)} if prepared else {})}

@@ -154,8 +154,7 @@ def resolve_bands(available: Sequence[str], wanted: Sequence[str], what: str = "
 
 
 def has_feature_bands(info: StackInfo, spec: FeatureSpec) -> bool:
-    """Whether the stack has every band the feature set reads: a band stack (L1C, L2A) whose
-    features are computed, rather than a prepared feature stack used as it is."""
+    """Whether the stack has every band the feature set reads."""
     try:
         resolve_bands(info.bands, spec.bands)
         for index in spec.indices:
@@ -163,6 +162,13 @@ def has_feature_bands(info: StackInfo, spec: FeatureSpec) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_prepared_feature_stack(info: StackInfo, spec: FeatureSpec) -> bool:
+    """A stack used as its own features rather than one whose features are computed: it lacks
+    bands of the feature set and holds no Sentinel-2 band at all (an EOPatch's NDVI). A band
+    stack that lacks one band (an L2A stack without B11) is not: the features then name it."""
+    return not has_feature_bands(info, spec) and not any(is_reflectance_band(name) for name in info.bands)
 
 
 @dataclass(frozen=True)

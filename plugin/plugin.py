@@ -197,3 +197,5 @@ class EoLulcPlugin:
         else:
             bar.pushMessage("EO LULC", "Python packages installed; the algorithms are ready.",
                             Qgis.MessageLevel.Success)
+        if not dependencies.missing_requirements():
+            self._warm_kernels()

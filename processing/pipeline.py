@@ -223,9 +223,8 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback,
                 progress: Progress) -> dict[str, Any]:
-        from ..core.features import FeatureSpec, has_feature_bands, parse_band_list, resolve_bands
+        from ..core.features import FeatureSpec, is_prepared_feature_stack, parse_band_list, resolve_bands
         from ..core.pipeline import GIVEN_MASK, PipelineOutputs, PipelineSettings, check_cloud_mask_source, run_pipeline
-        from ..core.sentinel2 import is_reflectance_band
 
         source = self.raster_source(parameters, self.INPUT, context, "choose the Sentinel-2 time stack")
         info = self.stack_info(source, self.INPUT)
@@ -237,13 +236,12 @@ class LulcPipelineAlgorithm(EoLulcAlgorithm):
         with self.about(self.BANDS):
             features = FeatureSpec(bands=parse_band_list(self.parameterAsString(parameters, self.BANDS, context)),
                                    indices=indices)
-            if mask_source == GIVEN_MASK and features == FeatureSpec() and not has_feature_bands(info, features) \
-                    and not any(is_reflectance_band(name) for name in info.bands):
+            if mask_source == GIVEN_MASK and features == FeatureSpec() and is_prepared_feature_stack(info, features):
                 # as 'experiment': with a given mask, a stack without Sentinel-2 bands is a prepared
                 # feature stack (an EOPatch's NDVI), used as it is; a band stack that lacks a band of
                 # the defaults (an L2A stack without B11) is refused below, naming what is missing
                 features, indices = FeatureSpec(bands=tuple(info.bands), indices=()), ()
-                feedback.pushInfo(self.tr("The stack has none of the default features' bands: its own bands ({}) "
+                feedback.pushWarning(self.tr("The stack has none of the default features' bands: its own bands ({}) "
                                           "are the features, as they are.").format(", ".join(info.bands)))
             resolve_bands(info.bands, features.bands)
         with self.about(self.INDICES):

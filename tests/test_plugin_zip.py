@@ -4,6 +4,7 @@ exactly as "Install from ZIP" leaves it, with nothing pointing at the repository
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import zipfile
@@ -146,3 +147,17 @@ def test_qgis_loads_the_plugin_from_the_unpacked_zip(plugin_zip: Path, tmp_path:
         assert algorithm in listed.stdout, listed.stdout[-2000:] + listed.stderr[-2000:]
     loaded = qgis("plugins")
     assert f"* {PLUGIN_NAME}" in loaded.stdout, loaded.stdout
+
+
+def test_kernel_warm_up_runs_from_the_unpacked_zip(plugin_zip: Path, tmp_path: Path) -> None:
+    """The warm-up the desktop plugin starts uses only what the zip ships (no demo generator)."""
+    plugins = tmp_path / "plugins"
+    with zipfile.ZipFile(plugin_zip) as archive:
+        archive.extractall(plugins)
+    cache = tmp_path / "numba"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"NUMBA_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, str(plugins / PLUGIN_NAME / "core" / "warmup.py")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    markers = list(cache.glob("*.warm"))
+    assert len(markers) == 1 and markers[0].read_text() == "warmed\n"

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from eolulc.core.experiment import ExperimentSettings, check_cloud_mask, has_feature_bands, run_experiment
+from eolulc.core.experiment import ExperimentSettings, check_cloud_mask, run_experiment
 from eolulc.core.experiment_memory import variant_memory_bytes
 from eolulc.core.experiment_stats import confusion_differences, paired
-from eolulc.core.features import FeatureSpec
+from eolulc.core.features import FeatureSpec, has_feature_bands
 from eolulc.core.legend import read_legend
 from eolulc.core.pipeline import PipelineSettings, default_outputs, run_pipeline
 from eolulc.core.progress import Progress

@@ -319,3 +319,22 @@ def test_compiled_features_of_digital_numbers_equal_numpy(monkeypatch, reference
         expected = features.per_date_features(raw, plan, nodata)
     np.testing.assert_array_equal(compiled, expected)
     assert np.isnan(compiled[..., 6]).any()  # NDVI where B08 + B04 = 0
+
+
+def test_prepared_feature_stacks_hold_no_sentinel2_band():
+    """One rule for lulcpipeline and experiment: a stack is its own features only when it holds no
+    Sentinel-2 band (an EOPatch's NDVI), not when a band stack lacks one band (L2A without B11)."""
+    from datetime import datetime
+
+    from eolulc.core.features import FeatureSpec, is_prepared_feature_stack
+    from eolulc.core.timestack import Grid, StackInfo
+
+    def stack(*bands: str) -> StackInfo:
+        return StackInfo(grid=Grid(width=4, height=4, crs_wkt=None, transform=(10.0, 0.0, 0.0, 0.0, -10.0, 0.0)),
+                         dates=(datetime(2020, 1, 1),), bands=bands, dtype="float32", nodata=float("nan"))
+
+    spec = FeatureSpec()
+    assert is_prepared_feature_stack(stack("NDVI"), spec)
+    assert is_prepared_feature_stack(stack("NDVI", "NDWI"), spec)
+    assert not is_prepared_feature_stack(stack("B02", "B03", "B04", "B08", "B12"), spec)  # L2A without B11
+    assert not is_prepared_feature_stack(stack("B02", "B03", "B04", "B08", "B11", "B12"), spec)
