@@ -362,8 +362,9 @@ def compare_raster(
             codes, n = np.unique(truth[both] * 65536 + classes[both], return_counts=True)
             for code, k in zip(codes.tolist(), n.tolist()):
                 pairs[code] = pairs.get(code, 0) + k
-    _require_shared_classes(sorted({code // 65536 for code in pairs}), sorted({code % 65536 for code in pairs}))
-    labels = sorted({code // 65536 for code in pairs} | {code % 65536 for code in pairs})
+    reference_ids, map_ids = {code // 65536 for code in pairs}, {code % 65536 for code in pairs}
+    _require_shared_classes(sorted(reference_ids), sorted(map_ids))
+    labels = sorted(reference_ids | map_ids)
     position = {label: k for k, label in enumerate(labels)}
     counts = np.zeros((len(labels), len(labels)), np.int64)
     for code, k in pairs.items():

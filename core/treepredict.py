@@ -134,17 +134,9 @@ class FlatTrees:
     leaf_value: np.ndarray
 
     @classmethod
-    def from_model_text(cls, text: str, outputs: int) -> FlatTrees | None:
-        """Flatten LightGBM's model text; None for what the kernel doesn't evaluate (trees of more
-        than :data:`MAX_LEAVES` leaves, categorical splits, linear trees)."""
-        try:
-            return cls._flatten(text, outputs)
-        except (KeyError, ValueError):  # a model text this code does not know: LightGBM evaluates it
-            return None
-
-    @classmethod
-    def _flatten(cls, text: str, outputs: int) -> FlatTrees | None:
-        trees = _tree_fields(text)
+    def from_trees(cls, trees: list[dict[str, str]], outputs: int) -> FlatTrees | None:
+        """Flatten the trees of :func:`_tree_fields`; None for what the kernel doesn't evaluate (no
+        trees, trees of more than :data:`MAX_LEAVES` leaves, categorical splits)."""
         if not trees or any(int(fields["num_leaves"]) > MAX_LEAVES for fields in trees):
             return None
         every = (1 << 64) - 1
@@ -211,18 +203,10 @@ class WalkTrees:
     leaf_value: np.ndarray
 
     @classmethod
-    def from_model_text(cls, text: str, outputs: int) -> WalkTrees | None:
-        """Lay out LightGBM's model text; None unless every node reads NaN as 0 (missing type None,
-        as in s2cloudless's model: the walk compares ``v > t`` only) and there are no categorical
-        splits or linear trees."""
-        try:
-            return cls._lay_out(text, outputs)
-        except (KeyError, ValueError):  # a model text this code does not know: LightGBM evaluates it
-            return None
-
-    @classmethod
-    def _lay_out(cls, text: str, outputs: int) -> WalkTrees | None:
-        trees = _tree_fields(text)
+    def from_trees(cls, trees: list[dict[str, str]], outputs: int) -> WalkTrees | None:
+        """Lay out the trees of :func:`_tree_fields`; None unless every node reads NaN as 0 (missing
+        type None, as in s2cloudless's model: the walk compares ``v > t`` only) and there are no
+        categorical splits."""
         if not trees:
             return None
         parsed = []
@@ -324,8 +308,11 @@ class TreeEnsemble:
         if not self._compile:
             return None
         outputs = max(1, self.booster.num_model_per_iteration())
-        flat = (FlatTrees.from_model_text(self.model_text, outputs)
-                or WalkTrees.from_model_text(self.model_text, outputs))
+        try:  # the model text parsed once, for whichever layout takes it
+            trees = _tree_fields(self.model_text)
+            flat = FlatTrees.from_trees(trees, outputs) or WalkTrees.from_trees(trees, outputs)
+        except (KeyError, ValueError):  # a model text this code does not know: LightGBM evaluates it
+            flat = None
         return flat if flat is not None and kernels() is not None else None
 
     @property
