@@ -1,18 +1,21 @@
-"""Acquisition dates of per-date rasters, from their file names or their metadata.
+"""Acquisition dates written as text: in file names, metadata items and band descriptions.
 
 Users' downloads carry the date in the name (``S2A_MSIL1C_20170314T100021_N0204_...``,
-``2017-03-14.tif``) or in a metadata item that differs by driver and exporter. Kept apart from
-:mod:`.scenes` (which reads the rasters and builds the stack) because it is pure text parsing:
-which digit runs are a date and which are tile ids, orbit numbers or processing baselines.
+``2017-03-14.tif``) or in a metadata item that differs by driver and exporter; stacks written
+by other tools carry date and band in each band's description (``2017-03-14 B04``, Earth
+Engine's ``20170314T100021_20170314T100316_T33TWM_B4``) or, in a VRT, in its files' names. Kept
+apart from :mod:`.scenes` and :mod:`.timestack` (which read the rasters) because it is pure text
+parsing: which digit runs are a date and which are tile ids, orbit numbers or baselines.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
-from .timestack import parse_datetime
+from .sentinel2 import band_token
 
 #: Metadata items holding an acquisition time, most specific first (GDAL's default and IMAGERY
 #: domains; the Sentinel-2 SAFE driver, ENVI/ERDAS exports, GeoTIFF's own date-time last since
@@ -47,6 +50,20 @@ _NAME_DATE_PATTERNS = (
     re.compile(r"(?<!\d)(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})(?!\d)"),
 )
 _YEARS = range(1950, 2101)
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse an ISO date or date-time; zone-aware values are converted to naive UTC."""
+    cleaned = text.strip()
+    if cleaned.endswith("Z"):
+        cleaned = cleaned[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(cleaned)
+    except ValueError as error:
+        raise ValueError(f"'{text}' is not an ISO date or date-time (like 2017-03-14T10:00:21)") from error
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def date_from_name(name: str) -> datetime | None:
@@ -112,3 +129,81 @@ def date_from_tags(tags: dict[str, str]) -> tuple[datetime, str] | None:
             if value is not None:
                 return value, key
     return None
+
+
+_DESCRIPTION = re.compile(r"^(\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?)\s+(\S.*)$")
+#: A Sentinel-2 tile id (``T33TWM``), left out of a band's name.
+_TILE_ID = re.compile(r"(?<![A-Za-z0-9])T\d{2}[A-Z]{3}(?![A-Za-z0-9])")
+_SEPARATORS = re.compile(r"([\s_.-])[\s_.-]+")
+
+
+def split_description(text: str) -> tuple[datetime, str] | None:
+    """``"2017-03-14T10:00:21 B04"`` (EO LULC's descriptions) -> ``(datetime, "B04")``; ``None``
+    if it has no leading ISO date."""
+    match = _DESCRIPTION.match(text or "")
+    if not match:
+        return None
+    try:
+        return parse_datetime(match.group(1).replace(" ", "T")), match.group(2).strip()
+    except ValueError:
+        return None
+
+
+def date_and_band(text: str) -> tuple[datetime, str] | None:
+    """A band description holding a date and a band: ``2017-03-14 B04`` as EO LULC writes it (the
+    band kept as written), else with the date anywhere: Earth Engine's
+    ``20170314T100021_20170314T100316_T33TWM_B4``, ``B4_2017-03-14``, ``red 20170314`` (the
+    Sentinel-2 band named, ``B04``) or ``NDVI_20170314`` (what is left without dates and tile ids,
+    ``NDVI``). ``None`` without a date or a band."""
+    strict = split_description(text)
+    if strict is not None:
+        return strict
+    date = date_from_name(text or "")
+    if date is None:
+        return None
+    band = band_token(text)
+    if band is None:
+        rest = _TILE_ID.sub(" ", text)
+        for pattern in _NAME_DATE_PATTERNS:
+            rest = pattern.sub(" ", rest)
+        band = _SEPARATORS.sub(r"\1", rest).strip(" _.-")
+    return (date, band) if band else None
+
+
+def structure_from_descriptions(
+    descriptions: Sequence[str | None], count: int
+) -> tuple[tuple[datetime | None, ...], tuple[str, ...], bool]:
+    """Dates, bands and whether the layers run band by band, of a stack written by another tool
+    whose every description holds a date and a band (:func:`date_and_band`) for whole dates;
+    otherwise a single undated date whose bands are the descriptions (or ``band_1``...)."""
+    parsed = [date_and_band(d or "") for d in descriptions]
+    if count and all(parsed):
+        dates = tuple(dict.fromkeys(p[0] for p in parsed))  # type: ignore[index]
+        bands = tuple(dict.fromkeys(p[1] for p in parsed))  # type: ignore[index]
+        if len(dates) * len(bands) == count:
+            if parsed == [(d, b) for d in dates for b in bands]:
+                return dates, bands, False
+            if parsed == [(d, b) for b in bands for d in dates]:
+                return dates, bands, True
+    names = [d.strip() if d and d.strip() else f"band_{i + 1}" for i, d in enumerate(descriptions)]
+    if len(set(names)) != len(names):
+        names = [f"band_{i + 1}" for i in range(count)]
+    return (None,), tuple(names), False
+
+
+def vrt_band_sources(path: str, count: int) -> tuple[str, ...] | None:
+    """The name (without folder and extension) of the file each band of a VRT reads, when every
+    band reads one file; ``None`` otherwise or when the VRT cannot be parsed."""
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError):
+        return None
+    names: list[str] = []
+    for band in root.findall("VRTRasterBand"):
+        sources = {s.text.strip() for s in band.iter("SourceFilename") if s.text and s.text.strip()}
+        if len(sources) != 1:
+            return None
+        names.append(Path(sources.pop().replace("\\", "/")).stem)
+    return tuple(names) if len(names) == count else None

@@ -285,7 +285,9 @@ def _refuse_band_per_file(scenes: Sequence[Scene]) -> None:
             f"{format_datetime(date)}: {', '.join(sorted(bands))}): one file per band? A stack date needs all "
             "its bands in one file: build one multi-band raster per date first (QGIS: Raster > Miscellaneous > "
             "Build Virtual Raster with 'Place each input file into a separate band'; GDAL: gdalbuildvrt "
-            "-separate), or import the .SAFE products with 'Import Sentinel-2 products (SAFE)'"
+            "-separate; its bands are named after the files), or import the .SAFE products with 'Import "
+            "Sentinel-2 products (SAFE)'. A virtual raster of all the files, in name order, is a time stack "
+            "already"
         )
 
 

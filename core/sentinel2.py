@@ -48,9 +48,19 @@ def find_bands(available: Sequence[str], wanted: Sequence[str], purpose: str = "
     return [normalised[normalise_band_name(name)] for name in wanted]
 
 
-#: A band number at the start of a name, alone or followed by a description after a space, comma,
-#: semicolon, colon or bracket (not after ``_``: ``B04_mean`` is a feature of its own).
-_BAND_NAME = re.compile(r"^B0*(\d{1,2})(A?)(?=$|[\s,;:(\[])")
+#: STAC's ``eo:common_name`` of each band, as Earth Search names its assets (``rededge1``: the
+#: extension's plain ``rededge`` names three bands, so it is not taken as any).
+COMMON_NAMES = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
+                "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
+                "B10": "cirrus", "B11": "swir16", "B12": "swir22", "SCL": "scl"}
+_BY_COMMON_NAME = {common.upper(): band for band, common in COMMON_NAMES.items()}
+
+#: A band number at the start of a name, with the resolution SAFE file names add (``B02_10m``),
+#: alone or followed by a description after a space, comma, semicolon, colon or bracket (not
+#: after ``_``: ``B04_mean`` is a feature of its own).
+_BAND_NAME = re.compile(r"^B0*(\d{1,2})(A?)(?:_[126]0M)?(?=$|[\s,;:(\[])")
+#: The first word of a name (``nir`` of ``nir (B08)``), looked up among the common names.
+_FIRST_WORD = re.compile(r"^([A-Z0-9]+)(?=$|[\s,;:(\[])")
 
 
 def normalise_band_name(name: str) -> str:
@@ -59,11 +69,13 @@ def normalise_band_name(name: str) -> str:
     Sentinel-2 band numbers in ESA's spelling whoever wrote them: ``B4``, ``b04``, ``B04 (Red)``,
     ``B4, central wavelength 665 nm`` (GDAL's SENTINEL2 driver, SNAP) -> ``B04``; ``B8a``,
     ``B8A (narrow NIR)`` -> ``B8A`` (never ``B08``). Other names are stripped and upper-cased
-    (``ndvi`` == ``NDVI``)."""
+    (``ndvi`` == ``NDVI``). SAFE's ``B02_10m`` -> ``B02``; STAC common names (Earth Search's
+    ``blue``, ``nir``, ``nir08``, ``swir16``) -> the band."""
     text = name.strip().upper()
     match = _BAND_NAME.match(text)
     if match is None:
-        return text
+        word = _FIRST_WORD.match(text)
+        return _BY_COMMON_NAME.get(word.group(1), text) if word else text
     number, narrow = match.groups()
     return f"B{int(number)}A" if narrow else f"B{int(number):02d}"
 
@@ -157,13 +169,18 @@ def stack_radiometry(reader, band_indices: Sequence[int], cirrus_index: int | No
     return detect_radiometry(sample, info.dates, cirrus)
 
 
-_BAND_TOKEN = re.compile(r"(?<![A-Z0-9])B(0?[1-9]|1[0-2]|8A)(?![0-9A-Z])", re.IGNORECASE)
+_BAND_TOKEN = re.compile(
+    r"(?<![A-Z0-9])(B(?:0?[1-9]|1[0-2]|8A)|" + "|".join(sorted(_BY_COMMON_NAME, key=len, reverse=True))
+    + r")(?![0-9A-Z])",
+    re.IGNORECASE,
+)
 
 
-def band_token(file_name: str) -> str | None:
-    """The Sentinel-2 band a file name names (``..._B04_10m.jp2`` -> ``B04``), or None."""
-    found = _BAND_TOKEN.findall(file_name.rsplit(".", 1)[0])
-    return normalise_band_name("B" + found[-1]) if found else None
+def band_token(text: str) -> str | None:
+    """The Sentinel-2 band a file name or a description names (``..._B04_10m.jp2``,
+    ``20170314T100021_T33TWM_B4``, ``S2B_20230101_red.tif`` -> ``B04``; the last one wins), or None."""
+    found = _BAND_TOKEN.findall(text)
+    return normalise_band_name(found[-1]) if found else None
 
 
 def is_reflectance_band(name: str) -> bool:

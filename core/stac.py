@@ -26,15 +26,12 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from .safe import L1C_BANDS, L2A_BANDS, NATIVE_RESOLUTION
-from .sentinel2 import QUANTIFICATION, RADIOMETRIC_OFFSET
+from .sentinel2 import COMMON_NAMES, QUANTIFICATION, RADIOMETRIC_OFFSET
 from .timestack import parse_datetime
 
 #: Baseline 04.00 (from 2022-01-25) added the -1000 DN offset; the date decides when an item
 #: does not give its baseline.
 OFFSET_SINCE = datetime(2022, 1, 25)
-COMMON_NAMES = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
-                "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
-                "B10": "cirrus", "B11": "swir16", "B12": "swir22", "SCL": "scl"}
 PC_TOKEN_URL = "https://planetarycomputer.microsoft.com/api/sas/v1/token/{collection}"
 
 

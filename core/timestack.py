@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .filedates import parse_datetime, structure_from_descriptions, vrt_band_sources
 from .gdalerrors import open_raster, reading
 from .sentinel2 import normalise_band_name
 
@@ -52,36 +52,8 @@ def format_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def parse_datetime(text: str) -> datetime:
-    """Parse an ISO date or date-time; zone-aware values are converted to naive UTC."""
-    cleaned = text.strip()
-    if cleaned.endswith("Z"):
-        cleaned = cleaned[:-1] + "+00:00"
-    try:
-        value = datetime.fromisoformat(cleaned)
-    except ValueError as error:
-        raise ValueError(f"'{text}' is not an ISO date or date-time (like 2017-03-14T10:00:21)") from error
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
-
-
 def band_description(date: datetime | None, band: str) -> str:
     return band if date is None else f"{format_datetime(date)} {band}"
-
-
-_DESCRIPTION = re.compile(r"^(\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?)\s+(\S.*)$")
-
-
-def split_description(text: str) -> tuple[datetime, str] | None:
-    """``"2017-03-14T10:00:21 B04"`` -> ``(datetime, "B04")``; ``None`` if it has no leading date."""
-    match = _DESCRIPTION.match(text or "")
-    if not match:
-        return None
-    try:
-        return parse_datetime(match.group(1).replace(" ", "T")), match.group(2).strip()
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -138,6 +110,9 @@ class StackInfo:
     scales: tuple[float, ...] = ()
     offsets: tuple[float, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    #: GeoTIFF bands ordered band by band (all dates of the first band first), as some tools write
+    #: them; EO LULC writes date by date.
+    band_major: bool = False
 
     def __post_init__(self) -> None:
         if not self.dates or not self.bands:
@@ -181,6 +156,8 @@ class StackInfo:
 
     def layer(self, date_index: int, band_index: int) -> int:
         """1-based GeoTIFF band number of one date's band."""
+        if self.band_major:
+            return band_index * self.n_dates + date_index + 1
         return date_index * self.n_bands + band_index + 1
 
     def descriptions(self) -> list[str]:
@@ -223,8 +200,9 @@ def _info_from_dataset(ds) -> StackInfo:
             raise ValueError(
                 f"'{ds.name}' says it holds {len(dates)} dates x {len(bands)} bands but has {ds.count} bands"
             )
+        band_major = False
     else:
-        dates, bands = _structure_from_descriptions(ds.descriptions, ds.count)
+        dates, bands, band_major = structure_from_descriptions(_descriptions(ds), ds.count)
     n = len(bands)
     scales = tuple(float(s) for s in ds.scales[:n])
     offsets = tuple(float(o) for o in ds.offsets[:n])
@@ -238,33 +216,16 @@ def _info_from_dataset(ds) -> StackInfo:
         scales=scales,
         offsets=offsets,
         tags=extra,
+        band_major=band_major,
     )
 
 
-def _structure_from_descriptions(
-    descriptions: Sequence[str | None], count: int
-) -> tuple[tuple[datetime | None, ...], tuple[str, ...]]:
-    """Recover dates and bands of a stack written by another tool with ``"<date> <band>"`` descriptions;
-    otherwise a single undated date whose bands are the descriptions (or ``band_1``...)."""
-    parsed = [split_description(d or "") for d in descriptions]
-    if count and all(parsed):
-        dates: list[datetime] = []
-        bands: list[str] = []
-        for date, band in parsed:  # type: ignore[misc]
-            if not dates or date != dates[-1]:
-                dates.append(date)
-            if len(dates) == 1:
-                bands.append(band)
-        if len(dates) * len(bands) == count and all(
-            parsed[t * len(bands) + b] == (dates[t], bands[b])
-            for t in range(len(dates))
-            for b in range(len(bands))
-        ):
-            return tuple(dates), tuple(bands)
-    names = [d.strip() if d and d.strip() else f"band_{i + 1}" for i, d in enumerate(descriptions)]
-    if len(set(names)) != len(names):
-        names = [f"band_{i + 1}" for i in range(count)]
-    return (None,), tuple(names)
+def _descriptions(ds) -> tuple[str | None, ...]:
+    """The bands' descriptions; for a VRT without any (QGIS's *Build Virtual Raster* with each
+    file in its own band), the names of the files its bands come from."""
+    if ds.driver == "VRT" and not any(ds.descriptions):
+        return vrt_band_sources(ds.name, ds.count) or ds.descriptions
+    return ds.descriptions
 
 
 class StackReader:
@@ -304,7 +265,10 @@ class StackReader:
     def _layer_name(self, layer: int) -> str:
         """1-based GeoTIFF band -> "date 2016-01-05, band B04" (GDAL's messages count bands)."""
         info = self.info
-        date_index, band_index = divmod(layer - 1, info.n_bands)
+        if info.band_major:
+            band_index, date_index = divmod(layer - 1, info.n_dates)
+        else:
+            date_index, band_index = divmod(layer - 1, info.n_bands)
         if not 0 <= date_index < info.n_dates:
             return f"band {layer}"
         date = info.dates[date_index]
@@ -371,7 +335,7 @@ class StackWriter:
         from rasterio.crs import CRS
 
         self.path = str(path)
-        self.info = info
+        self.info = info = info.evolve(band_major=False)  # always written date by date
         grid = info.grid
         # small rasters: tiles no larger than needed (GeoTIFF tiles are multiples of 16)
         side = min(TILE_SIZE, max(16, 16 * int(np.ceil(max(grid.width, grid.height) / 16))))

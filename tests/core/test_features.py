@@ -117,7 +117,9 @@ def test_custom_indices_and_case_insensitive_names(scene_stack, reference_scenes
         ("B4", "B04"), ("b04", "B04"), ("B04", "B04"), (" B4 ", "B04"), ("B04 (Red)", "B04"),
         ("B4, central wavelength 665 nm", "B04"), ("B2", "B02"), ("B12", "B12"), ("B8A", "B8A"), ("b8a", "B8A"),
         ("B8a, central wavelength 865 nm", "B8A"), ("B08", "B08"), ("B8", "B08"),
-        ("B04_mean", "B04_MEAN"), ("ndvi", "NDVI"), ("B100", "B100"), ("BLUE", "BLUE"),
+        ("B04_mean", "B04_MEAN"), ("ndvi", "NDVI"), ("B100", "B100"), ("B02_10m", "B02"), ("B8A_20m", "B8A"),
+        ("B04_10m_mean", "B04_10M_MEAN"), ("blue", "B02"), ("Red", "B04"), ("nir", "B08"), ("nir08", "B8A"),
+        ("nir09", "B09"), ("swir16", "B11"), ("swir22", "B12"), ("nir (B08)", "B08"), ("rededge", "REDEDGE"),
     ],
 )
 def test_band_name_variants(name, key):
@@ -152,6 +154,31 @@ def test_bands_described_as_gdal_and_snap_write_them(default_features, reference
                               "B4, central wavelength 665 nm", "B8, central wavelength 842 nm",
                               "B11, central wavelength 1610 nm", "B12, central wavelength 2190 nm")
     np.testing.assert_array_equal(data[0], default_features[1][0])
+
+
+def test_stack_named_by_common_names_band_by_band(scene_stack_dn, tmp_path):
+    """A multi-date stack as xarray tools write it: all dates of one band, then the next, named
+    ``blue_2017-03-14``, digital numbers without scale metadata. Same features as our stack."""
+    from eolulc.core.sentinel2 import COMMON_NAMES
+
+    with open_stack(str(scene_stack_dn)) as stack:
+        info, values = stack.info, stack.read()
+    path = tmp_path / "xarray.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=info.grid.width, height=info.grid.height,
+                       count=info.count, dtype="uint16", nodata=0, crs=info.grid.crs_wkt,
+                       transform=rasterio.Affine(*info.grid.transform)) as ds:
+        layer = 1
+        for b, band in enumerate(info.bands):
+            for t, date in enumerate(info.dates):
+                ds.write(values[t, ..., b], layer)
+                ds.set_band_description(layer, f"{COMMON_NAMES[band]}_{date:%Y-%m-%d}")
+                layer += 1
+    compute_features(scene_stack_dn, tmp_path / "ours.tif", FeatureSpec())
+    compute_features(path, tmp_path / "theirs.tif", FeatureSpec())
+    (ours_info, ours), (theirs_info, theirs) = _read(tmp_path / "ours.tif"), _read(tmp_path / "theirs.tif")
+    assert [d.date() for d in theirs_info.dates] == [d.date() for d in ours_info.dates]
+    assert theirs_info.bands == ours_info.bands
+    np.testing.assert_array_equal(theirs, ours)
 
 
 def test_undefined_values_are_nan_never_inf(eopatch_dir, tmp_path):

@@ -381,6 +381,34 @@ def test_one_file_per_band_is_refused_with_how_to_group(tmp_path, reference_scen
         scan_scenes(find_rasters(tmp_path))
 
 
+
+def test_virtual_rasters_of_band_files_follow_the_advice(tmp_path, reference_scenes, eopatch_dir):
+    """The refusal's advice taken: one VRT per date from the band files (each in its own band).
+    Their bands are named after the files, in the VRT's order, so the stack has B02..B8A."""
+    from osgeo import gdal
+
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    bands = ("B02", "B03", "B04", "B8A")
+    (tmp_path / "bands").mkdir()
+    (tmp_path / "dates").mkdir()
+    for i, day in enumerate(("20170314T100021", "20170324T100031")):
+        files = []
+        for band in bands:
+            dn = np.round(reference_scenes[i][..., L1C_BANDS.index(band):L1C_BANDS.index(band) + 1] * 10000)
+            files.append(str(tmp_path / "bands" / f"T33TVM_{day}_{band}_10m.tif"))
+            write_raster(Path(files[-1]), dn.astype("uint16"), transform)
+        gdal.BuildVRT(str(tmp_path / "dates" / f"date{i}.vrt"), files, separate=True).FlushCache()
+    out = tmp_path / "stack.tif"
+    build_time_stack(scan_scenes(find_rasters(tmp_path / "dates", "*.vrt")), out)
+    with open_stack(str(out)) as stack:
+        assert stack.info.bands == bands
+        assert stack.info.dates == (datetime(2017, 3, 14, 10, 0, 21), datetime(2017, 3, 24, 10, 0, 31))
+        values = stack.read()
+    expected = reference_scenes[:2][..., [L1C_BANDS.index(b) for b in bands]]
+    np.testing.assert_allclose(values.astype(np.float64) / (10000 if values.dtype.kind == "u" else 1),
+                               expected, atol=6e-5)
+
+
 def test_digital_numbers_and_reflectance_mixed_are_refused(tmp_path, reference_scenes, eopatch_dir):
     transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
     write_raster(tmp_path / "20170314.tif", np.round(reference_scenes[0] * 10000).astype("uint16"), transform)

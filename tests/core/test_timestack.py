@@ -12,8 +12,9 @@ from rasterio.crs import CRS
 
 from eolulc.core.atomic import atomic_outputs
 from eolulc.core.blocks import block_shape, iter_blocks
+from eolulc.core.filedates import date_and_band, split_description
 from eolulc.core.progress import Cancelled, Progress
-from eolulc.core.timestack import Grid, StackInfo, StackWriter, open_stack, split_description
+from eolulc.core.timestack import Grid, StackInfo, StackWriter, open_stack
 
 GRID = Grid(width=300, height=270, crs_wkt=CRS.from_epsg(32633).to_wkt(),
             transform=(10.0, 0.0, 465180.0, 0.0, -10.0, 5080250.0))
@@ -70,6 +71,85 @@ def test_stack_from_other_tool_recovered_from_descriptions(tmp_path: Path):
     with open_stack(str(path)) as stack:
         assert stack.info.dates == (datetime(2017, 1, 1), datetime(2017, 2, 1))
         assert stack.info.bands == ("B04", "B08")
+
+
+def _described(path: Path, descriptions: list[str], data: np.ndarray) -> None:
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                       count=len(descriptions), dtype=data.dtype.name) as ds:
+        ds.write(data)
+        for i, text in enumerate(descriptions):
+            ds.set_band_description(i + 1, text)
+
+
+@pytest.mark.parametrize("text, date, band", [
+    ("20170314T100021_20170314T100316_T33TWM_B4", datetime(2017, 3, 14, 10, 0, 21), "B04"),  # Earth Engine
+    ("B8A_2017-03-14", datetime(2017, 3, 14), "B8A"),
+    ("nir 20170314", datetime(2017, 3, 14), "B08"),
+    ("T33TWM_20170314T100021_B02_10m", datetime(2017, 3, 14, 10, 0, 21), "B02"),
+    ("NDVI_20170314", datetime(2017, 3, 14), "NDVI"),
+    ("20170314T100021_T33TWM_NDVI_mean", datetime(2017, 3, 14, 10, 0, 21), "NDVI_mean"),
+    ("2017-03-14 B4, central wavelength 665 nm", datetime(2017, 3, 14), "B4, central wavelength 665 nm"),
+])
+def test_date_and_band_written_by_other_tools(text, date, band):
+    assert date_and_band(text) == (date, band)
+
+
+@pytest.mark.parametrize("text", ["B04", "band_3", "NDVI", "20171399_B04", ""])
+def test_no_date_no_time_stack_band(text):
+    assert date_and_band(text) is None
+
+
+def test_earth_engine_stack_is_a_time_stack(tmp_path: Path):
+    """``toBands()`` of an image collection: each date's bands in turn, named after the image."""
+    data = np.arange(6 * 3 * 4, dtype=np.uint16).reshape(6, 3, 4)
+    names = [f"{day}T100021_{day}T100316_T33TWM_{band}" for day in ("20170314", "20170403", "20170513")
+             for band in ("B4", "B8")]
+    _described(tmp_path / "gee.tif", names, data)
+    with open_stack(str(tmp_path / "gee.tif")) as stack:
+        assert stack.info.dates == tuple(datetime(2017, m, d, 10, 0, 21) for m, d in ((3, 14), (4, 3), (5, 13)))
+        assert stack.info.bands == ("B04", "B08") and not stack.info.band_major
+        np.testing.assert_array_equal(stack.read()[2, ..., 1], data[5])
+
+
+def test_band_by_band_stack_reads_each_date_band(tmp_path: Path):
+    """All dates of one band, then the next (xarray's ``band, time`` flattened): read as dates x
+    bands; written again by EO LULC, date by date."""
+    data = np.arange(6 * 3 * 4, dtype=np.uint16).reshape(6, 3, 4)
+    names = [f"{band}_{day}" for band in ("blue", "red") for day in ("2017-03-14", "2017-04-03", "2017-05-13")]
+    _described(tmp_path / "bandwise.tif", names, data)
+    with open_stack(str(tmp_path / "bandwise.tif")) as stack:
+        info = stack.info
+        assert info.band_major and info.bands == ("B02", "B04") and info.n_dates == 3
+        values = stack.read()
+        np.testing.assert_array_equal(values[1, ..., 0], data[1])  # blue, 2017-04-03
+        np.testing.assert_array_equal(values[1, ..., 1], data[4])  # red, 2017-04-03
+        np.testing.assert_array_equal(stack.read(dates=[2], bands=[1])[0, ..., 0], data[5])
+    _write(tmp_path / "ours.tif", values, info.evolve(grid=info.grid))
+    with open_stack(str(tmp_path / "ours.tif")) as ours:
+        assert not ours.info.band_major and ours.info.dates == info.dates
+        np.testing.assert_array_equal(ours.read(), values)
+
+
+def test_virtual_raster_of_band_files_is_a_time_stack(tmp_path: Path):
+    """QGIS's *Build Virtual Raster* (each file in its own band) over SAFE band files: GDAL writes
+    no descriptions, the files' names give each band's date and band."""
+    from osgeo import gdal
+
+    files = []
+    for day, value in (("20230101T100319", 1), ("20230111T100321", 2)):
+        for band in ("B02", "B03", "B04", "B08"):
+            path = tmp_path / f"T33TWM_{day}_{band}_10m.tif"
+            data = np.full((1, 3, 4), value * 100 + int(band[1:]), np.uint16)
+            with rasterio.open(path, "w", driver="GTiff", width=4, height=3, count=1, dtype="uint16",
+                               crs=CRS.from_epsg(32633), transform=rasterio.Affine(10, 0, 0, 0, -10, 30)) as ds:
+                ds.write(data)
+            files.append(str(path))
+    vrt = tmp_path / "stack.vrt"
+    gdal.BuildVRT(str(vrt), files, separate=True).FlushCache()
+    with open_stack(str(vrt)) as stack:
+        assert stack.info.dates == (datetime(2023, 1, 1, 10, 3, 19), datetime(2023, 1, 11, 10, 3, 21))
+        assert stack.info.bands == ("B02", "B03", "B04", "B08")
+        np.testing.assert_array_equal(stack.read()[1, 0, 0], [202, 203, 204, 208])
 
 
 def test_split_description():
