@@ -56,7 +56,9 @@ class CloudMaskAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Sentinel-2 L1C time stack")),
             "A time stack with the L1C bands B01 B02 B04 B05 B08 B8A B09 B10 B11 B12 (or all 13), named in "
-            "the band descriptions, e.g. from 'Build time stack from per-date rasters'.",
+            "the band descriptions (B4, B04, B04_10m or Earth Search's coastal, blue, red, nir... all match), "
+            "e.g. from 'Build time stack from per-date rasters', an Earth Engine export whose band names hold "
+            "the date, or a virtual raster of all dates' band files in name order.",
         )
         self.add(
             QgsProcessingParameterNumber(self.THRESHOLD, self.tr("Cloud probability threshold"), type=double,

@@ -65,6 +65,32 @@ def test_digital_numbers_without_metadata_are_detected(eopatch_dir, reference_sc
     np.testing.assert_allclose(_read(tmp_path / "p.tif"), expected[0], rtol=0, atol=1e-6)
 
 
+
+def test_virtual_raster_of_all_band_files_is_the_stack(eopatch_dir, reference_scenes, expected, tmp_path):
+    """One file per band and date, as in a SAFE's IMG_DATA (``T33TVM_<time>_B04.tif``), in one
+    VRT with each file in its own band (QGIS's *Build Virtual Raster*): dates and bands come from
+    the files' names, the probabilities are s2cloudless's."""
+    from osgeo import gdal
+
+    patch = read_eopatch(eopatch_dir)
+    grid = patch.grid(101, 100)
+    files = []
+    for t, frame in enumerate(SCENE_FRAMES):
+        time = patch.timestamps[frame].strftime("%Y%m%dT%H%M%S")
+        for b, band in enumerate(L1C_BANDS):
+            path = tmp_path / f"T33TVM_{time}_{band}.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=100, height=101, count=1, dtype="uint16",
+                               crs=grid.crs_wkt, transform=rasterio.Affine(*grid.transform)) as ds:
+                ds.write(np.round(reference_scenes[t, ..., b].astype(np.float64) * 10000).astype(np.uint16), 1)
+            files.append(str(path))
+    gdal.BuildVRT(str(tmp_path / "all.vrt"), sorted(files), separate=True).FlushCache()
+    CloudDetector(processing_resolution=None).run(tmp_path / "all.vrt", tmp_path / "p.tif")
+    by_time = sorted(range(len(SCENE_FRAMES)), key=lambda t: patch.timestamps[SCENE_FRAMES[t]])  # name order
+    with open_stack(str(tmp_path / "p.tif")) as stack:
+        assert list(stack.info.dates) == [patch.timestamps[SCENE_FRAMES[t]] for t in by_time]
+    np.testing.assert_allclose(_read(tmp_path / "p.tif"), expected[0][by_time], rtol=0, atol=1e-6)
+
+
 def test_baseline_offset_chosen_by_the_user(eopatch_dir, reference_scenes, expected, tmp_path):
     stack = _dn_stack_without_metadata(tmp_path / "dn.tif", eopatch_dir, reference_scenes, shift=1000)
     CloudDetector(processing_resolution=None, value_scale="dn_offset").run(stack, tmp_path / "p.tif")
