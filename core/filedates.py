@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from .sentinel2 import band_token
+from .sentinel2 import L1C_BANDS, normalise_band_name
 
 #: Metadata items holding an acquisition time, most specific first (GDAL's default and IMAGERY
 #: domains; the Sentinel-2 SAFE driver, ENVI/ERDAS exports, GeoTIFF's own date-time last since
@@ -137,6 +137,12 @@ _TILE_ID = re.compile(r"(?<![A-Za-z0-9])T\d{2}[A-Z]{3}(?![A-Za-z0-9])")
 _SEPARATORS = re.compile(r"([\s_.-])[\s_.-]+")
 
 
+def tidy_name(text: str) -> str:
+    """What is left of a name once parts were cut out: runs of separators made one, none at the
+    ends (``__T33TWM__NDVI_`` -> ``T33TWM_NDVI``)."""
+    return _SEPARATORS.sub(r"\1", text).strip(" _.-")
+
+
 def split_description(text: str) -> tuple[datetime, str] | None:
     """``"2017-03-14T10:00:21 B04"`` (EO LULC's descriptions) -> ``(datetime, "B04")``; ``None``
     if it has no leading ISO date."""
@@ -161,23 +167,26 @@ def date_and_band(text: str) -> tuple[datetime, str] | None:
     date = date_from_name(text or "")
     if date is None:
         return None
-    band = band_token(text)
-    if band is None:
-        rest = _TILE_ID.sub(" ", text)
-        for pattern in _NAME_DATE_PATTERNS:
-            rest = pattern.sub(" ", rest)
-        band = _SEPARATORS.sub(r"\1", rest).strip(" _.-")
-    return (date, band) if band else None
+    rest = _TILE_ID.sub(" ", text)
+    for pattern in _NAME_DATE_PATTERNS:
+        rest = pattern.sub(" ", rest)
+    band = tidy_name(rest)
+    key = normalise_band_name(band)
+    return (date, key if key in L1C_BANDS else band) if band else None
 
 
 def structure_from_descriptions(
     descriptions: Sequence[str | None], count: int
 ) -> tuple[tuple[datetime | None, ...], tuple[str, ...], bool]:
     """Dates, bands and whether the layers run band by band, of a stack written by another tool
-    whose every description holds a date and a band (:func:`date_and_band`) for whole dates;
+    whose every description holds a date and a band (:func:`date_and_band`; two dates or more
+    unless written ``<ISO date> <band>``) for whole dates;
     otherwise a single undated date whose bands are the descriptions (or ``band_1``...)."""
-    parsed = [date_and_band(d or "") for d in descriptions]
-    if count and all(parsed):
+    strict = [split_description(d or "") for d in descriptions]
+    parsed = strict if all(strict) else [date_and_band(d or "") for d in descriptions]
+    # names with a date somewhere make a time stack only with two dates or more: a DEM described
+    # "SRTM 2000-02-11" or a map "LULC 2018-06-01" stays one undated band, as before
+    if count and all(parsed) and (parsed is strict or len({p[0] for p in parsed}) > 1):  # type: ignore[index]
         dates = tuple(dict.fromkeys(p[0] for p in parsed))  # type: ignore[index]
         bands = tuple(dict.fromkeys(p[1] for p in parsed))  # type: ignore[index]
         if len(dates) * len(bands) == count:

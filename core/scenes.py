@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .atomic import atomic_outputs
+from .bandfiles import VSIMEM_FOLDER, group_band_files, holds_band_files, write_date_vrt
 from .blocks import iter_blocks
 from .filedates import DATE_TAGS, NAME_PATTERNS_HELP, date_from_name, date_from_tags
 from .gdalerrors import open_raster, reading
@@ -133,7 +134,7 @@ def find_rasters(
 def read_scene(path: str | Path) -> Scene | str:
     """The :class:`Scene` of a raster, or the file's name when no date can be found for it."""
     path = str(path)
-    if not Path(path).exists():
+    if not path.startswith(VSIMEM_FOLDER) and not Path(path).exists():
         raise ValueError(f"'{path}' does not exist")
     try:
         reader = open_stack(path)
@@ -209,6 +210,8 @@ def scan_scenes(paths: Sequence[str | Path], progress: Progress | None = None) -
             f"Put the date in the file name ({NAME_PATTERNS_HELP}) or in the raster metadata "
             f"(one of {', '.join(DATE_TAGS)})"
         )
+    if holds_band_files(scenes):
+        scenes = _date_rasters_of_band_files(scenes, progress)
     scenes.sort(key=lambda s: (s.date, s.name, s.path))
     first = scenes[0]
     for scene in scenes[1:]:
@@ -217,7 +220,6 @@ def scan_scenes(paths: Sequence[str | Path], progress: Progress | None = None) -
                 f"'{scene.name}' has bands {', '.join(scene.bands)} but '{first.name}' has "
                 f"{', '.join(first.bands)}; all files must hold the same bands in the same order"
             )
-    _refuse_band_per_file(scenes)
     _refuse_mixed_value_kinds(scenes)
     assumed = [s.name for s in scenes if s.nodata_assumed]
     if assumed:
@@ -267,28 +269,19 @@ def _cirrus_sample(scene: Scene, band: int) -> np.ndarray:
     return values
 
 
-def _refuse_band_per_file(scenes: Sequence[Scene]) -> None:
-    """One file per band and date (``T33TVM_20170412T100031_B04_10m.tif``...) would become one
-    stack date per file: refused with how to group them."""
-    if any(len(s.bands) != 1 for s in scenes):
-        return
-    tokens: dict[datetime, set[str]] = {}
-    for scene in scenes:
-        token = band_token(scene.name)
-        if token:
-            tokens.setdefault(scene.date, set()).add(token)
-    shared = {d: t for d, t in tokens.items() if len(t) > 1}
-    if shared:
-        date, bands = next(iter(sorted(shared.items())))
-        raise ValueError(
-            f"the files hold one band each and {len(shared)} date(s) have several (e.g. "
-            f"{format_datetime(date)}: {', '.join(sorted(bands))}): one file per band? A stack date needs all "
-            "its bands in one file: build one multi-band raster per date first (QGIS: Raster > Miscellaneous > "
-            "Build Virtual Raster with 'Place each input file into a separate band'; GDAL: gdalbuildvrt "
-            "-separate; its bands are named after the files), or import the .SAFE products with 'Import "
-            "Sentinel-2 products (SAFE)'. A virtual raster of all the files, in name order, is a time stack "
-            "already"
-        )
+def _date_rasters_of_band_files(scenes: list[Scene], progress: Progress) -> list[Scene]:
+    """One file per band and date: each acquisition's files as one raster (a VRT in memory)."""
+    groups = group_band_files(scenes, progress)
+    bands = ", ".join(band_token(f.name) or "" for f in groups[0][2])
+    progress.log(f"One file per band: {sum(len(files) for _, _, files in groups)} files make {len(groups)} "
+                 f"acquisition(s) of the bands {bands}; coarser bands are repeated onto the finest pixels "
+                 "(nearest neighbour).")
+    dated = []
+    for date, name, files in groups:
+        scene = read_scene(write_date_vrt(date, name, files))
+        assert isinstance(scene, Scene)  # its bands' descriptions are dated
+        dated.append(replace(scene, date=date, date_source=files[0].date_source))
+    return dated
 
 
 def _refuse_mixed_value_kinds(scenes: Sequence[Scene]) -> None:

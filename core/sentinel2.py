@@ -38,6 +38,8 @@ def find_bands(available: Sequence[str], wanted: Sequence[str], purpose: str = "
     ``B4, central wavelength 665 nm`` == ``B04``); a ``ValueError`` lists the missing ones (and
     says what they are ``purpose``-ly needed for)."""
     normalised = {normalise_band_name(name): i for i, name in enumerate(available)}
+    for name in wanted:
+        refuse_ambiguous_band(available, name)
     missing = [name for name in wanted if normalise_band_name(name) not in normalised]
     if missing:
         why = f" ({purpose})" if purpose else ""
@@ -55,12 +57,22 @@ COMMON_NAMES = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "
                 "B10": "cirrus", "B11": "swir16", "B12": "swir22", "SCL": "scl"}
 _BY_COMMON_NAME = {common.upper(): band for band, common in COMMON_NAMES.items()}
 
+def refuse_ambiguous_band(available: Sequence[str], name: str) -> None:
+    """A ``ValueError`` when two of ``available`` read as band ``name`` (``B4`` and ``B04_10m``)."""
+    key = normalise_band_name(name)
+    same = [a for a in available if normalise_band_name(a) == key]
+    if len(same) > 1:
+        raise ValueError(f"the bands {', '.join(repr(a) for a in same)} all read as {key}; rename all but one "
+                         "(band descriptions)")
+
+
 #: A band number at the start of a name, with the resolution SAFE file names add (``B02_10m``),
 #: alone or followed by a description after a space, comma, semicolon, colon or bracket (not
 #: after ``_``: ``B04_mean`` is a feature of its own).
 _BAND_NAME = re.compile(r"^B0*(\d{1,2})(A?)(?:_[126]0M)?(?=$|[\s,;:(\[])")
-#: The first word of a name (``nir`` of ``nir (B08)``), looked up among the common names.
-_FIRST_WORD = re.compile(r"^([A-Z0-9]+)(?=$|[\s,;:(\[])")
+#: A common name alone or followed by a clause after a comma, colon or bracket (``nir (B08)``;
+#: not ``Red Edge`` or ``NIR median``, names of their own).
+_FIRST_WORD = re.compile(r"^([A-Z0-9]+)(?=$|\s*[,;:(\[])")
 
 
 def normalise_band_name(name: str) -> str:
@@ -169,18 +181,44 @@ def stack_radiometry(reader, band_indices: Sequence[int], cirrus_index: int | No
     return detect_radiometry(sample, info.dates, cirrus)
 
 
-_BAND_TOKEN = re.compile(
-    r"(?<![A-Z0-9])(B(?:0?[1-9]|1[0-2]|8A)|" + "|".join(sorted(_BY_COMMON_NAME, key=len, reverse=True))
-    + r")(?![0-9A-Z])",
-    re.IGNORECASE,
-)
+_BAND_TOKEN = re.compile(r"(?<![A-Z0-9])B(?:0?[1-9]|1[0-2]|8A)(?![0-9A-Z])", re.IGNORECASE)
+#: The last word of a file name, before SAFE's resolution or a bracketed note (``..._red.tif``,
+#: ``..._nir_10m.tif``, the Copernicus Browser's ``..._SCL_(Raw).tiff``).
+_LAST_WORD = re.compile(r"(?<![A-Z0-9])([A-Z0-9]+)(?:_[126]0M)?(?:[_ ]?\([^)]*\))?$", re.IGNORECASE)
+#: Landsat product ids (``LC08_L2SP_044034_20170314_...``): their B5 is no Sentinel-2 B05.
+_LANDSAT = re.compile(r"^L[COTEM]0[4-9]_", re.IGNORECASE)
 
 
-def band_token(text: str) -> str | None:
-    """The Sentinel-2 band a file name or a description names (``..._B04_10m.jp2``,
-    ``20170314T100021_T33TWM_B4``, ``S2B_20230101_red.tif`` -> ``B04``; the last one wins), or None."""
-    found = _BAND_TOKEN.findall(text)
-    return normalise_band_name(found[-1]) if found else None
+def band_token(file_name: str) -> str | None:
+    """The Sentinel-2 band a file name names (``T33TWM_20230101T100319_B04_10m.jp2``,
+    ``..._Sentinel-2_L2A_B04_(Raw).tiff``, the last such token wins; a common name as the last word,
+    ``S2B_20230101_red.tif``) -> ``B04``; None for none and for Landsat's names."""
+    stem = _stem(file_name)
+    if _LANDSAT.match(stem):
+        return None
+    found = _BAND_TOKEN.findall(stem)
+    if found:
+        return normalise_band_name(found[-1])
+    word = _LAST_WORD.search(stem)
+    return _BY_COMMON_NAME.get(word.group(1).upper()) if word else None
+
+
+def without_band_token(file_name: str) -> str:
+    """The file name's stem without the band :func:`band_token` finds (``T33TWM_20230101_B04_10m.jp2``
+    -> ``T33TWM_20230101__10m``)."""
+    stem = _stem(file_name)
+    found = [] if _LANDSAT.match(stem) else list(_BAND_TOKEN.finditer(stem))
+    if found:
+        return stem[:found[-1].start()] + stem[found[-1].end():]
+    word = _LAST_WORD.search(stem)
+    if word and word.group(1).upper() in _BY_COMMON_NAME:
+        return stem[:word.start(1)] + stem[word.end(1):]
+    return stem
+
+
+def _stem(file_name: str) -> str:
+    name = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"\.(tiff?|jp2|j2k|vrt|img|png|nc|hdf)$", "", name, flags=re.IGNORECASE)
 
 
 def is_reflectance_band(name: str) -> bool:

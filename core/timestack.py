@@ -22,9 +22,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .filedates import parse_datetime, structure_from_descriptions, vrt_band_sources
+from .filedates import date_from_name, parse_datetime, structure_from_descriptions, vrt_band_sources
 from .gdalerrors import open_raster, reading
-from .sentinel2 import normalise_band_name
+from .sentinel2 import band_token, normalise_band_name, refuse_ambiguous_band
 
 FORMAT_VERSION = "1"
 TAG_VERSION = "EOLULC_STACK_VERSION"
@@ -148,6 +148,7 @@ class StackInfo:
 
     def band_index(self, name: str) -> int:
         """Index of band ``name``, matched by :func:`~.sentinel2.normalise_band_name`."""
+        refuse_ambiguous_band(self.bands, name)
         keys = [normalise_band_name(b) for b in self.bands]
         try:
             return keys.index(normalise_band_name(name))
@@ -204,8 +205,9 @@ def _info_from_dataset(ds) -> StackInfo:
     else:
         dates, bands, band_major = structure_from_descriptions(_descriptions(ds), ds.count)
     n = len(bands)
-    scales = tuple(float(s) for s in ds.scales[:n])
-    offsets = tuple(float(o) for o in ds.offsets[:n])
+    first_layers = [b * len(dates) if band_major else b for b in range(n)]  # each band's first date
+    scales = tuple(float(ds.scales[i]) for i in first_layers)
+    offsets = tuple(float(ds.offsets[i]) for i in first_layers)
     extra = {k: v for k, v in tags.items() if k not in (TAG_DATES, TAG_BANDS, TAG_VERSION)}
     return StackInfo(
         grid=grid,
@@ -222,10 +224,18 @@ def _info_from_dataset(ds) -> StackInfo:
 
 def _descriptions(ds) -> tuple[str | None, ...]:
     """The bands' descriptions; for a VRT without any (QGIS's *Build Virtual Raster* with each
-    file in its own band), the names of the files its bands come from."""
-    if ds.driver == "VRT" and not any(ds.descriptions):
-        return vrt_band_sources(ds.name, ds.count) or ds.descriptions
-    return ds.descriptions
+    file in its own band) whose files all name a Sentinel-2 band, ``<date> <band>`` from the
+    files' names (or the bands alone when a name has no date)."""
+    if ds.driver != "VRT" or any(ds.descriptions):
+        return ds.descriptions
+    files = vrt_band_sources(ds.name, ds.count) or ()
+    bands = [band_token(name) for name in files]
+    if not files or not all(bands):
+        return ds.descriptions
+    dates = [date_from_name(name) for name in files]
+    if not all(dates):
+        return tuple(bands)
+    return tuple(f"{format_datetime(d)} {b}" for d, b in zip(dates, bands))  # type: ignore[arg-type]
 
 
 class StackReader:

@@ -46,8 +46,10 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
         "resampled onto the first file's grid or onto the target grid you give. Sentinel-2 digital "
         "numbers that declare no nodata take 0 (the products' no-data number); without scale metadata, "
         "files from 2022-01-25 whose values carry baseline 04.00's +1000 offset are converted with it "
-        "when earlier files do not. Each file holds every band of one date (one file per band is refused "
-        "with how to merge them)."
+        "when earlier files do not. A file holds every band of one date, or one band each: files named "
+        "by their band (a SAFE's IMG_DATA 'T33TWM_20230101T100319_B04_10m.jp2', the Copernicus Browser's "
+        "'..._Sentinel-2_L2A_B04_(Raw).tiff', '..._red.tif') are put together per acquisition, coarser "
+        "bands repeated onto the finest pixels; SCL files are left out."
     )
 
     INPUT_FOLDER = "INPUT_FOLDER"
@@ -64,7 +66,8 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
         self.add(
             QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Folder of per-date rasters"),
                                        behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True),
-            "Folder holding one raster per acquisition date (sub-folders are not searched). "
+            "Folder holding one raster per acquisition date, or one per band and date named by the band "
+            "(sub-folders are not searched). "
             "Give this or the input layers, or both.",
         )
         self.add(

@@ -120,6 +120,7 @@ def test_custom_indices_and_case_insensitive_names(scene_stack, reference_scenes
         ("B04_mean", "B04_MEAN"), ("ndvi", "NDVI"), ("B100", "B100"), ("B02_10m", "B02"), ("B8A_20m", "B8A"),
         ("B04_10m_mean", "B04_10M_MEAN"), ("blue", "B02"), ("Red", "B04"), ("nir", "B08"), ("nir08", "B8A"),
         ("nir09", "B09"), ("swir16", "B11"), ("swir22", "B12"), ("nir (B08)", "B08"), ("rededge", "REDEDGE"),
+        ("Red Edge", "RED EDGE"), ("NIR median", "NIR MEDIAN"), ("red, 8-bit", "B04"),
     ],
 )
 def test_band_name_variants(name, key):
@@ -133,6 +134,8 @@ def test_band_names_match_in_every_spelling_and_b8a_is_not_b08():
         find_bands(["B08"], ["B8A"])
     with pytest.raises(ValueError, match="lacks the band.s. B08"):
         find_bands(["B8A"], ["B08"])
+    with pytest.raises(ValueError, match="'Red', 'B04_10m' all read as B04"):
+        find_bands(["Red", "Red Edge", "B04_10m"], ["B04"])
     with pytest.raises(ValueError, match="given twice"):
         FeatureSpec(bands=("B4", "B04"), indices=())
 

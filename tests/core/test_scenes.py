@@ -371,15 +371,62 @@ def test_digital_numbers_across_baseline_0400_become_one_reflectance_scale(tmp_p
     assert any("2 file(s) from 2022-01-25" in line and "offset" in line for line in logs)
 
 
-def test_one_file_per_band_is_refused_with_how_to_group(tmp_path, reference_scenes, eopatch_dir):
-    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
-    for day in ("20170314T100021", "20170324T100031"):
-        for band in ("B02", "B03", "B04", "B8A"):
-            dn = np.round(reference_scenes[0][..., L1C_BANDS.index(band):L1C_BANDS.index(band) + 1] * 10000)
-            write_raster(tmp_path / f"T33TVM_{day}_{band}_10m.tif", dn.astype("uint16"), transform)
-    with pytest.raises(ValueError, match=r"one band each .*2 date\(s\).*B02, B03, B04, B8A.*one file per band"):
-        scan_scenes(find_rasters(tmp_path))
+def _band_files(folder: Path, scenes: np.ndarray, transform, names: dict[str, str], bands=("B02", "B03", "B04",
+                                                                                          "B8A")) -> None:
+    """One uint16 file per band and date: ``names`` maps a date's key to its name pattern."""
+    for i, pattern in enumerate(names.values()):
+        for band in bands:
+            data = scenes[i][..., L1C_BANDS.index(band):L1C_BANDS.index(band) + 1]
+            if band == "B8A":  # a 20 m band: half the pixels, as in a SAFE
+                data = data[::2, ::2]
+            dn = np.round(data * 10000).astype("uint16")
+            step = 2 if band == "B8A" else 1
+            write_raster(folder / pattern.format(band=band), dn, transform * transform.scale(step, step))
 
+
+@pytest.mark.parametrize("names", [
+    {"a": "T33TVM_20170314T100021_{band}_10m.tif", "b": "T33TVM_20170324T100031_{band}_10m.tif"},  # IMG_DATA
+    {"a": "2017-03-14-00_00_2017-03-14-23_59_Sentinel-2_L1C_{band}_(Raw).tiff",  # Copernicus Browser
+     "b": "2017-03-24-00_00_2017-03-24-23_59_Sentinel-2_L1C_{band}_(Raw).tiff"},
+])
+def test_one_file_per_band_makes_one_date_per_acquisition(tmp_path, reference_scenes, eopatch_dir, names):
+    """Files of one band each are put together per acquisition (a VRT in GDAL's memory, nothing
+    written beside them); the 20 m band is repeated onto the 10 m pixels."""
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    scenes = reference_scenes[:, :100]  # 20 m pixels cover 10 m pairs exactly, as in a tile
+    _band_files(tmp_path, scenes, transform, names)
+    write_raster(tmp_path / names["a"].format(band="SCL").replace("_10m", "_20m"),
+                 np.ones((50, 50, 1), np.uint8), transform * transform.scale(2, 2))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    logs: list[str] = []
+    out = tmp_path / "out" / "stack.tif"
+    build_time_stack(scan_scenes(find_rasters(tmp_path), Progress(on_log=logs.append)), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["out"])
+    assert any("8 files make 2 acquisition(s) of the bands B02, B03, B04, B8A" in line for line in logs)
+    assert any("Left out of the stack: the SCL files" in line for line in logs)
+    with open_stack(str(out)) as stack:
+        assert stack.info.bands == ("B02", "B03", "B04", "B8A")
+        assert [d.date() for d in stack.info.dates] == [datetime(2017, 3, 14).date(), datetime(2017, 3, 24).date()]
+        assert (stack.info.grid.width, stack.info.grid.height) == (100, 100)
+        assert stack.info.grid.resolution == pytest.approx((abs(transform.a), abs(transform.e)))
+        values = stack.read()
+    dn = np.round(scenes[:2] * 10000)
+    np.testing.assert_array_equal(values[..., :3], dn[..., [1, 2, 3]])
+    np.testing.assert_array_equal(values[:, ::2, ::2, 3], dn[:, ::2, ::2, L1C_BANDS.index("B8A")])
+    np.testing.assert_array_equal(values[:, 1::2, 1::2, 3], dn[:, ::2, ::2, L1C_BANDS.index("B8A")])
+
+
+def test_band_files_missing_a_band_are_refused(tmp_path, reference_scenes, eopatch_dir):
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    _band_files(tmp_path, reference_scenes, transform, {"a": "T33TVM_20170314T100021_{band}.tif",
+                                                        "b": "T33TVM_20170324T100031_{band}.tif"}, ("B02", "B04"))
+    (tmp_path / "T33TVM_20170324T100031_B04.tif").unlink()
+    with pytest.raises(ValueError, match=r"same bands \(B02, B04\).*T33TVM_20170324T100031 lacks B04"):
+        scan_scenes(find_rasters(tmp_path))
+    write_raster(tmp_path / "T33TVM_20170324T100031_B04.tif", np.ones((101, 100, 1), np.uint16), transform)
+    write_raster(tmp_path / "20170314_mask.tif", np.ones((101, 100, 1), np.uint16), transform)
+    with pytest.raises(ValueError, match=r"'20170314_mask.tif' name\(s\) no band"):
+        scan_scenes(find_rasters(tmp_path))
 
 
 def test_virtual_rasters_of_band_files_follow_the_advice(tmp_path, reference_scenes, eopatch_dir):

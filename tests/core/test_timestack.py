@@ -124,10 +124,43 @@ def test_band_by_band_stack_reads_each_date_band(tmp_path: Path):
         np.testing.assert_array_equal(values[1, ..., 0], data[1])  # blue, 2017-04-03
         np.testing.assert_array_equal(values[1, ..., 1], data[4])  # red, 2017-04-03
         np.testing.assert_array_equal(stack.read(dates=[2], bands=[1])[0, ..., 0], data[5])
-    _write(tmp_path / "ours.tif", values, info.evolve(grid=info.grid))
+    with StackWriter(str(tmp_path / "ours.tif"), info) as writer:
+        for t in (2, 0, 1):  # date by date, as the steps write
+            writer.write(values[[t]], dates=[t])
+    with rasterio.open(tmp_path / "ours.tif") as ds:
+        assert ds.descriptions[:3] == ("2017-03-14T00:00:00 B02", "2017-03-14T00:00:00 B04",
+                                       "2017-04-03T00:00:00 B02")
+        np.testing.assert_array_equal(ds.read(3), data[1])  # 2017-04-03 blue
     with open_stack(str(tmp_path / "ours.tif")) as ours:
         assert not ours.info.band_major and ours.info.dates == info.dates
         np.testing.assert_array_equal(ours.read(), values)
+
+
+def test_band_by_band_scales_follow_their_band(tmp_path: Path):
+    data = np.ones((4, 3, 4), np.uint16)
+    path = tmp_path / "scaled.tif"
+    _described(path, ["B04_20170314", "B04_20170403", "B08_20170314", "B08_20170403"], data)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales = (1e-4, 1e-4, 2e-4, 2e-4)
+        ds.offsets = (0.0, 0.0, -0.1, -0.1)
+    with open_stack(str(path)) as stack:
+        assert stack.info.band_major
+        assert stack.info.scales == pytest.approx((1e-4, 2e-4)) and stack.info.offsets == (0.0, -0.1)
+
+
+@pytest.mark.parametrize("descriptions, dates, bands", [
+    (["SRTM 2000-02-11"], (None,), ("SRTM 2000-02-11",)),  # one date somewhere: a band of its own
+    (["LULC_20180601"], (None,), ("LULC_20180601",)),
+    (["NDVI (nir-red) 20170314", "NDWI (green-nir) 20170314", "NDVI (nir-red) 20170403",
+      "NDWI (green-nir) 20170403"], (datetime(2017, 3, 14), datetime(2017, 4, 3)),
+     ("NDVI (nir-red)", "NDWI (green-nir)")),  # the words in an index's name are no bands
+    (["LC08_044034_20170314_SR_B5", "LC08_044034_20170330_SR_B5"], (datetime(2017, 3, 14), datetime(2017, 3, 30)),
+     ("LC08_044034_SR_B5",)),  # Landsat's B5 is no Sentinel-2 B05
+])
+def test_dated_names_that_are_not_sentinel2_bands(tmp_path: Path, descriptions, dates, bands):
+    _described(tmp_path / "x.tif", descriptions, np.zeros((len(descriptions), 2, 2), np.uint8))
+    with open_stack(str(tmp_path / "x.tif")) as stack:
+        assert stack.info.dates == dates and stack.info.bands == bands
 
 
 def test_virtual_raster_of_band_files_is_a_time_stack(tmp_path: Path):

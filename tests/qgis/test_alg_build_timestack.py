@@ -215,3 +215,40 @@ def test_processing_run_target_crs_and_extent_crop_the_stack(run_alg, scene_fold
         assert (stack.info.grid.width, stack.info.grid.height) == (50, 40)
         data = stack.read()
     np.testing.assert_array_equal(data, values[:, :40, :50])  # same CRS and pixel size: a plain crop
+
+
+@pytest.mark.cli
+def test_qgis_process_puts_band_files_together(qgis_process, scenes_info, reference_scenes, tmp_path):
+    """An unzipped SAFE's IMG_DATA: one JPEG 2000 file per band and date, all 13 bands (10, 20 and
+    60 m as in the product): one stack date per acquisition, the bands in ESA's order, the 10 m
+    bands' values as given."""
+    from osgeo import gdal
+
+    transform, dates = scenes_info
+    folder = tmp_path / "IMG_DATA"
+    folder.mkdir()
+    size = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B01": 60, "B09": 60, "B10": 60}
+    scenes = reference_scenes[:2, :96, :96]  # whole 60 m pixels
+    for i in range(2):
+        stamp = dates[i].strftime("%Y%m%dT%H%M%S")
+        for b, band in enumerate(L1C_BANDS):
+            step = size.get(band, 20) // 10
+            dn = np.round(scenes[i, ::step, ::step, b:b + 1] * 10000).astype(np.uint16)
+            tif = write_raster(tmp_path / "x.tif", dn, transform * transform.scale(step, step))
+            gdal.Translate(str(folder / f"T33TVM_{stamp}_{band}.jp2"), str(tif), format="JP2OpenJPEG",
+                           creationOptions=["QUALITY=100", "REVERSIBLE=YES"])
+    out = tmp_path / "stack.tif"
+    rc, result, text = qgis_process.run(ALG, {"INPUT_FOLDER": str(folder), "OUTPUT": str(out)})
+    assert rc == 0, text
+    assert "26 files make 2 acquisition(s)" in text
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"T33TVM_{d.strftime('%Y%m%dT%H%M%S')}_{b}.jp2"
+                                                              for d in dates[:2] for b in L1C_BANDS)
+    with open_stack(str(out)) as stack:
+        assert stack.info.bands == L1C_BANDS
+        assert list(stack.info.dates) == sorted(dates[:2])
+        assert (stack.info.grid.width, stack.info.grid.height) == (96, 96)
+        values = stack.read()
+    order = np.argsort(dates[:2])
+    dn = np.round(scenes[order] * 10000)
+    for band in ("B02", "B03", "B04", "B08"):
+        np.testing.assert_array_equal(values[..., L1C_BANDS.index(band)], dn[..., L1C_BANDS.index(band)])
