@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .filedates import tidy_name
 from .gdalerrors import quiet_gdal
-from .sentinel2 import L1C_BANDS, band_token, is_reflectance_band, without_band_token
+from .sentinel2 import L1C_BANDS, band_token, without_band_token
 from .timestack import format_datetime
 
 if TYPE_CHECKING:
@@ -28,45 +28,68 @@ if TYPE_CHECKING:
 
 #: Where the per-date VRTs are kept (GDAL's in-memory files).
 VSIMEM_FOLDER = "/vsimem/eolulc_band_files"
+_PRODUCT_EXTRAS = re.compile(
+    r"(?<![A-Za-z0-9])(TCI|AOT|WVP|SCL|CLD|SNW|PVI|CLDPRB|SNWPRB|MSK_\w+|True_color|dataMask)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
 _RESOLUTION_SUFFIX = re.compile(r"_[126]0m(?=$|[^0-9A-Za-z])", re.IGNORECASE)
 
 
+def is_product_extra(file_name: str) -> bool:
+    """Files a product keeps beside its bands (true colour, aerosols, water vapour, scene
+    classification, cloud and snow probabilities, previews, the Copernicus Browser's data mask)."""
+    return _PRODUCT_EXTRAS.search(Path(file_name).name) is not None
+
+
 def holds_band_files(scenes: Sequence[Scene]) -> bool:
-    """Whether the files hold one band each and some date has several of them named by band."""
-    if not scenes or any(len(s.bands) != 1 for s in scenes):
+    """Whether the files (a product's extras aside) hold one band each and some date has several
+    of them named by band."""
+    bands = [s for s in scenes if not is_product_extra(s.name)]
+    if not bands or any(len(s.bands) != 1 for s in bands):
         return False
     per_date: dict[datetime, set[str]] = {}
-    for scene in scenes:
+    for scene in bands:
         token = band_token(scene.name)
         if token:
             per_date.setdefault(scene.date, set()).add(token)
-    return any(len(bands) > 1 for bands in per_date.values())
+    return any(len(tokens) > 1 for tokens in per_date.values())
 
 
 def group_band_files(scenes: Sequence[Scene], progress: Progress) -> list[tuple[datetime, str, list[Scene]]]:
     """``(date, name, files in band order)`` per acquisition: the files whose names are equal
-    without the band (and SAFE's ``_10m``). Reflectance bands only; other band files (``SCL``)
-    are left out and said so. A ``ValueError`` names files without a band in the name, a band
-    given twice and acquisitions that lack bands others have."""
-    unnamed = [f"'{s.name}'" for s in scenes if band_token(s.name) is None]
+    without the band and SAFE's ``_10m``. A product's extras (TCI, AOT, WVP, SCL...) are left out
+    and said so; of a band at several resolutions (an L2A's R10m, R20m and R60m in one folder)
+    the finest is kept. A ``ValueError`` names files without a band in the name, a band twice at
+    one resolution and acquisitions that lack bands others have."""
+    extras = sorted({s.name for s in scenes if is_product_extra(s.name)})
+    if extras:
+        progress.log(f"Left out of the stack, not reflectance bands: {_some(extras)}.")
+    bands = [s for s in scenes if not is_product_extra(s.name)]
+    unnamed = [f"'{s.name}'" for s in bands if band_token(s.name) is None]
     if unnamed:
         raise ValueError(
             f"the files hold one band each, but {_some(unnamed)} name(s) no band (like B04 or B04_10m); "
             "remove them or narrow the file filter"
         )
-    others = sorted({band_token(s.name) for s in scenes} - set(L1C_BANDS))
-    if others:
-        progress.log(f"Left out of the stack: the {', '.join(others)} files (not reflectance bands).")
     groups: dict[tuple[datetime, str], dict[str, Scene]] = {}
-    for scene in scenes:
+    coarser: list[str] = []
+    same: list[str] = []
+    for scene in sorted(bands, key=lambda s: s.grid.resolution[0]):  # finest first
         band = band_token(scene.name)
-        if not is_reflectance_band(band):  # type: ignore[arg-type]
-            continue
         files = groups.setdefault((scene.date, _name_without_band(scene.name)), {})
-        if band in files:
-            raise ValueError(f"'{files[band].name}' and '{scene.name}' are both {band} of one acquisition; "
-                             "keep one of them")
-        files[band] = scene  # type: ignore[index]
+        kept = files.get(band)  # type: ignore[arg-type]
+        if kept is None:
+            files[band] = scene  # type: ignore[index]
+        elif kept.grid.resolution[0] < scene.grid.resolution[0]:
+            coarser.append(scene.name)
+        else:
+            same.append(f"'{kept.name}' and '{scene.name}'")
+    if same:
+        raise ValueError(f"{_some(same, '; ')} are the same band of one acquisition at one resolution; "
+                         "keep one of each (or narrow the file filter)")
+    if coarser:
+        progress.log(f"Bands given at several resolutions: the finest kept, {len(coarser)} coarser file(s) "
+                     f"left out ({_some(coarser)}).")
     all_bands = [b for b in L1C_BANDS if any(b in files for files in groups.values())]
     incomplete = [f"{name} lacks {', '.join(b for b in all_bands if b not in files)}"
                   for (_, name), files in groups.items() if len(files) != len(all_bands)]
@@ -87,9 +110,11 @@ def write_date_vrt(date: datetime, name: str, files: Sequence[Scene]) -> str:
     path = f"{VSIMEM_FOLDER}/{key}/{name}.vrt"
     with quiet_gdal():
         dataset = gdal.BuildVRT(path, [f.path for f in files], separate=True, resolution="highest")
-        if dataset is None:
+        if dataset is None or dataset.RasterCount != len(files):
+            crs = sorted({f"{f.name}: {_crs_name(f.grid.crs_wkt)}" for f in files})
             raise ValueError(f"the band files of {name} cannot be put together in one raster "
-                             f"({gdal.GetLastErrorMsg() or 'GDAL gave no reason'}); they need one CRS")
+                             f"({gdal.GetLastErrorMsg() or 'GDAL gave no reason'}); they need one CRS "
+                             f"({_some(crs, '; ')})")
         for index, scene in enumerate(files, start=1):
             dataset.GetRasterBand(index).SetDescription(f"{format_datetime(date)} {band_token(scene.name)}")
         dataset = None  # written on close
@@ -101,6 +126,15 @@ def _name_without_band(file_name: str) -> str:
     acquisition share."""
     stem = _RESOLUTION_SUFFIX.sub("", without_band_token(file_name))
     return tidy_name(stem) or "bands"
+
+
+def _crs_name(wkt: str | None) -> str:
+    if not wkt:
+        return "no CRS"
+    from rasterio.crs import CRS
+
+    crs = CRS.from_wkt(wkt)
+    return crs.to_string() if crs.to_epsg() else crs.wkt[:40]
 
 
 def _some(items: Sequence[str], separator: str = ", ") -> str:

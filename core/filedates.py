@@ -179,14 +179,15 @@ def structure_from_descriptions(
     descriptions: Sequence[str | None], count: int
 ) -> tuple[tuple[datetime | None, ...], tuple[str, ...], bool]:
     """Dates, bands and whether the layers run band by band, of a stack written by another tool
-    whose every description holds a date and a band (:func:`date_and_band`; two dates or more
-    unless written ``<ISO date> <band>``) for whole dates;
+    whose every description holds a date and a band (:func:`date_and_band`; two dates or more,
+    or Sentinel-2 bands, unless written ``<ISO date> <band>``) for whole dates;
     otherwise a single undated date whose bands are the descriptions (or ``band_1``...)."""
     strict = [split_description(d or "") for d in descriptions]
     parsed = strict if all(strict) else [date_and_band(d or "") for d in descriptions]
-    # names with a date somewhere make a time stack only with two dates or more: a DEM described
-    # "SRTM 2000-02-11" or a map "LULC 2018-06-01" stays one undated band, as before
-    if count and all(parsed) and (parsed is strict or len({p[0] for p in parsed}) > 1):  # type: ignore[index]
+    # names with a date somewhere make a time stack only with two dates or Sentinel-2 bands: a DEM
+    # described "SRTM 2000-02-11" or a map "LULC 2018-06-01" stays one undated band, as before
+    if count and all(parsed) and (parsed is strict or len({p[0] for p in parsed}) > 1  # type: ignore[index]
+                                  or all(p[1] in L1C_BANDS for p in parsed)):  # type: ignore[index]
         dates = tuple(dict.fromkeys(p[0] for p in parsed))  # type: ignore[index]
         bands = tuple(dict.fromkeys(p[1] for p in parsed))  # type: ignore[index]
         if len(dates) * len(bands) == count:

@@ -185,35 +185,39 @@ _BAND_TOKEN = re.compile(r"(?<![A-Z0-9])B(?:0?[1-9]|1[0-2]|8A)(?![0-9A-Z])", re.
 #: The last word of a file name, before SAFE's resolution or a bracketed note (``..._red.tif``,
 #: ``..._nir_10m.tif``, the Copernicus Browser's ``..._SCL_(Raw).tiff``).
 _LAST_WORD = re.compile(r"(?<![A-Z0-9])([A-Z0-9]+)(?:_[126]0M)?(?:[_ ]?\([^)]*\))?$", re.IGNORECASE)
+_FIRST_WORD_OF_STEM = re.compile(r"^([A-Z0-9]+)(?![A-Z0-9])", re.IGNORECASE)
 #: Landsat product ids (``LC08_L2SP_044034_20170314_...``): their B5 is no Sentinel-2 B05.
 _LANDSAT = re.compile(r"^L[COTEM]0[4-9]_", re.IGNORECASE)
 
 
 def band_token(file_name: str) -> str | None:
     """The Sentinel-2 band a file name names (``T33TWM_20230101T100319_B04_10m.jp2``,
-    ``..._Sentinel-2_L2A_B04_(Raw).tiff``, the last such token wins; a common name as the last word,
-    ``S2B_20230101_red.tif``) -> ``B04``; None for none and for Landsat's names."""
-    stem = _stem(file_name)
-    if _LANDSAT.match(stem):
-        return None
-    found = _BAND_TOKEN.findall(stem)
-    if found:
-        return normalise_band_name(found[-1])
-    word = _LAST_WORD.search(stem)
-    return _BY_COMMON_NAME.get(word.group(1).upper()) if word else None
+    ``..._Sentinel-2_L2A_B04_(Raw).tiff``, the last such token wins; a common name as the last or
+    the first word, ``S2B_20230101_red.tif``, ``nir_20230101.tif``) -> ``B04``; None for none and
+    for Landsat's names."""
+    span = _band_span(_stem(file_name))
+    return span[2] if span else None
 
 
 def without_band_token(file_name: str) -> str:
     """The file name's stem without the band :func:`band_token` finds (``T33TWM_20230101_B04_10m.jp2``
     -> ``T33TWM_20230101__10m``)."""
     stem = _stem(file_name)
-    found = [] if _LANDSAT.match(stem) else list(_BAND_TOKEN.finditer(stem))
+    span = _band_span(stem)
+    return stem if span is None else stem[:span[0]] + stem[span[1]:]
+
+
+def _band_span(stem: str) -> tuple[int, int, str] | None:
+    """Where in a file name's stem its band is named, and which band."""
+    if _LANDSAT.match(stem):
+        return None
+    found = list(_BAND_TOKEN.finditer(stem))
     if found:
-        return stem[:found[-1].start()] + stem[found[-1].end():]
-    word = _LAST_WORD.search(stem)
-    if word and word.group(1).upper() in _BY_COMMON_NAME:
-        return stem[:word.start(1)] + stem[word.end(1):]
-    return stem
+        return found[-1].start(), found[-1].end(), normalise_band_name(found[-1].group(0))
+    for word in (_LAST_WORD.search(stem), _FIRST_WORD_OF_STEM.match(stem)):
+        if word and word.group(1).upper() in _BY_COMMON_NAME:
+            return word.start(1), word.end(1), _BY_COMMON_NAME[word.group(1).upper()]
+    return None
 
 
 def _stem(file_name: str) -> str:

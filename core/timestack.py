@@ -225,13 +225,16 @@ def _info_from_dataset(ds) -> StackInfo:
 def _descriptions(ds) -> tuple[str | None, ...]:
     """The bands' descriptions; for a VRT without any (QGIS's *Build Virtual Raster* with each
     file in its own band) whose files all name a Sentinel-2 band, ``<date> <band>`` from the
-    files' names (or the bands alone when a name has no date)."""
+    files' names (or the bands alone when a name has no date); whose files' names make a time
+    stack (``NDVI_20230101``...), those names."""
     if ds.driver != "VRT" or any(ds.descriptions):
         return ds.descriptions
     files = vrt_band_sources(ds.name, ds.count) or ()
     bands = [band_token(name) for name in files]
-    if not files or not all(bands):
+    if not files:
         return ds.descriptions
+    if not all(bands):  # files named by date alone (NDVI_20230101.tif...): a time stack if they parse as one
+        return files if structure_from_descriptions(files, ds.count)[0][0] is not None else ds.descriptions
     dates = [date_from_name(name) for name in files]
     if not all(dates):
         return tuple(bands)

@@ -49,7 +49,8 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
         "when earlier files do not. A file holds every band of one date, or one band each: files named "
         "by their band (a SAFE's IMG_DATA 'T33TWM_20230101T100319_B04_10m.jp2', the Copernicus Browser's "
         "'..._Sentinel-2_L2A_B04_(Raw).tiff', '..._red.tif') are put together per acquisition, coarser "
-        "bands repeated onto the finest pixels; SCL files are left out."
+        "bands repeated onto the finest pixels; a product's other files (TCI, AOT, WVP, SCL) are left out, "
+        "and of a band given at several resolutions (an L2A's R10m, R20m, R60m) the finest is kept."
     )
 
     INPUT_FOLDER = "INPUT_FOLDER"
@@ -139,7 +140,7 @@ class BuildTimeStackAlgorithm(EoLulcAlgorithm):
         del layers
         with self.about(self.LAYERS if not folder else self.INPUT_FOLDER):
             scenes = scan_scenes(paths, progress.scaled(0.0, 0.05))
-        feedback.pushInfo(self.tr("{} files, {} bands each: {}").format(
+        feedback.pushInfo(self.tr("{} dates, {} bands each: {}").format(
             len(scenes), len(scenes[0].bands), ", ".join(scenes[0].bands)
         ))
 

@@ -403,7 +403,7 @@ def test_one_file_per_band_makes_one_date_per_acquisition(tmp_path, reference_sc
     build_time_stack(scan_scenes(find_rasters(tmp_path), Progress(on_log=logs.append)), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["out"])
     assert any("8 files make 2 acquisition(s) of the bands B02, B03, B04, B8A" in line for line in logs)
-    assert any("Left out of the stack: the SCL files" in line for line in logs)
+    assert any("Left out of the stack, not reflectance bands" in line and "_SCL_" in line for line in logs)
     with open_stack(str(out)) as stack:
         assert stack.info.bands == ("B02", "B03", "B04", "B8A")
         assert [d.date() for d in stack.info.dates] == [datetime(2017, 3, 14).date(), datetime(2017, 3, 24).date()]
@@ -427,6 +427,62 @@ def test_band_files_missing_a_band_are_refused(tmp_path, reference_scenes, eopat
     write_raster(tmp_path / "20170314_mask.tif", np.ones((101, 100, 1), np.uint16), transform)
     with pytest.raises(ValueError, match=r"'20170314_mask.tif' name\(s\) no band"):
         scan_scenes(find_rasters(tmp_path))
+
+
+
+def test_l2a_resolution_folders_in_one_folder(tmp_path, reference_scenes, eopatch_dir):
+    """An L2A's R10m and R20m flattened into one folder: B02 at 10 and 20 m (the 10 m kept), B05
+    and B8A at 20 m only; TCI (3 bands), AOT and SCL left out and said so."""
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    scenes = reference_scenes[:, :100]
+    for i, stamp in enumerate(("20230314T100021", "20230324T100031")):
+        for band, res in (("B02", 10), ("B02", 20), ("B05", 20), ("B8A", 20), ("SCL", 20), ("AOT", 10)):
+            step = res // 10
+            data = scenes[i][::step, ::step, L1C_BANDS.index(band) if band in L1C_BANDS else 0][..., None]
+            write_raster(tmp_path / f"T33TVM_{stamp}_{band}_{res}m.tif", np.round(data * 10000).astype("uint16"),
+                         transform * transform.scale(step, step))
+        write_raster(tmp_path / f"T33TVM_{stamp}_TCI_10m.tif", np.ones((100, 100, 3), np.uint8), transform)
+    logs: list[str] = []
+    out = tmp_path / "out" / "stack.tif"
+    build_time_stack(scan_scenes(find_rasters(tmp_path), Progress(on_log=logs.append)), out)
+    assert any("Left out of the stack, not reflectance bands: T33TVM_20230314T100021_AOT_10m.tif" in line
+               for line in logs)
+    assert any("the finest kept, 2 coarser file(s) left out (T33TVM_20230314T100021_B02_20m.tif" in line
+               for line in logs)
+    with open_stack(str(out)) as stack:
+        assert stack.info.bands == ("B02", "B05", "B8A") and stack.info.n_dates == 2
+        assert stack.info.grid.resolution == pytest.approx((abs(transform.a), abs(transform.e)))
+        values = stack.read()
+    np.testing.assert_array_equal(values[..., 0], np.round(scenes[:2, ..., 1] * 10000))
+
+
+def test_band_files_of_two_tiles_stay_apart_and_one_crs_is_needed(tmp_path, reference_scenes, eopatch_dir):
+    transform = eopatch_georef(eopatch_dir, *reference_scenes.shape[1:3])
+    dn = np.round(reference_scenes[0][..., 1:2] * 10000).astype("uint16")
+    for tile in ("T33TVM", "T33TWM"):
+        for band in ("B02", "B04"):
+            write_raster(tmp_path / f"{tile}_20230314T100021_{band}.tif", dn, transform)
+    scenes = scan_scenes(find_rasters(tmp_path))
+    assert [s.name for s in scenes] == ["T33TVM_20230314T100021.vrt", "T33TWM_20230314T100021.vrt"]
+    assert all(s.bands == ("B02", "B04") for s in scenes)
+    write_raster(tmp_path / "T33TWM_20230314T100021_B04.tif", dn, transform, crs="EPSG:32634")
+    with pytest.raises(ValueError, match=r"T33TWM_20230314T100021 cannot be put together .*one CRS .*EPSG:32634"):
+        scan_scenes(find_rasters(tmp_path))
+
+
+@pytest.mark.parametrize("name, band, rest", [
+    ("T33TWM_20230101T100319_B8A_20m.jp2", "B8A", "T33TWM_20230101T100319__20m"),
+    ("2023-06-15-00_00_2023-06-15-23_59_Sentinel-2_L2A_B04_(Raw).tiff", "B04",
+     "2023-06-15-00_00_2023-06-15-23_59_Sentinel-2_L2A__(Raw)"),
+    ("S2B_20230101_red.tif", "B04", "S2B_20230101_"),
+    ("nir_20230101.tif", "B08", "_20230101"),
+    ("20170314_NDVI_Red_River.tif", None, "20170314_NDVI_Red_River"),  # a river, not a band
+    ("LC08_L2SP_044034_20170314_20200905_02_T1_SR_B5.TIF", None, "LC08_L2SP_044034_20170314_20200905_02_T1_SR_B5"),
+])
+def test_band_named_in_a_file_name(name, band, rest):
+    from eolulc.core.sentinel2 import band_token, without_band_token
+
+    assert band_token(name) == band and without_band_token(name) == rest
 
 
 def test_virtual_rasters_of_band_files_follow_the_advice(tmp_path, reference_scenes, eopatch_dir):

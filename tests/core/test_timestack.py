@@ -154,6 +154,7 @@ def test_band_by_band_scales_follow_their_band(tmp_path: Path):
     (["NDVI (nir-red) 20170314", "NDWI (green-nir) 20170314", "NDVI (nir-red) 20170403",
       "NDWI (green-nir) 20170403"], (datetime(2017, 3, 14), datetime(2017, 4, 3)),
      ("NDVI (nir-red)", "NDWI (green-nir)")),  # the words in an index's name are no bands
+    (["20230101_B02", "20230101_B03"], (datetime(2023, 1, 1),), ("B02", "B03")),  # one date, Sentinel-2 bands
     (["LC08_044034_20170314_SR_B5", "LC08_044034_20170330_SR_B5"], (datetime(2017, 3, 14), datetime(2017, 3, 30)),
      ("LC08_044034_SR_B5",)),  # Landsat's B5 is no Sentinel-2 B05
 ])
@@ -161,6 +162,21 @@ def test_dated_names_that_are_not_sentinel2_bands(tmp_path: Path, descriptions, 
     _described(tmp_path / "x.tif", descriptions, np.zeros((len(descriptions), 2, 2), np.uint8))
     with open_stack(str(tmp_path / "x.tif")) as stack:
         assert stack.info.dates == dates and stack.info.bands == bands
+
+
+def test_virtual_raster_of_files_named_by_date_is_a_time_stack(tmp_path: Path):
+    from osgeo import gdal
+
+    files = []
+    for day in ("20230101", "20230111", "20230121"):
+        files.append(str(tmp_path / f"NDVI_{day}.tif"))
+        with rasterio.open(files[-1], "w", driver="GTiff", width=4, height=3, count=1, dtype="float32",
+                           crs=CRS.from_epsg(32633), transform=rasterio.Affine(10, 0, 0, 0, -10, 30)) as ds:
+            ds.write(np.full((1, 3, 4), int(day[-2:]), np.float32))
+    gdal.BuildVRT(str(tmp_path / "ndvi.vrt"), files, separate=True).FlushCache()
+    with open_stack(str(tmp_path / "ndvi.vrt")) as stack:
+        assert stack.info.bands == ("NDVI",) and stack.info.n_dates == 3
+        assert stack.read()[:, 0, 0, 0].tolist() == [1, 11, 21]
 
 
 def test_virtual_raster_of_band_files_is_a_time_stack(tmp_path: Path):

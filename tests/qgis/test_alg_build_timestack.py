@@ -237,12 +237,14 @@ def test_qgis_process_puts_band_files_together(qgis_process, scenes_info, refere
             tif = write_raster(tmp_path / "x.tif", dn, transform * transform.scale(step, step))
             gdal.Translate(str(folder / f"T33TVM_{stamp}_{band}.jp2"), str(tif), format="JP2OpenJPEG",
                            creationOptions=["QUALITY=100", "REVERSIBLE=YES"])
+        tci = write_raster(tmp_path / "tci.tif", np.ones((96, 96, 3), np.uint8), transform)
+        gdal.Translate(str(folder / f"T33TVM_{stamp}_TCI.jp2"), str(tci), format="JP2OpenJPEG")  # true colour
+    before = sorted(p.name for p in folder.iterdir())
     out = tmp_path / "stack.tif"
     rc, result, text = qgis_process.run(ALG, {"INPUT_FOLDER": str(folder), "OUTPUT": str(out)})
     assert rc == 0, text
-    assert "26 files make 2 acquisition(s)" in text
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"T33TVM_{d.strftime('%Y%m%dT%H%M%S')}_{b}.jp2"
-                                                              for d in dates[:2] for b in L1C_BANDS)
+    assert "26 files make 2 acquisition(s)" in text and "not reflectance bands" in text and "_TCI.jp2" in text
+    assert sorted(p.name for p in folder.iterdir()) == before
     with open_stack(str(out)) as stack:
         assert stack.info.bands == L1C_BANDS
         assert list(stack.info.dates) == sorted(dates[:2])
