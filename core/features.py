@@ -35,6 +35,7 @@ from .sentinel2 import (
     is_reflectance_band,
     normalise_band_name,
     radiometry_from_scale,
+    refuse_ambiguous_band,
     stack_radiometry,
 )
 from .timestack import StackInfo, StackWriter, bounded_gdal_cache, open_stack
@@ -138,6 +139,8 @@ def resolve_bands(available: Sequence[str], wanted: Sequence[str], what: str = "
     """
     if list(wanted) == ["*"]:
         return list(range(len(available)))
+    for name in wanted:  # an ambiguous name is no missing band: said as what it is
+        refuse_ambiguous_band(available, name)
     missing = []
     found = []
     for name in wanted:

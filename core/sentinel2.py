@@ -57,6 +57,7 @@ COMMON_NAMES = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "
                 "B10": "cirrus", "B11": "swir16", "B12": "swir22", "SCL": "scl"}
 _BY_COMMON_NAME = {common.upper(): band for band, common in COMMON_NAMES.items()}
 
+
 def refuse_ambiguous_band(available: Sequence[str], name: str) -> None:
     """A ``ValueError`` when two of ``available`` read as band ``name`` (``B4`` and ``B04_10m``)."""
     key = normalise_band_name(name)

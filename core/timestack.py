@@ -229,10 +229,10 @@ def _descriptions(ds) -> tuple[str | None, ...]:
     stack (``NDVI_20230101``...), those names."""
     if ds.driver != "VRT" or any(ds.descriptions):
         return ds.descriptions
-    files = vrt_band_sources(ds.name, ds.count) or ()
-    bands = [band_token(name) for name in files]
+    files = vrt_band_sources(ds.name, ds.count)
     if not files:
         return ds.descriptions
+    bands = [band_token(name) for name in files]
     if not all(bands):  # files named by date alone (NDVI_20230101.tif...): a time stack if they parse as one
         return files if structure_from_descriptions(files, ds.count)[0][0] is not None else ds.descriptions
     dates = [date_from_name(name) for name in files]

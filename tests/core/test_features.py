@@ -19,6 +19,7 @@ from eolulc.core.features import (
     normalized_difference,
     parse_custom_indices,
     preset_indices,
+    resolve_bands,
 )
 from eolulc.core.progress import Cancelled, Progress
 from eolulc.core.sentinel2 import L1C_BANDS, find_bands, normalise_band_name
@@ -136,6 +137,8 @@ def test_band_names_match_in_every_spelling_and_b8a_is_not_b08():
         find_bands(["B8A"], ["B08"])
     with pytest.raises(ValueError, match="'Red', 'B04_10m' all read as B04"):
         find_bands(["Red", "Red Edge", "B04_10m"], ["B04"])
+    with pytest.raises(ValueError, match="'Red', 'B04_10m' all read as B04"):
+        resolve_bands(["Red", "Red Edge", "B04_10m"], ["B4"])
     with pytest.raises(ValueError, match="given twice"):
         FeatureSpec(bands=("B4", "B04"), indices=())
 
